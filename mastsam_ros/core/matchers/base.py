@@ -1,0 +1,35 @@
+"""The matcher interface: carry points from the previous frame to the current one."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from ..registry import Registry
+
+
+class Matcher(ABC):
+    """Stateful: ``push`` each new frame; ``carry`` maps points from the frame pushed before it to the newest one.
+
+    Features of frame n are kept when frame n+1 is pushed, so each frame is encoded once (pair n -> n+1 reuses n).
+    """
+
+    name: str = "?"
+
+    @abstractmethod
+    def push(self, image: np.ndarray) -> None:
+        """Make ``image`` (H x W x 3 uint8 RGB) the current frame; the old current frame becomes the previous one."""
+
+    @abstractmethod
+    def carry(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Map ``points`` ((N, 2) float32 x y pixels in the previous frame) into the current frame.
+
+        Returns ``(points_cur, confidence)``: (N, 2) float32 and (N,) float32 in [0, 1]; 0 = no trustworthy match.
+        """
+
+    def reset(self) -> None:
+        """Forget all frames."""
+
+
+MATCHERS: Registry[Matcher] = Registry("matcher")

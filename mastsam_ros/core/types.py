@@ -1,0 +1,58 @@
+"""Plain data passed between the tracker, its backends and the front ends.
+
+Conventions everywhere in the core:
+- images are ``H x W x 3`` ``uint8`` **RGB**;
+- masks are ``H x W`` ``bool`` at full frame resolution;
+- points are ``float32`` arrays of shape ``(N, 2)`` in **pixel (x, y)** order, origin at the top-left pixel centre.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Proposal:
+    """One mask from a segmenter: automatic or answering a prompt."""
+
+    mask: np.ndarray  # H x W bool
+    score: float  # predicted quality in [0, 1] (SAM: predicted IoU)
+    stability: float = 1.0  # SAM stability score in [0, 1]; 1.0 where a backend has none
+
+
+@dataclass
+class PointPrompt:
+    """Points that prompt one mask: ``labels`` 1 = foreground, 0 = background."""
+
+    points: np.ndarray  # (N, 2) float32, x y pixels
+    labels: np.ndarray  # (N,) int32
+
+
+@dataclass
+class TrackInfo:
+    """What a front end may know of one track in one frame."""
+
+    id: int  # stable across frames, never reused, >= 1
+    score: float  # segmenter score of this frame's mask (0 when the warped previous mask was kept)
+    area: int  # pixels in the label map
+    bbox: tuple[int, int, int, int]  # x, y, width, height in pixels
+    age: int  # frames since the track was born
+    frames_since_seen: int  # 0 when the segmenter confirmed it this frame
+    points: np.ndarray  # (N, 2) float32 mask points carried to the next frame
+
+
+@dataclass
+class FrameResult:
+    """The tracker's answer for one frame. Everything a front end publishes comes from here."""
+
+    index: int  # frame counter since the last reset
+    labels: np.ndarray  # H x W uint32 label map, 0 = background, other values = track ids
+    tracks: list[TrackInfo]
+    keyframe: bool  # a full automatic segmentation was merged in this frame
+    reset: bool = False  # the tracker state was reset before this frame (first frame, size change, request)
+    new_ids: list[int] = field(default_factory=list)
+    retired_ids: list[int] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    correspondences: tuple[np.ndarray, np.ndarray] | None = None  # (prev_pts, cur_pts) of kept carried points
