@@ -45,7 +45,7 @@ class TrackerSection:
     )
     isolation_factor: float = _f(
         2.5,
-        "A carried point farther than this many robust spreads (MAD) from its track's median point is dropped.",
+        "A carried point farther from its track's median point than this many times the median such distance is dropped.",
         range=(0.5, 100.0),
     )
     negative_points: bool = _f(True, "Prompt each track with other nearby tracks' points as negatives.")
@@ -124,12 +124,12 @@ class MatcherSection:
 @dataclass
 class ClusteringSection:
     backend: str = _f(
-        "auto", "k-means backend: auto (cuml with CUDA, else sklearn), cuml or sklearn.",
-        choices=("auto", "cuml", "sklearn"), read_only=True,
+        "auto", "k-means backend: auto (cuml with CUDA, else scipy), cuml, scipy or sklearn.",
+        choices=("auto", "cuml", "scipy", "sklearn"), read_only=True,
     )
     seed: int = _f(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1))
     max_samples: int = _f(
-        4000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
+        2000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
     )
 
 

@@ -1,4 +1,4 @@
-"""k-means backends, looked up by ``clustering.backend`` (``auto``: cuML when it imports with CUDA, else sklearn)."""
+"""k-means backends, looked up by ``clustering.backend`` (``auto``: cuML when it imports with CUDA, else SciPy)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,13 @@ def _sklearn(cfg: ClusteringSection) -> KMeans:
     return SklearnKMeans(seed=cfg.seed)
 
 
+@CLUSTERING.register("scipy")
+def _scipy(cfg: ClusteringSection) -> KMeans:
+    from .scipy import ScipyKMeans
+
+    return ScipyKMeans(seed=cfg.seed)
+
+
 @CLUSTERING.register("cuml")
 def _cuml(cfg: ClusteringSection) -> KMeans:
     from .cuml import CumlKMeans
@@ -30,8 +37,8 @@ def _auto(cfg: ClusteringSection) -> KMeans:
     try:
         return _cuml(cfg)
     except BackendUnavailable as e:
-        log.info("clustering: using sklearn (%s)", e)
-        return _sklearn(cfg)
+        log.info("clustering: using scipy (%s)", e)
+        return _scipy(cfg)
 
 
 def build_clustering(cfg: ClusteringSection) -> KMeans:

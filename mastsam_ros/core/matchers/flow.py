@@ -1,0 +1,80 @@
+"""Dense optical flow (OpenCV DIS) as the correspondence backend: weight-free, CPU, a few ms per pair."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from ..config import MatcherSection
+from .base import Matcher
+
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """Resize so the longer side is at most ``max_side``; returns (image, scale) with scale = new / old."""
+    h, w = image.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1.0:
+        image = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+    return image, s
+
+
+def sample(field: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """Bilinear lookup of an H x W x C field at (N, 2) x y positions (clamped to the field)."""
+    h, w = field.shape[:2]
+    x = np.clip(pts[:, 0], 0, w - 1)
+    y = np.clip(pts[:, 1], 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(int), w - 2 if w > 1 else 0)
+    y0 = np.minimum(np.floor(y).astype(int), h - 2 if h > 1 else 0)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = field[y0, x0] * (1 - fx) + field[y0, x1] * fx
+    bot = field[y1, x0] * (1 - fx) + field[y1, x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+class FlowMatcher(Matcher):
+    """DIS optical flow at reduced resolution, forward and backward, only around the asked-for points' frame.
+
+    Confidence of a carried point falls linearly with its forward-backward error: 1 at 0 px, 0 at
+    ``max_error_px`` (in matcher pixels). Points that leave the frame get confidence 0.
+    """
+
+    name = "flow"
+
+    def __init__(self, cfg: MatcherSection):
+        self.max_side = cfg.max_side
+        self.max_error = cfg.max_error_px
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._prev: np.ndarray | None = None
+        self._cur: np.ndarray | None = None
+        self._scale = 1.0
+        self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
+
+    def push(self, image: np.ndarray) -> None:
+        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        small, self._scale = downscale(grey, self.max_side)
+        if self._cur is not None and self._cur.shape != small.shape:
+            self._cur = None  # size change: no valid pair until the next frame
+        self._prev, self._cur = self._cur, small
+        self._flows = None
+
+    def carry(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = points.shape[0]
+        if self._prev is None or n == 0:
+            return points.astype(np.float32).copy(), np.zeros(n, np.float32)
+        if self._flows is None:  # computed once per pair, however many carry() calls follow
+            self._flows = (self._dis.calc(self._prev, self._cur, None), self._dis.calc(self._cur, self._prev, None))
+        fwd, bwd = self._flows
+        s = self._scale
+        p = points.astype(np.float32) * s
+        q = p + sample(fwd, p)
+        back = q + sample(bwd, q)
+        err = np.linalg.norm(back - p, axis=1)
+        conf = np.clip(1.0 - err / self.max_error, 0.0, 1.0).astype(np.float32)
+        h, w = self._cur.shape[:2]
+        inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
+        conf[~inside] = 0.0
+        return (q / s).astype(np.float32), conf
+
+    def reset(self) -> None:
+        self._prev = self._cur = self._flows = None

@@ -1,0 +1,320 @@
+"""SAM (``segment_anything``: vit_h, vit_l, vit_b) and MobileSAM (``mobile_sam``: vit_t) behind one segmenter.
+
+Both packages share the same ``Sam`` model layout (image encoder, prompt encoder, mask decoder), so one class serves
+them. The architecture is built from the package's ``sam_model_registry`` without a checkpoint; the weights are then
+loaded here with ``torch.load(..., weights_only=True)`` and ``load_state_dict(strict=True)`` so that a wrong file or
+a wrong ``segmenter.model_type`` fails loudly instead of running a half-initialised model.
+
+Images are ``H x W x 3`` ``uint8`` RGB (as ``SamPredictor`` expects with ``image_format="RGB"``); masks come back as
+``H x W`` ``bool`` at the full frame resolution; points are pixel ``(x, y)`` with the origin at the top-left pixel
+centre (SAM's own convention: its prompt encoder adds 0.5 to reach the pixel centre).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SegmenterSection
+from ..errors import BackendUnavailable, CheckpointError, ConfigError, FrameError, MastSamError
+from ..types import PointPrompt, Proposal
+from .base import Segmenter
+
+log = logging.getLogger(__name__)
+
+#: Official checkpoint file names, by (package, model_type).
+OFFICIAL_CHECKPOINTS = {
+    ("segment_anything", "vit_h"): "sam_vit_h_4b8939.pth",
+    ("segment_anything", "vit_l"): "sam_vit_l_0b3195.pth",
+    ("segment_anything", "vit_b"): "sam_vit_b_01ec64.pth",
+    ("mobile_sam", "vit_t"): "mobile_sam.pt",
+}
+SAM_SOURCE = (
+    "the facebookresearch/segment-anything release "
+    "(https://github.com/facebookresearch/segment-anything#model-checkpoints, "
+    "https://dl.fbaipublicfiles.com/segment_anything/{name})"
+)
+MOBILE_SAM_SOURCE = (
+    "ChaoningZhang/MobileSAM, weights/mobile_sam.pt "
+    "(https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt)"
+)
+PIP_NAMES = {"segment_anything": "segment-anything==1.0", "mobile_sam": "mobilesam-mirror==1.0.0 timm"}
+
+
+def _import_package(package: str):
+    """Import ``segment_anything`` or ``mobile_sam``; BackendUnavailable names the pip package when it is missing."""
+    try:
+        if package == "mobile_sam":
+            import mobile_sam as pkg  # noqa: PLC0415 - heavy, optional
+            from mobile_sam.utils import amg
+            from mobile_sam.utils.transforms import ResizeLongestSide
+        else:
+            import segment_anything as pkg  # noqa: PLC0415
+            from segment_anything.utils import amg
+            from segment_anything.utils.transforms import ResizeLongestSide
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"segmenter backend needs the Python package '{package}', which failed to import ({e}); "
+            f"install it with: pip install {PIP_NAMES[package]}"
+        ) from e
+    return pkg, amg, ResizeLongestSide
+
+
+def _missing_checkpoint_message(package: str, model_type: str, path: str) -> str:
+    name = OFFICIAL_CHECKPOINTS[(package, model_type)]
+    source = MOBILE_SAM_SOURCE if package == "mobile_sam" else SAM_SOURCE.format(name=name)
+    where = f"'{path}' does not exist" if path else "segmenter.checkpoint is empty"
+    return (
+        f"{package} {model_type} checkpoint not found: {where}. Set segmenter.checkpoint (ROS parameter / "
+        f"--set segmenter.checkpoint=PATH / config/tracker.yaml) to the path of {name}; the official file comes from "
+        f"{source}."
+    )
+
+
+def load_sam_model(package: str, model_type: str, checkpoint: str):
+    """Build ``model_type`` from ``package``'s registry and load ``checkpoint`` strictly. Returns the model on CPU."""
+    import torch  # noqa: PLC0415
+
+    pkg, _, _ = _import_package(package)
+    if model_type not in pkg.sam_model_registry or (package, model_type) not in OFFICIAL_CHECKPOINTS:
+        allowed = sorted(m for p, m in OFFICIAL_CHECKPOINTS if p == package)
+        raise ConfigError(f"{package} has no model_type '{model_type}'; choose one of: {', '.join(allowed)}")
+    path = Path(checkpoint).expanduser() if checkpoint else None
+    if path is None or not path.is_file():
+        raise CheckpointError(_missing_checkpoint_message(package, model_type, checkpoint))
+
+    model = pkg.sam_model_registry[model_type](checkpoint=None)
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and weights_only errors all mean "not a usable state dict"
+        raise CheckpointError(f"cannot read checkpoint '{path}' as a torch state dict (weights_only=True): {e}") from e
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # training checkpoints wrap the weights
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"checkpoint '{path}' is not a state dict of tensors")
+
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not match {package} {model_type} "
+            f"({len(missing)} missing keys, e.g. {missing[:3]}; {len(unexpected)} unexpected keys, e.g. "
+            f"{unexpected[:3]}); is segmenter.model_type right for this file "
+            f"(official name: {OFFICIAL_CHECKPOINTS[(package, model_type)]})?"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # same keys, wrong shapes
+        raise CheckpointError(f"checkpoint '{path}' does not fit {package} {model_type}: {e}") from e
+    return model.eval()
+
+
+def _resolve_device(name: str):
+    import torch  # noqa: PLC0415
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ConfigError(f"segmenter.device: '{name}' is not a torch device ({e})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable(f"segmenter.device is '{name}' but torch sees no CUDA device; use 'cpu'")
+    return device
+
+
+class SamSegmenter(Segmenter):
+    """SAM / MobileSAM: ``set_image`` runs the image encoder once; ``generate`` and ``predict`` only run the
+    (cheap) prompt encoder and mask decoder on the stored embedding."""
+
+    def __init__(self, model, cfg: SegmenterSection, *, package: str = "segment_anything", name: str = "sam"):
+        import torch  # noqa: PLC0415
+
+        self.torch = torch
+        _, self.amg, resize_cls = _import_package(package)
+        self.name = name
+        self.cfg = cfg
+        self.device = _resolve_device(cfg.device)
+        self.half = bool(cfg.half_precision) and self.device.type == "cuda"
+        if cfg.half_precision and not self.half:
+            log.warning("segmenter.half_precision applies on CUDA only; running float32 on %s", self.device)
+        self.model = model.to(self.device).eval()
+        if self.half:
+            # Only the encoder (the bulk of the cost) runs in float16; prompts and masks stay float32.
+            self.model.image_encoder.half()
+        self.transform = resize_cls(self.model.image_encoder.img_size)
+        self._embedding = None  # 1 x 256 x 64 x 64 float32
+        self._original_size: tuple[int, int] | None = None  # H, W of the frame
+        self._input_size: tuple[int, int] | None = None  # H, W after the longest-side resize
+
+    @classmethod
+    def from_config(cls, cfg: SegmenterSection, mobile: bool = False) -> "SamSegmenter":
+        package, model_type = ("mobile_sam", "vit_t") if mobile else ("segment_anything", cfg.model_type)
+        model = load_sam_model(package, model_type, cfg.checkpoint)
+        return cls(model, cfg, package=package, name="mobile_sam" if mobile else "sam")
+
+    # --- image ------------------------------------------------------------------------------------------------
+    def set_image(self, image: np.ndarray) -> None:
+        """Embed ``image``: H x W x 3 uint8 RGB. Resized so its longest side is the encoder's (1024), then padded."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise FrameError(f"SAM expects an H x W x 3 uint8 RGB image, got {desc}")
+        if image.shape[0] == 0 or image.shape[1] == 0:
+            raise FrameError("SAM got an empty image")
+        torch = self.torch
+        resized = self.transform.apply_image(image)
+        x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        with torch.inference_mode():
+            x = self.model.preprocess(x.float())
+            emb = self.model.image_encoder(x.half() if self.half else x)
+        self._embedding = emb.float()
+        self._original_size = (int(image.shape[0]), int(image.shape[1]))
+        self._input_size = (int(resized.shape[0]), int(resized.shape[1]))
+
+    def _require_image(self) -> None:
+        if self._embedding is None:
+            raise MastSamError(f"{self.name}: call set_image before generate / predict")
+
+    # --- decoding ---------------------------------------------------------------------------------------------
+    def _decode(self, coords: np.ndarray, labels: np.ndarray):
+        """All four mask tokens for a batch of prompts in one decoder call.
+
+        ``coords`` (B, N, 2) float pixel x y in the original frame, ``labels`` (B, N) with -1 for padding.
+        Returns low-res logits (B, 4, 256, 256) and predicted IoU (B, 4); token 0 is SAM's single-mask output,
+        tokens 1-3 its multimask outputs.
+        """
+        torch = self.torch
+        pts = self.transform.apply_coords(coords.astype(np.float32), self._original_size)
+        pts_t = torch.as_tensor(pts, dtype=torch.float32, device=self.device)
+        lab_t = torch.as_tensor(labels, dtype=torch.int64, device=self.device)
+        sparse, dense = self.model.prompt_encoder(points=(pts_t, lab_t), boxes=None, masks=None)
+        return self.model.mask_decoder.predict_masks(
+            image_embeddings=self._embedding,
+            image_pe=self.model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+        )
+
+    def _upscale(self, low_res):
+        """(B, C, 256, 256) logits -> (B, C, H, W) logits at the original frame size."""
+        return self.model.postprocess_masks(low_res, self._input_size, self._original_size)
+
+    def _stability(self, logits):
+        return self.amg.calculate_stability_score(logits, self.model.mask_threshold, 1.0)
+
+    # --- automatic masks --------------------------------------------------------------------------------------
+    def seed_points(self, region: np.ndarray | None = None) -> np.ndarray:
+        """The automatic-mode grid (``points_per_side``^2 pixel x y, (N, 2) float32), limited to ``region``.
+
+        When ``region`` is too small to hold a grid point, its innermost pixel (largest distance to the region's
+        border) is the one seed, so a small newly visible area still gets a proposal.
+        """
+        self._require_image()
+        h, w = self._original_size
+        grid = self.amg.build_point_grid(self.cfg.points_per_side) * np.array([w, h], dtype=np.float64)
+        pts = np.clip(grid, 0, [w - 1, h - 1]).astype(np.float32)
+        if region is None:
+            return pts
+        region = np.asarray(region, dtype=bool)
+        if region.shape != (h, w):
+            raise MastSamError(f"region shape {region.shape} does not match the image ({h}, {w})")
+        ix = np.round(pts).astype(int)
+        inside = pts[region[ix[:, 1], ix[:, 0]]]
+        if len(inside) or not region.any():
+            return inside
+        import cv2  # noqa: PLC0415
+
+        dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)
+        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+        return np.array([[x, y]], dtype=np.float32)
+
+    def generate(self, region: np.ndarray | None = None) -> list[Proposal]:
+        """Automatic masks from the stored embedding (no new encoder pass), like ``SamAutomaticMaskGenerator``
+        without crops: every seed point is decoded with multimask output, then masks are kept when predicted IoU
+        >= ``pred_iou_thresh`` and stability >= ``stability_score_thresh``, and box NMS at ``box_nms_thresh``
+        removes duplicates. Sorted by score, best first."""
+        self._require_image()
+        torch = self.torch
+        from torchvision.ops import batched_nms  # noqa: PLC0415
+
+        points = self.seed_points(region)
+        cfg = self.cfg
+        masks, scores, stabs = [], [], []
+        with torch.inference_mode():
+            for start in range(0, len(points), cfg.points_per_batch):
+                batch = points[start : start + cfg.points_per_batch]
+                low, iou = self._decode(batch[:, None, :], np.ones((len(batch), 1), dtype=np.int64))
+                low, iou = low[:, 1:].flatten(0, 1), iou[:, 1:].flatten()  # the three multimask outputs
+                keep = iou >= cfg.pred_iou_thresh  # cheap filter before upscaling to full resolution
+                if not keep.any():
+                    continue
+                logits = self._upscale(low[keep][:, None])[:, 0]
+                stab = self._stability(logits)
+                keep2 = stab >= cfg.stability_score_thresh
+                masks.append(logits[keep2] > self.model.mask_threshold)
+                scores.append(iou[keep][keep2])
+                stabs.append(stab[keep2])
+            if not masks:
+                return []
+            masks_t, scores_t, stabs_t = torch.cat(masks), torch.cat(scores), torch.cat(stabs)
+            nonempty = masks_t.flatten(1).any(1)
+            masks_t, scores_t, stabs_t = masks_t[nonempty], scores_t[nonempty], stabs_t[nonempty]
+            if len(masks_t) == 0:
+                return []
+            boxes = self.amg.batched_mask_to_box(masks_t).float()
+            keep = batched_nms(boxes, scores_t, torch.zeros_like(scores_t), iou_threshold=cfg.box_nms_thresh)
+            # batched_nms returns indices sorted by decreasing score
+            masks_np = masks_t[keep].cpu().numpy()
+            scores_np, stabs_np = scores_t[keep].cpu().numpy(), stabs_t[keep].cpu().numpy()
+        return [
+            Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st))
+            for m, s, st in zip(masks_np, scores_np, stabs_np)
+        ]
+
+    # --- prompted masks ---------------------------------------------------------------------------------------
+    def predict(self, prompts: list[PointPrompt]) -> list[Proposal]:
+        """One mask per prompt, all prompts decoded together (in batches of ``points_per_batch``).
+
+        Prompts with different point counts are padded with label -1 points, which SAM's prompt encoder treats as
+        "not a point". A prompt with a single point is ambiguous (part / object / group), so it takes SAM's best
+        multimask output by predicted IoU; a prompt with several points takes the single-mask output, as SAM's
+        authors recommend.
+        """
+        self._require_image()
+        if not prompts:
+            return []
+        torch = self.torch
+        h, w = self._original_size
+        counts = []
+        for i, p in enumerate(prompts):
+            pts, lab = np.asarray(p.points), np.asarray(p.labels)
+            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or lab.shape != (len(pts),):
+                raise MastSamError(
+                    f"prompt {i}: points must be (N, 2) with N >= 1 and labels (N,), got {pts.shape} / {lab.shape}"
+                )
+            counts.append(len(pts))
+        n_max = max(counts)
+        coords = np.zeros((len(prompts), n_max, 2), dtype=np.float32)
+        labels = np.full((len(prompts), n_max), -1, dtype=np.int64)
+        for i, p in enumerate(prompts):
+            coords[i, : counts[i]] = np.clip(np.asarray(p.points, dtype=np.float32), 0, [w - 1, h - 1])
+            labels[i, : counts[i]] = np.asarray(p.labels, dtype=np.int64)
+        single = torch.as_tensor(np.array(counts) == 1, device=self.device)
+
+        out: list[Proposal] = []
+        bs = self.cfg.points_per_batch
+        with torch.inference_mode():
+            for start in range(0, len(prompts), bs):
+                low, iou = self._decode(coords[start : start + bs], labels[start : start + bs])
+                best_multi = 1 + iou[:, 1:].argmax(1)
+                pick = torch.where(single[start : start + bs], best_multi, torch.zeros_like(best_multi))
+                rows = torch.arange(len(pick), device=self.device)
+                logits = self._upscale(low[rows, pick][:, None])[:, 0]
+                stab = np.nan_to_num(self._stability(logits).cpu().numpy())
+                masks = (logits > self.model.mask_threshold).cpu().numpy()
+                score = iou[rows, pick].cpu().numpy()
+                out.extend(
+                    Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st))
+                    for m, s, st in zip(masks, score, stab)
+                )
+        return out
