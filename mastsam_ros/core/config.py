@@ -185,7 +185,9 @@ class Config:
             raise ConfigError(f"config file not found: {path}") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
-        cfg = cls().update(flatten(unwrap_ros_params(data)))
+        # Keys under ``node.`` configure the ROS front end only (QoS, topics...); the core ignores them.
+        values = {k: v for k, v in flatten(unwrap_ros_params(data)).items() if not k.startswith("node.")}
+        cfg = cls().update(values)
         return cfg.update(overrides or {})
 
 
