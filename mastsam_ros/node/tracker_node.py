@@ -1,0 +1,431 @@
+"""The ``tracker`` node: images in, stable instance masks out. A thin rclpy front end on the ROS-free core.
+
+Topics (relative names, remap them in launch):
+- in  ``image`` (sensor_msgs/Image: rgb8, bgr8, rgba8, bgra8, mono8; padded rows allowed), or with
+  ``node.use_compressed`` ``<image>/compressed`` (sensor_msgs/CompressedImage);
+- out ``~/labels`` (sensor_msgs/Image mono16, 0 = background, value = ``Instance.label``), ``~/instances``
+  (mastsam_ros/InstanceArray), ``~/overlay`` (rgb8, rendered only while someone subscribes), ``/diagnostics``.
+  Every output carries the input image's header.
+Services: ``~/reset`` and ``~/resegment`` (std_srvs/Trigger).
+
+Threading: the subscription callback only checks the message (O(1)) and overwrites a one-slot buffer; one worker
+thread owns the tracker and always takes the newest frame, so the node never works through a backlog, and every
+overwritten frame is counted as dropped. Parameter changes and service requests reach the worker through flags it
+reads between frames. No callback lets an exception escape: it is logged (throttled) and counted in diagnostics.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import Trigger
+
+from mastsam_ros.core.config import Config, ConfigError, validate
+from mastsam_ros.core.errors import MastSamError
+from mastsam_ros.core.render import overlay
+from mastsam_ros.core.tracker import Tracker
+from mastsam_ros.node.conversions import (
+    BadImage, LabelMapper, check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types,
+    stamp_ns,
+)
+from mastsam_ros.node.interfaces import load_messages
+
+THROTTLE_S = 5.0  # seconds between two warnings from the same place
+
+
+def _param(default, description, *, range=None, choices=None, read_only=False):  # noqa: A002 - mirrors ROS naming
+    # Same metadata keys as the core config fields, so one declare/validate path serves both.
+    return field(
+        default=default,
+        metadata={"description": description, "range": range, "choices": choices, "read_only": read_only},
+    )
+
+
+@dataclass
+class NodeSection:
+    """Parameters of the ROS front end only (``node.*``); the core never sees them."""
+
+    qos: str = _param(
+        "sensor_data", "Input QoS: sensor_data (best effort) or reliable; history keep-last, depth 1.",
+        choices=("sensor_data", "reliable"), read_only=True,
+    )
+    use_compressed: bool = _param(
+        False, "Subscribe <image>/compressed (sensor_msgs/CompressedImage) instead of image.", read_only=True
+    )
+    diagnostics_period: float = _param(
+        1.0, "Seconds between two /diagnostics messages.", range=(0.1, 60.0), read_only=True
+    )
+    reset_on_time_jump: bool = _param(
+        True, "Reset the tracker when input stamps go backwards (a bag restarted or looped)."
+    )
+
+
+def node_fields(section: NodeSection):
+    for f in dataclasses.fields(section):
+        yield f"node.{f.name}", f, getattr(section, f.name)
+
+
+def descriptor(name: str, fld: dataclasses.Field) -> ParameterDescriptor:
+    """A ParameterDescriptor from a config field's metadata: description, numeric range, choices, read_only."""
+    meta = fld.metadata
+    d = ParameterDescriptor(name=name, description=meta["description"], read_only=bool(meta["read_only"]))
+    if meta.get("choices"):
+        # ROS has no enum constraint; name the choices for `ros2 param describe`, the callback enforces them.
+        d.additional_constraints = "one of: " + ", ".join(meta["choices"])
+    lo_hi = meta.get("range")
+    if lo_hi is not None:
+        if isinstance(fld.default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo_hi[0]), to_value=float(lo_hi[1]))]
+        else:
+            d.integer_range = [IntegerRange(from_value=int(lo_hi[0]), to_value=int(lo_hi[1]), step=0)]
+    return d
+
+
+class _Slot:
+    """A one-slot buffer: ``put`` overwrites (and says whether it overwrote), ``take`` waits for an item."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+
+    def put(self, item: Any) -> bool:
+        with self._cond:
+            replaced = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return replaced
+
+    def take(self, timeout: float) -> Any:
+        with self._cond:
+            if self._item is None:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+
+class TrackerNode(Node):
+    """See the module docstring. Raises ConfigError (a ValueError) at construction on an invalid parameter set."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("tracker", **kwargs)
+        self._msgs = rclpy_types(load_messages())
+        self._lock = threading.Lock()  # guards counters, stats and pending parameter changes
+        self._counters: Counter[str] = Counter()
+        self._latencies: deque[float] = deque(maxlen=300)  # ms, receive -> published, newest frames
+        self._processing: deque[float] = deque(maxlen=300)  # ms, tracker.step only
+        self._published_at: deque[float] = deque(maxlen=300)  # monotonic s, for the output rate
+        self._tracks = 0
+        self._last_stamp: int | None = None
+        self._last_shape: tuple[int, int] | None = None
+        self._pending: dict[str, Any] = {}
+
+        # --- parameters: declared once, from the config dataclasses --------------------------------------
+        self._cfg = self._declare_all(Config().fields())
+        self._node = self._declare_all(node_fields(NodeSection()), section=NodeSection())
+        self._cfg.check()
+        self._core_names = {name for name, _, _ in self._cfg.fields()}
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # The worker owns the tracker (and its models); nothing else touches it except the thread-safe requests.
+        self._tracker = Tracker(copy.deepcopy(self._cfg))
+        self._labels = LabelMapper()
+
+        # --- publishers, subscriptions, services, timers ---------------------------------------------------
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
+        self._pub_labels = self.create_publisher(Image, "~/labels", out_qos)
+        self._pub_instances = self.create_publisher(self._msgs.InstanceArray, "~/instances", 10)
+        self._pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
+        self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+
+        reliability = ReliabilityPolicy.RELIABLE if self._node.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
+        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        if self._node.use_compressed:
+            # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
+            self._input_topic = self.resolve_topic_name("image") + "/compressed"
+            self.create_subscription(CompressedImage, self._input_topic, self._on_compressed, in_qos)
+        else:
+            self._input_topic = self.resolve_topic_name("image")
+            self.create_subscription(Image, "image", self._on_image, in_qos)
+
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/resegment", self._on_resegment)
+        self.create_timer(self._node.diagnostics_period, self._publish_diagnostics)
+
+        self._slot = _Slot()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(target=self._work, name="mastsam_tracker", daemon=True)
+        self._worker.start()
+        c = self._cfg
+        self.get_logger().info(
+            f"tracking {self._input_topic} ({self._node.qos}) with segmenter {c.segmenter.backend} "
+            f"on {c.segmenter.device}, matcher {c.matcher.backend}"
+        )
+
+    # --- parameters --------------------------------------------------------------------------------------------
+    def _declare_all(self, fields, section=None):
+        """Declare each field as a parameter (the params file overrides defaults) and return the filled config."""
+        target = section if section is not None else Config()
+        for name, fld, default in fields:
+            value = self.declare_parameter(name, default, descriptor(name, fld)).value
+            try:
+                value = validate(name, fld, value)  # choices have no ROS descriptor; check them here too
+            except ConfigError as e:
+                raise ConfigError(f"parameter {e}") from None
+            if section is not None:
+                setattr(section, name.split(".", 1)[1], value)
+            else:
+                target.set(name, value)
+        return target
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate a change with the core's rules on a copy; refuse all of it with the core's message if any fails."""
+        try:
+            trial = copy.deepcopy(self._cfg)
+            node_updates = {}
+            node_fields_by_name = {name: fld for name, fld, _ in node_fields(self._node)}
+            for p in params:
+                if p.name in self._core_names:
+                    trial.set(p.name, p.value)
+                elif p.name in node_fields_by_name:
+                    node_updates[p.name] = validate(p.name, node_fields_by_name[p.name], p.value)
+            trial.check()
+        except ConfigError as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        except Exception as e:  # noqa: BLE001 - a parameter callback must answer, never raise
+            return SetParametersResult(successful=False, reason=f"{type(e).__name__}: {e}")
+        with self._lock:
+            self._cfg = trial
+            self._pending.update({p.name: p.value for p in params if p.name in self._core_names})
+        for name, value in node_updates.items():
+            setattr(self._node, name.split(".", 1)[1], value)
+        return SetParametersResult(successful=True)
+
+    # --- input callbacks (executor thread): O(1), never raise ------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self._count("received")
+        try:
+            check_image(msg)
+        except BadImage as e:
+            self._count(e.kind)
+            self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
+            return
+        except Exception as e:  # noqa: BLE001 - a malformed message must not kill spin
+            self._callback_error(e)
+            return
+        self._enqueue(msg)
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        self._count("received")
+        self._enqueue(msg)  # decoding is real work: the worker does it and counts failures
+
+    def _enqueue(self, msg) -> None:
+        try:
+            if not self._check_stamp(msg.header):
+                return
+            if self._slot.put((msg, time.monotonic())):
+                self._count("dropped")
+        except Exception as e:  # noqa: BLE001
+            self._callback_error(e)
+
+    def _check_stamp(self, header) -> bool:
+        """Count stamps that repeat or go backwards; False when the frame must be skipped."""
+        ns = stamp_ns(header)
+        last, self._last_stamp = self._last_stamp, ns
+        if last is None or ns == 0:  # drivers without a clock send 0: nothing to compare
+            return True
+        if ns == last:
+            # Most often the same frame delivered twice; a second answer under one stamp would confuse consumers
+            # that synchronise by exact stamp.
+            self._count("stamp_repeated")
+            self.get_logger().warning(f"skipping image with repeated stamp {ns} ns", throttle_duration_sec=THROTTLE_S)
+            return False
+        if ns < last:
+            self._count("stamp_backwards")
+            action = "resetting the tracker" if self._node.reset_on_time_jump else "continuing"
+            self.get_logger().warning(
+                f"input stamp went backwards by {(last - ns) / 1e9:.3f} s: {action}", throttle_duration_sec=THROTTLE_S
+            )
+            if self._node.reset_on_time_jump:
+                self._tracker.request_reset()
+        return True
+
+    # --- services -----------------------------------------------------------------------------------------------
+    def _on_reset(self, request, response):
+        self._tracker.request_reset()
+        self._last_stamp = None
+        response.success, response.message = True, "the tracker resets before the next frame"
+        return response
+
+    def _on_resegment(self, request, response):
+        self._tracker.request_keyframe()
+        response.success, response.message = True, "the next frame is fully re-segmented"
+        return response
+
+    # --- the worker ---------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            item = self._slot.take(timeout=0.2)
+            if item is None:
+                continue
+            try:
+                self._process(*item)
+            except BadImage as e:
+                self._count(e.kind)
+                self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
+            except MastSamError as e:
+                self._count("bad_frame")
+                self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
+            except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
+                if self._stop.is_set() or not rclpy.ok():
+                    return
+                self._count("tracker_errors")
+                self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
+
+    def _process(self, msg, received: float) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        for name, value in pending.items():
+            self._tracker.cfg.set(name, value)
+
+        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        if self._last_shape is not None and rgb.shape[:2] != self._last_shape:
+            self._count("size_changes")
+            self.get_logger().warning(
+                f"image size changed from {self._last_shape[1]}x{self._last_shape[0]} to "
+                f"{rgb.shape[1]}x{rgb.shape[0]}: tracker reset", throttle_duration_sec=THROTTLE_S,
+            )
+        self._last_shape = rgb.shape[:2]
+
+        t0 = time.perf_counter()
+        result = self._tracker.step(rgb)
+        step_ms = (time.perf_counter() - t0) * 1e3
+        if result.reset:
+            self._labels.reset()
+        labels16, label_of = self._labels.assign(result)
+
+        T = self._msgs
+        self._pub_labels.publish(image_msg(T, msg.header, labels16))
+        self._pub_instances.publish(instance_array_msg(T, msg.header, result, label_of))
+        if self._pub_overlay.get_subscription_count() > 0:
+            self._pub_overlay.publish(image_msg(T, msg.header, overlay(rgb, result)))
+
+        now = time.monotonic()
+        with self._lock:
+            self._counters["processed"] += 1
+            self._counters["keyframes"] += int(result.keyframe)
+            self._counters["resets"] += int(result.reset)
+            self._tracks = len(result.tracks)
+            self._latencies.append((now - received) * 1e3)
+            self._processing.append(step_ms)
+            self._published_at.append(now)
+
+    # --- diagnostics --------------------------------------------------------------------------------------------
+    def _count(self, key: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[key] += n
+
+    def _callback_error(self, e: Exception) -> None:
+        self._count("callback_errors")
+        self.get_logger().error(f"callback failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
+
+    BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "stamp_backwards", "stamp_repeated")
+    COUNTERS = ("received", "processed", "dropped", "keyframes", "resets", "size_changes", *BAD_INPUT,
+                "tracker_errors", "callback_errors")
+
+    def diagnostics(self) -> DiagnosticStatus:
+        """One DiagnosticStatus with rates, latencies, counters (cumulative since start), tracks and backends."""
+        now = time.monotonic()
+        with self._lock:
+            counters = dict(self._counters)
+            recent = [t for t in self._published_at if now - t <= 5.0]
+            latencies = list(self._latencies)[-len(recent):] if recent else []
+            processing = list(self._processing)[-len(recent):] if recent else []
+            tracks = self._tracks
+            previous = getattr(self, "_previous_counters", {})
+            self._previous_counters = counters
+        rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
+        new = {k: counters.get(k, 0) - previous.get(k, 0) for k in self.COUNTERS}
+
+        level, message = DiagnosticStatus.OK, "tracking" if recent else "waiting for images"
+        if new["tracker_errors"] or new["callback_errors"]:
+            level, message = DiagnosticStatus.ERROR, "errors while processing frames (see log)"
+        elif any(new[k] for k in self.BAD_INPUT) or new["size_changes"]:
+            level, message = DiagnosticStatus.WARN, "bad input: " + ", ".join(
+                f"{k} +{new[k]}" for k in (*self.BAD_INPUT, "size_changes") if new[k]
+            )
+
+        c = self._cfg
+        values = {
+            "rate_hz": f"{rate:.2f}",
+            "latency_ms_mean": f"{np.mean(latencies):.1f}" if latencies else "nan",
+            "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "nan",
+            "processing_ms_mean": f"{np.mean(processing):.1f}" if processing else "nan",
+            **{f"frames_{k}" if k in ("received", "processed", "dropped") else k: str(counters.get(k, 0))
+               for k in self.COUNTERS},
+            "tracks": str(tracks),
+            "segmenter": c.segmenter.backend,
+            "matcher": c.matcher.backend,
+            "device": c.segmenter.device,
+            "input_topic": self._input_topic,
+            "qos": self._node.qos,
+        }
+        return DiagnosticStatus(
+            level=level, name=f"{self.get_name()}: tracker", message=message,
+            hardware_id=self.get_fully_qualified_name(),
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
+
+    def _publish_diagnostics(self) -> None:
+        try:
+            msg = DiagnosticArray(status=[self.diagnostics()])
+            msg.header.stamp = self.get_clock().now().to_msg()
+            self._pub_diag.publish(msg)
+        except Exception as e:  # noqa: BLE001
+            self._callback_error(e)
+
+    # --- shutdown -----------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker (it finishes its current frame) before the node's publishers go away."""
+        self._stop.set()
+        self._worker.join(timeout=10.0)
+
+
+def main(args=None) -> int:
+    """Entry point of ``ros2 run mastsam_ros tracker`` and the ``tracker`` console script."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    try:
+        node = TrackerNode()
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass  # Ctrl-C or SIGTERM: rclpy's signal handler shut the context down; fall through to cleanup
+    except (MastSamError, ParameterException, ImportError) as e:
+        # Invalid parameters, a missing backend or unbuilt messages: say what, and exit non-zero without a trace.
+        (node.get_logger() if node else rclpy.logging.get_logger("tracker")).fatal(str(e))
+        code = 1
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
