@@ -1,0 +1,242 @@
+"""Run the tracker and the baselines over DAVIS sequences and write a Markdown results page (docs/RESULTS.md).
+
+    python -m mastsam_ros.evaluation.results --davis ../shared/data/davis2016 --out docs/RESULTS.md
+
+Settings: method in {tracker, baseline_a, baseline_b, baseline_c} x segmenter in {oracle, classical} x matcher in
+{flow, xfeat}; the matcher only matters to the tracker and baseline_c, so baselines a and b run once per segmenter
+and appear in every matcher's table. Subsets for quick iteration: ``--sequences``, ``--methods``, ``--segmenters``,
+``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run in ``--jobs``
+processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and are scored
+with the same code as ``mastsam-eval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from . import davis
+from .baselines import METHODS, USES_MATCHER
+from .runner import MATCHERS, SEGMENTERS
+
+METHOD_LABEL = {
+    "tracker": "tracker",
+    "baseline_a": "(a) per-frame",
+    "baseline_b": "(b) greedy IoU",
+    "baseline_c": "(c) prototype",
+}
+
+
+def _limit_threads() -> None:
+    # two processes on two cores: each must stay single-threaded or they fight over the cores
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+def _job(args: tuple) -> dict:
+    method, segmenter, matcher, davis_root, seq, work, overrides, limit = args
+    from .runner import evaluate_run, run_sequence
+
+    out = Path(work) / f"{method}-{segmenter}-{matcher or 'none'}"
+    rec = {"method": method, "segmenter": segmenter, "matcher": matcher or "-", "sequence": seq}
+    try:
+        info = run_sequence(method, segmenter, matcher, davis_root, seq, out, overrides, limit)
+        res = evaluate_run(out, davis_root, seq, limit)
+        rec.update(frames=info.frames, seconds=info.seconds, result=res.as_dict())
+    except Exception as e:  # one failing job must not lose the others' hours
+        rec.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    return rec
+
+
+def plan(methods, segmenters, matchers, sequences) -> list[tuple[str, str, str | None, str]]:
+    jobs = []
+    for seg in segmenters:
+        for method in methods:
+            for m in matchers if USES_MATCHER[method] else [None]:
+                for seq in sequences:
+                    jobs.append((method, seg, m, seq))
+    return jobs
+
+
+def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
+    import multiprocessing as mp
+
+    args = [(m, s, mt, str(davis_root), seq, str(work), overrides, limit) for m, s, mt, seq in jobs]
+    # slowest first so the two workers finish together: classical before oracle, tracker/c before a/b
+    cost = {"classical": 2, "oracle": 0}
+    args.sort(key=lambda a: -(cost.get(a[1], 1) + (1 if a[0] in ("tracker", "baseline_c") else 0)))
+    out = []
+    if n_proc <= 1:
+        _limit_threads()
+        for a in args:
+            out.append(_job(a))
+            _progress(out[-1], len(out), len(args))
+        return out
+    with mp.get_context("spawn").Pool(n_proc, initializer=_limit_threads) as pool:
+        for rec in pool.imap_unordered(_job, args):
+            out.append(rec)
+            _progress(rec, len(out), len(args))
+    return out
+
+
+def _progress(rec: dict, done: int, total: int) -> None:
+    tag = f"[{done}/{total}] {rec['method']} {rec['segmenter']} {rec['matcher']} {rec['sequence']}"
+    if "error" in rec:
+        print(f"{tag}: ERROR {rec['error']}", file=sys.stderr, flush=True)
+    else:
+        r = rec["result"]
+        print(f"{tag}: J&F {r['JF']:.3f} ids {r['ids']:.0f} ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
+
+
+def _mean(xs):
+    xs = [x for x in xs if x == x]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def render(records: list[dict], command: str, wall: float, methods, segmenters, matchers, sequences, limit) -> str:
+    by = {(r["method"], r["segmenter"], r["matcher"], r["sequence"]): r for r in records}
+
+    def get(method, seg, matcher, seq):
+        return by.get((method, seg, matcher if USES_MATCHER[method] else "-", seq))
+
+    lines = [
+        f"# Results on DAVIS ({len(sequences)} sequences: {', '.join(sequences)})",
+        "",
+        "Produced by:",
+        "",
+        "```",
+        command,
+        "```",
+        "",
+        f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()}",
+        f"- wall time of the whole run: {wall / 60:.1f} min ({len(records)} jobs)",
+        f"- frames: {'all' if limit is None else f'first {limit} per sequence'}",
+        "",
+        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of predicted ids",
+        "to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
+        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap id with",
+        "IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from the ground",
+        "truth (objects and a grid of background regions; evaluation only), `classical` is the weight-free fallback",
+        "(not SAM). Baselines (a) and (b) use no matcher; their numbers repeat in each matcher's table.",
+        "fps: frames per second of the per-frame loop in one single-threaded process (two jobs ran side by side).",
+        "",
+        "## Summary (mean over sequences)",
+        "",
+        "| segmenter | matcher | method | J&F | J | F | ids | fps |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for seg in segmenters:
+        for mt in matchers:
+            for method in methods:
+                recs = [get(method, seg, mt, s) for s in sequences]
+                ok = [r for r in recs if r and "result" in r]
+                if not ok:
+                    continue
+                fps = sum(r["frames"] for r in ok) / max(sum(r["seconds"] for r in ok), 1e-9)
+                partial = "" if len(ok) == len(sequences) else f" ({len(ok)}/{len(sequences)} seqs)"
+                lines.append(
+                    f"| {seg} | {mt if USES_MATCHER[method] else '-'} | {METHOD_LABEL[method]}{partial} | "
+                    f"{_mean([r['result']['JF'] for r in ok]):.3f} | {_mean([r['result']['J'] for r in ok]):.3f} | "
+                    f"{_mean([r['result']['F'] for r in ok]):.3f} | {_mean([r['result']['ids'] for r in ok]):.1f} | "
+                    f"{fps:.2f} |"
+                )
+    for seg in segmenters:
+        for mt in matchers:
+            present = [m for m in methods if any(get(m, seg, mt, s) for s in sequences)]
+            if not present:
+                continue
+            lines += [
+                "",
+                f"## segmenter `{seg}`, matcher `{mt}`",
+                "",
+                "J&F per sequence (ids in brackets: distinct ids that covered the object).",
+                "",
+                "| sequence | frames | " + " | ".join(METHOD_LABEL[m] for m in present) + " |",
+                "|---|---|" + "---|" * len(present),
+            ]
+            for s in sequences:
+                cells, frames = [], ""
+                for m in present:
+                    r = get(m, seg, mt, s)
+                    if r is None:
+                        cells.append("")
+                    elif "error" in r:
+                        cells.append("error")
+                    else:
+                        frames = str(r["frames"])
+                        cells.append(f"{r['result']['JF']:.3f} ({r['result']['ids']:.0f})")
+                lines.append(f"| {s} | {frames} | " + " | ".join(cells) + " |")
+            means = []
+            for m in present:
+                ok = [get(m, seg, mt, s) for s in sequences]
+                ok = [r for r in ok if r and "result" in r]
+                means.append(f"**{_mean([r['result']['JF'] for r in ok]):.3f}**" if ok else "")
+            lines.append("| mean | | " + " | ".join(means) + " |")
+    errors = [r for r in records if "error" in r]
+    if errors:
+        lines += ["", "## Errors", ""]
+        for r in errors:
+            lines.append(f"- {r['method']} {r['segmenter']} {r['matcher']} {r['sequence']}: `{r['error']}`")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m mastsam_ros.evaluation.results", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--davis", required=True, help="DAVIS root (JPEGImages/480p, Annotations/480p)")
+    ap.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="Markdown page to write")
+    ap.add_argument("--json", type=Path, help="also write every job's record (scores, timings, errors) as JSON")
+    ap.add_argument("--work", type=Path, help="where predictions are written (default: a temporary directory)")
+    ap.add_argument("--sequences", nargs="+", help="default: every annotated sequence")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    ap.add_argument("--segmenters", nargs="+", choices=SEGMENTERS, default=list(SEGMENTERS))
+    ap.add_argument("--matchers", nargs="+", choices=MATCHERS, default=list(MATCHERS))
+    ap.add_argument("--limit", type=int, help="only the first N frames of each sequence (quick runs)")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every run, e.g. --set tracker.keyframe_interval=20")
+    args = ap.parse_args(argv)
+
+    from ..core.config import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    sequences = args.sequences or davis.sequence_names(args.davis)
+    jobs = plan(args.methods, args.segmenters, args.matchers, sequences)
+    command = "python -m mastsam_ros.evaluation.results " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    t0 = time.perf_counter()
+    if args.work:
+        records = run_all(jobs, args.davis, args.work, overrides, args.limit, args.jobs)
+    else:
+        with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
+            records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
+    wall = time.perf_counter() - t0
+    page = render(records, command, wall, args.methods, args.segmenters, args.matchers, sequences, args.limit)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(page)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records, indent=2))
+    print(page)
+    return 1 if any("error" in r for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""Run one method (tracker or baseline) with one segmenter and matcher over a DAVIS sequence, write its label PNGs.
+
+The harness is the same for every method: frames in file-name order, ``method.step(rgb)`` per frame, one label PNG
+per frame at ``<out>/<seq>/<frame>.png``. Evaluation then reads those files like any other prediction directory.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..core.config import Config
+from ..labels_io import save_label_png
+from . import davis
+from .baselines import USES_MATCHER, build_method
+
+SEGMENTERS = ("oracle", "classical")
+MATCHERS = ("flow", "xfeat")
+
+
+@dataclass
+class RunInfo:
+    method: str
+    segmenter: str
+    matcher: str  # "-" when the method uses none
+    sequence: str
+    frames: int
+    seconds: float  # wall time of the per-frame loop (excludes loading frames and writing PNGs)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def make_config(segmenter: str, matcher: str | None, overrides: dict | None = None) -> Config:
+    cfg = Config()
+    if segmenter != "oracle":
+        cfg.set("segmenter.backend", segmenter)
+    if matcher:
+        cfg.set("matcher.backend", matcher)
+    return cfg.update(overrides or {})
+
+
+def build_segmenter_for(name: str, cfg: Config, gt: np.ndarray, frames: list[np.ndarray]):
+    """``oracle`` (ground truth, evaluation only) or any backend of the core registry."""
+    if name == "oracle":
+        from .oracle import OracleSegmenter
+
+        return OracleSegmenter(gt, frames=frames)
+    from ..core.segmenters import build_segmenter
+
+    return build_segmenter(cfg.segmenter)
+
+
+def run_sequence(
+    method: str,
+    segmenter: str,
+    matcher: str | None,
+    davis_root: str | Path,
+    seq: str,
+    out_dir: str | Path,
+    overrides: dict | None = None,
+    limit: int | None = None,
+) -> RunInfo:
+    """Run ``method`` on ``seq`` (its first ``limit`` frames when given) and write ``<out_dir>/<seq>/<stem>.png``."""
+    matcher = matcher if USES_MATCHER.get(method, True) else None
+    cfg = make_config(segmenter, matcher, overrides)
+    frames = davis.load_frames(davis_root, seq, limit=limit)
+    stems = [p.stem for p in davis.frame_paths(davis_root, seq)][: len(frames)]
+    gt = None
+    if segmenter == "oracle":
+        _, gt = davis.load_gt(davis_root, seq, limit=len(frames))
+    seg = build_segmenter_for(segmenter, cfg, gt, frames)
+    m = build_method(method, cfg, seg)
+    labels = []
+    t0 = time.perf_counter()
+    for rgb in frames:
+        labels.append(m.step(rgb))
+    seconds = time.perf_counter() - t0
+    for stem, lab in zip(stems, labels):
+        save_label_png(Path(out_dir) / seq / f"{stem}.png", lab)
+    return RunInfo(method, segmenter, matcher or "-", seq, len(frames), seconds)
+
+
+def evaluate_run(pred_dir: str | Path, davis_root: str | Path, seq: str, limit: int | None = None):
+    """Evaluate ``<pred_dir>/<seq>`` against the first ``limit`` annotated frames (all when None)."""
+    stems, gt = davis.load_gt(davis_root, seq, limit=limit)
+    return davis.evaluate_sequence(seq, davis.load_pred(pred_dir, seq, stems), gt)
