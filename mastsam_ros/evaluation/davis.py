@@ -296,50 +296,6 @@ def pair_measures(
                 recall = np.count_nonzero(gb & _dilate(pb_g, kernel)) / n_g
                 F[t, n, k] = 0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall)
     return ids, objects, J, F, inter_all
-    r = bound_pixels((H, W), bound_th)
-    kernel = _disk(r)
-    band_kernel = _disk(r + 1)
-    # dense indices: predicted id -> 1..N (0 bg), object -> 1..K (0 bg), void -> dropped
-    obj_lut = np.zeros(256, dtype=np.int64)
-    obj_lut[objects] = np.arange(1, K + 1)
-    for t in range(T):
-        p_idx = np.searchsorted(ids, pred[t]) + 1
-        p_idx[pred[t] == 0] = 0
-        g_idx = obj_lut[gt[t]]
-        keep = ~void[t]
-        hist = np.bincount((p_idx[keep] * (K + 1) + g_idx[keep]).ravel(), minlength=(N + 1) * (K + 1))
-        hist = hist.reshape(N + 1, K + 1)
-        area_p = hist.sum(axis=1)[1:]  # (N,)
-        area_g = hist.sum(axis=0)[1:]  # (K,)
-        inter = hist[1:, 1:]  # (N, K)
-        union = area_p[:, None] + area_g[None, :] - inter
-        J[t] = np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-        inter_all[t] = inter
-        present = area_p > 0
-        for k in range(K):
-            if area_g[k] == 0:
-                F[t, :, k] = np.where(present, 0.0, 1.0)
-                continue
-            gmask = (g_idx == k + 1) & keep
-            gb = boundary_map(gmask)
-            # ids reaching into the band: any pixel within r + 1 of a ground-truth boundary pixel
-            band = _dilate(gb, band_kernel)
-            cand = np.unique(p_idx[band & keep])
-            cand = cand[cand != 0] - 1
-            if len(cand) == 0:
-                continue  # F stays 0 for present ids and absent ids (object present, id empty -> 0)
-            gb_dil = _dilate(gb, kernel)
-            gys, gxs = np.nonzero(gmask)
-            for n in cand:
-                pm_full = (p_idx == n + 1) & keep
-                ys, xs = np.nonzero(pm_full)
-                y0 = max(min(ys.min(), gys.min()) - r - 2, 0)
-                y1 = min(max(ys.max(), gys.max()) + r + 3, H)
-                x0 = max(min(xs.min(), gxs.min()) - r - 2, 0)
-                x1 = min(max(xs.max(), gxs.max()) + r + 3, W)
-                pb = boundary_map(pm_full[y0:y1, x0:x1])
-                F[t, n, k] = _f_from_boundaries(pb, gb[y0:y1, x0:x1], gb_dil[y0:y1, x0:x1], kernel)
-    return ids, objects, J, F, inter_all
 
 
 @dataclass
