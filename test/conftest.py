@@ -1,0 +1,38 @@
+"""Shared test fixtures: real frames from ../shared (skipped with a reason where it is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DAVIS = SHARED / "data" / "davis2016"
+
+
+def davis_frames(seq: str, n: int, step: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """First ``n`` frames (RGB uint8) of a DAVIS-2016 sequence and their ground-truth masks (bool)."""
+    img_dir = DAVIS / "JPEGImages" / "480p" / seq
+    if not img_dir.is_dir():
+        pytest.skip(f"../shared/data/davis2016 not found at {DAVIS}; real-frame tests need it")
+    files = sorted(img_dir.glob("*.jpg"))[: n * step : step]
+    frames = [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in files]
+    gts = [
+        cv2.imread(str(DAVIS / "Annotations" / "480p" / seq / (f.stem + ".png")), cv2.IMREAD_GRAYSCALE) > 0
+        for f in files
+    ]
+    return frames, gts
+
+
+@pytest.fixture(scope="session")
+def car_frames():
+    return davis_frames("car-roundabout", 6)
+
+
+@pytest.fixture(scope="session")
+def davis_root():
+    if not DAVIS.is_dir():
+        pytest.skip(f"../shared/data/davis2016 not found at {DAVIS}")
+    return DAVIS

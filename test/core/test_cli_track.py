@@ -1,0 +1,44 @@
+"""mastsam-track end to end: real frames in, DAVIS-format label PNGs out; bad files are skipped and counted."""
+
+import json
+import shutil
+
+import numpy as np
+
+from mastsam_ros.cli import frames as frames_mod
+from mastsam_ros.cli import track
+from mastsam_ros.labels_io import load_label_png
+
+
+
+def test_image_dir_with_a_truncated_file(tmp_path, car_frames, davis_root):
+    src = tmp_path / "in"
+    src.mkdir()
+    for f in sorted((davis_root / "JPEGImages" / "480p" / "car-roundabout").glob("*.jpg"))[:4]:
+        shutil.copy(f, src / f.name)
+    (src / "00002.jpg").write_bytes((src / "00002.jpg").read_bytes()[:200])  # truncated
+    out = tmp_path / "out"
+    assert track.main(["--image-dir", str(src), "--output-dir", str(out), "--debug", "--quiet"]) == 0
+    pngs = sorted(out.glob("*.png"))
+    assert [p.stem for p in pngs] == ["00000", "00001", "00003"]
+    labels = [load_label_png(p) for p in pngs]
+    assert all(lab.shape == (480, 854) for lab in labels)
+    records = [json.loads(line) for line in (out / "tracks.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and records[0]["keyframe"]
+    # the PNG holds exactly the ids the records list
+    for lab, rec in zip(labels, records):
+        assert set(np.unique(lab).tolist()) - {0} == {t["id"] for t in rec["tracks"]}
+    assert (out / "overlay.mp4").stat().st_size > 0 and any((out / "debug").glob("matches_*.jpg"))
+
+
+def test_demo_runs_on_generated_frames_without_shared(tmp_path, monkeypatch):
+    monkeypatch.setattr(track, "demo_source", lambda: None)
+    out = tmp_path / "demo"
+    assert track.main(["--demo", "--output-dir", str(out), "--max-frames", "4", "--quiet"]) == 0
+    assert len(list(out.glob("*.png"))) == 4
+    assert next(frames_mod.synthetic_frames(1)).shape == (480, 640, 3)
+
+
+def test_bad_config_and_missing_input_exit_with_an_error(tmp_path):
+    assert track.main(["--image-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")]) == 2
+    assert track.main(["--demo", "--output-dir", str(tmp_path / "o"), "--set", "tracker.max_age=-3"]) == 2

@@ -1,0 +1,53 @@
+from pathlib import Path
+
+import pytest
+
+from mastsam_ros.core.config import Config, parse_overrides
+from mastsam_ros.core.errors import ConfigError
+
+YAML = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
+
+
+def test_yaml_defaults_equal_dataclass_defaults():
+    # config/tracker.yaml is where users read defaults; it must not drift from the code.
+    assert Config.from_yaml(YAML).as_dict() == Config().as_dict()
+
+
+def test_every_field_is_described_and_bounded():
+    for name, field, value in Config().fields():
+        assert field.metadata["description"], name
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            assert field.metadata["range"] is not None, f"{name} has no range"
+
+
+@pytest.mark.parametrize(
+    "key,value,match",
+    [
+        ("tracker.keyframe_interval", -1, "outside"),
+        ("tracker.merge_overlap", 1.5, "outside"),
+        ("segmenter.backend", "yolo", "sam, mobile_sam, classical"),
+        ("tracker.max_age", "soon", "cannot use"),
+        ("tracker.nonexistent", 1, "unknown config key"),
+        ("tracker.max_tracks", 2.5, "cannot use"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(key, value, match):
+    with pytest.raises(ConfigError, match=match):
+        Config().set(key, value)
+
+
+def test_overrides_are_coerced_and_cross_checked():
+    cfg = Config().update(parse_overrides(["tracker.keyframe_interval=12", "tracker.negative_points=false"]))
+    assert cfg.tracker.keyframe_interval == 12 and cfg.tracker.negative_points is False
+    with pytest.raises(ConfigError, match="points_min"):
+        Config().update({"tracker.points_min": 10, "tracker.points_max": 2})
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_overrides(["tracker.keyframe_interval"])
+
+
+def test_node_section_is_ignored_by_the_core(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("tracker:\n  ros__parameters:\n    node:\n      qos: reliable\n    tracker:\n      max_age: 3\n")
+    assert Config.from_yaml(p).tracker.max_age == 3
+    with pytest.raises(ConfigError, match="not found"):
+        Config.from_yaml(tmp_path / "missing.yaml")

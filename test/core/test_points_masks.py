@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+from mastsam_ros.core import masks as M
+from mastsam_ros.core.clustering import build_clustering
+from mastsam_ros.core.config import Config
+from mastsam_ros.core.points import isolated, mask_points, point_count
+
+
+@pytest.mark.parametrize("backend", ["scipy", "sklearn"])
+def test_mask_points_lie_on_a_non_convex_mask(backend):
+    cfg = Config()
+    cfg.clustering.backend = backend
+    yy, xx = np.mgrid[:200, :200]
+    r = np.hypot(xx - 100, yy - 100)
+    ring = (r > 60) & (r < 80)  # the centroid of the whole ring is off the mask
+    pts = mask_points(ring, build_clustering(cfg.clustering), cfg.tracker, np.random.default_rng(0))
+    assert pts.shape == (point_count(int(ring.sum()), ring.size, cfg.tracker), 2)
+    assert pts.dtype == np.float32 and len(pts) >= 2
+    assert ring[pts[:, 1].astype(int), pts[:, 0].astype(int)].all()
+    # k-means spreads the points around the ring rather than bunching them
+    assert np.ptp(pts[:, 0]) > 80 or np.ptp(pts[:, 1]) > 80
+
+
+def test_point_count_scales_with_area_within_bounds():
+    t = Config().tracker
+    assert point_count(1, 10_000, t) == t.points_min
+    assert point_count(10_000, 10_000, t) == t.points_max
+    assert point_count(300, 10_000, t) == 3  # area_per_point = 1% of the image
+
+
+def test_isolated_flags_only_the_stray_point():
+    pts = np.array([[10, 10], [12, 11], [11, 13], [9, 12], [200, 180]], np.float32)
+    assert isolated(pts, 2.5).tolist() == [False, False, False, False, True]
+    assert not isolated(pts[:2], 2.5).any()  # too few points to judge
+
+
+def test_union_find_groups_are_transitive_and_ordered():
+    a = np.zeros((40, 40), bool)
+    a[0:20, 0:20] = True
+    b = np.zeros_like(a)
+    b[4:20, 4:20] = True  # inside a
+    c = np.zeros_like(a)
+    c[8:12, 8:12] = True  # inside b
+    d = np.zeros_like(a)
+    d[30:40, 30:40] = True
+    assert M.merge_groups([a, b, c, d], 0.6) == [[0, 1, 2], [3]]
+
+
+def test_paint_keeps_small_masks_on_top_and_main_parts_drops_specks():
+    big = np.zeros((30, 30), bool)
+    big[:, :] = True
+    small = np.zeros_like(big)
+    small[5:10, 5:10] = True
+    labels = M.paint(big.shape, [small, big], [7, 3])
+    assert labels.dtype == np.uint32 and (labels[5:10, 5:10] == 7).all() and (labels == 3).sum() == 900 - 25
+    m = np.zeros((50, 50), bool)
+    m[0:20, 0:20] = True
+    m[40:42, 40:42] = True
+    assert not M.main_parts(m, 0.3)[41, 41] and M.main_parts(m, 0.3)[5, 5]
+    m[30:50, 30:50] = True  # now the second part is large: kept
+    assert M.main_parts(m, 0.3)[45, 45]

@@ -1,0 +1,94 @@
+"""The tracker end to end on real frames, plus the bad-input contract."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from mastsam_ros.core.config import Config
+from mastsam_ros.core.errors import FrameError
+from mastsam_ros.core.tracker import Tracker
+
+
+def dominant_id(labels, gt):
+    ids, counts = np.unique(labels[gt], return_counts=True)
+    return int(ids[np.argmax(counts)]), counts.max() / gt.sum()
+
+
+@pytest.fixture(scope="module")
+def run(car_frames):
+    frames, gts = car_frames
+    tracker = Tracker(Config())
+    return tracker, [tracker.step(f) for f in frames]
+
+
+def test_same_id_on_the_car_across_frames(run, car_frames):
+    _, results = run
+    frames, gts = car_frames
+    ids = [dominant_id(r.labels, g) for r, g in zip(results, gts)]
+    assert len({i for i, _ in ids}) == 1 and ids[0][0] != 0, ids
+    # frame 0 is raw automatic segmentation (the fallback splits the car); once tracked, the prompt takes most of it
+    assert ids[0][1] > 0.3 and min(cover for _, cover in ids[1:]) > 0.6, ids
+
+
+def test_results_are_consistent_with_the_label_map(run, car_frames):
+    _, results = run
+    h, w = car_frames[0][0].shape[:2]
+    assert results[0].keyframe and results[0].reset and not results[1].reset
+    for r in results:
+        assert r.labels.shape == (h, w) and r.labels.dtype == np.uint32
+        present = set(np.unique(r.labels).tolist()) - {0}
+        assert present == {t.id for t in r.tracks}
+        for t in r.tracks:
+            assert t.area == int((r.labels == t.id).sum())
+            x, y, bw, bh = t.bbox
+            assert (r.labels[y : y + bh, x : x + bw] == t.id).sum() == t.area
+            assert t.points.ndim == 2 and t.points.shape[1] == 2
+            assert 0 <= t.frames_since_seen <= t.age
+        assert {"encoder", "matcher", "merge", "clustering", "total"} <= set(r.timings)
+    # ids are stable: most tracks of frame 1 still exist in frame 5
+    first, last = {t.id for t in results[1].tracks}, {t.id for t in results[-1].tracks}
+    assert len(first & last) >= 0.5 * len(last)
+
+
+def test_bad_frames_raise_a_project_error():
+    tracker = Tracker(Config())
+    for bad, match in [
+        (np.zeros((0, 0, 3), np.uint8), "empty"),
+        (np.zeros((48, 64, 3), np.float32), "uint8"),
+        (np.zeros((48, 64, 4), np.uint8), "RGBA"),
+        ("not an image", "numpy"),
+    ]:
+        with pytest.raises(FrameError, match=match):
+            tracker.step(bad)
+    assert isinstance(FrameError("x"), ValueError)
+    # a grey frame is accepted
+    assert tracker.step(np.full((48, 64), 128, np.uint8)).labels.shape == (48, 64)
+
+
+def test_size_change_resets_with_one_warning_and_ids_are_never_reused(car_frames, caplog):
+    frames, _ = car_frames
+    tracker = Tracker(Config())
+    r0 = tracker.step(frames[0])
+    ids_before = {t.id for t in r0.tracks}
+    small = np.ascontiguousarray(frames[1][::2, ::2])
+    with caplog.at_level(logging.WARNING):
+        r1 = tracker.step(small)
+    assert r1.reset and r1.labels.shape == small.shape[:2]
+    assert sum("size changed" in m for m in caplog.messages) == 1
+    assert not ids_before & {t.id for t in r1.tracks}
+    tracker.request_reset()
+    r2 = tracker.step(small)
+    assert r2.reset and r2.keyframe and not ids_before & {t.id for t in r2.tracks}
+
+
+def test_keyframe_on_request_and_bounded_tracks(car_frames):
+    frames, _ = car_frames
+    cfg = Config().update({"tracker.max_tracks": 5, "tracker.keyframe_interval": 0})
+    tracker = Tracker(cfg)
+    results = [tracker.step(f) for f in frames[:3]]
+    assert [r.keyframe for r in results] == [True, False, False]
+    tracker.request_keyframe()
+    r = tracker.step(frames[3])
+    assert r.keyframe
+    assert all(len(x.tracks) <= 5 for x in results + [r])
