@@ -163,9 +163,10 @@ def image_msg(T: MsgTypes, header: Any, image: np.ndarray) -> Any:
     else:
         raise ValueError(f"cannot publish an image of shape {image.shape} and dtype {image.dtype}")
     h, w = image.shape[:2]
+    data = np.ascontiguousarray(data)
     return T.Image(
         header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
-        step=w * data.itemsize * (3 if data.ndim == 3 else 1), data=T.bytes_field(np.ascontiguousarray(data).tobytes()),
+        step=data.strides[0], data=T.bytes_field(data.tobytes()),
     )
 
 

@@ -21,7 +21,7 @@ import dataclasses
 import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,10 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
+# _f: the core's field factory (description, range, choices, read_only metadata), reused so that node parameters
+# are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
+from mastsam_ros.core.config import _f as _param
 from mastsam_ros.core.errors import MastSamError
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
@@ -46,14 +49,6 @@ from mastsam_ros.node.conversions import (
 from mastsam_ros.node.interfaces import load_messages
 
 THROTTLE_S = 5.0  # seconds between two warnings from the same place
-
-
-def _param(default, description, *, range=None, choices=None, read_only=False):  # noqa: A002 - mirrors ROS naming
-    # Same metadata keys as the core config fields, so one declare/validate path serves both.
-    return field(
-        default=default,
-        metadata={"description": description, "range": range, "choices": choices, "read_only": read_only},
-    )
 
 
 @dataclass

@@ -1,0 +1,274 @@
+"""``mastsam-bag``: ROS 2 bags without a ROS install (rosbags), and a player for machines without ``ros2 bag``.
+
+- ``from-images DIR OUT``: an image sequence (sorted file names) -> a bag with one sensor_msgs/Image topic;
+- ``process IN OUT --topic T``: every frame of an Image or CompressedImage topic through the core tracker, in order
+  and deterministically, -> a bag with ``/tracker/labels`` (mono16) and ``/tracker/instances``
+  (mastsam_ros/msg/InstanceArray), the same topics and types the node publishes, plus a copy of the input topic.
+  The custom types are registered from msg/*.msg text, so neither this nor ``ros2 bag``/Foxglove reading the result
+  needs our messages built;
+- ``play IN``: publishes a bag's image topic over rclpy at its recorded rate (needs rclpy; raw CDR is sent as is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("mastsam-bag")
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED = "sensor_msgs/msg/CompressedImage"
+INSTANCES = "mastsam_ros/msg/InstanceArray"
+MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
+BAG_VERSION = 8  # rosbag2 metadata version read by Jazzy and Kilted
+
+
+def msg_definitions() -> dict[str, str]:
+    """{type name: .msg text} of this package's messages, from msg/ in the source tree or the ament share dir."""
+    candidates = [MSG_DIR]
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("mastsam_ros")) / "msg")
+    except Exception:  # noqa: BLE001 - no ament index (plain venv without ROS): the source tree is enough
+        pass
+    for d in candidates:
+        files = sorted(d.glob("*.msg"))
+        if files:
+            return {f"mastsam_ros/msg/{f.stem}": f.read_text() for f in files}
+    raise FileNotFoundError(f"mastsam_ros message definitions not found in {', '.join(map(str, candidates))}")
+
+
+def typestore():
+    """A rosbags typestore of ROS 2 Kilted's standard types plus mastsam_ros/msg/*."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS2_KILTED)
+    types: dict[str, Any] = {}
+    for name, text in msg_definitions().items():
+        types.update(get_types_from_msg(text, name))
+    store.register(types)
+    return store
+
+
+def bag_types(store):
+    """conversions.MsgTypes backed by rosbags dataclasses (arrays as numpy, as rosbags serialises them)."""
+    from mastsam_ros.node.conversions import MsgTypes
+
+    t = store.types
+    return MsgTypes(
+        Image=t[IMAGE], RegionOfInterest=t["sensor_msgs/msg/RegionOfInterest"], Point32=t["geometry_msgs/msg/Point32"],
+        Instance=t["mastsam_ros/msg/Instance"], InstanceArray=t[INSTANCES],
+        bytes_field=lambda b: np.frombuffer(b, np.uint8), uint32_field=lambda v: np.asarray(v, np.uint32),
+    )
+
+
+def _storage(name: str):
+    from rosbags.rosbag2 import StoragePlugin
+
+    return {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[name]
+
+
+# --- from-images --------------------------------------------------------------------------------------------------
+def from_images(args) -> int:
+    from rosbags.rosbag2 import Writer
+
+    from mastsam_ros.cli.frames import list_images, read_rgb
+    from mastsam_ros.node.conversions import image_msg
+
+    files = list_images(Path(args.dir))[: args.limit or None]
+    store = typestore()
+    T = bag_types(store)
+    Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    period_ns = int(round(1e9 / args.rate))
+    start_ns = int(args.start * 1e9)
+    with Writer(args.out, version=BAG_VERSION, storage_plugin=_storage(args.storage)) as writer:
+        conn = writer.add_connection(args.topic, IMAGE, typestore=store)
+        for i, f in enumerate(files):
+            rgb = read_rgb(f)
+            if rgb is None:
+                log.warning("skipping unreadable image %s", f)
+                continue
+            if args.max_side and max(rgb.shape[:2]) > args.max_side:
+                s = args.max_side / max(rgb.shape[:2])
+                rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            ns = start_ns + i * period_ns
+            header = Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=args.frame_id)
+            msg = image_msg(T, header, rgb)
+            writer.write(conn, ns, store.serialize_cdr(msg, IMAGE))
+    print(f"wrote {len(files)} frames to {args.out} ({args.topic}, {args.storage}, {args.rate:g} Hz)")
+    return 0
+
+
+# --- process ------------------------------------------------------------------------------------------------------
+def process(args) -> int:
+    from rosbags.rosbag2 import Reader, Writer
+
+    from mastsam_ros.core.config import Config, parse_overrides
+    from mastsam_ros.core.errors import MastSamError
+    from mastsam_ros.core.tracker import Tracker
+    from mastsam_ros.node.conversions import (
+        BadImage, LabelMapper, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg,
+    )
+
+    overrides = parse_overrides(args.set)
+    cfg = Config.from_yaml(args.config, overrides) if args.config else Config().update(overrides)
+    store = typestore()
+    T = bag_types(store)
+    tracker, mapper = Tracker(cfg), LabelMapper()
+    prefix = args.output_prefix.rstrip("/")
+    n_ok = n_bad = 0
+    with Reader(args.input) as reader:
+        conns = [c for c in reader.connections if c.topic == args.topic]
+        if not conns:
+            topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
+            log.error("topic %s not in %s; it has: %s", args.topic, args.input, topics)
+            return 2
+        if conns[0].msgtype not in (IMAGE, COMPRESSED):
+            log.error("topic %s is %s, not %s or %s", args.topic, conns[0].msgtype, IMAGE, COMPRESSED)
+            return 2
+        storage = args.storage or ("mcap" if any(Path(args.input).glob("*.mcap")) else "sqlite3")
+        with Writer(args.output, version=BAG_VERSION, storage_plugin=_storage(storage)) as writer:
+            out_in = writer.add_connection(args.topic, conns[0].msgtype, typestore=store) if args.copy_input else None
+            out_labels = writer.add_connection(f"{prefix}/labels", IMAGE, typestore=store)
+            out_inst = writer.add_connection(f"{prefix}/instances", INSTANCES, typestore=store)
+            for conn, timestamp, raw in reader.messages(connections=conns):
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                if out_in is not None:
+                    writer.write(out_in, timestamp, raw)
+                try:
+                    rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
+                    result = tracker.step(rgb)
+                except (BadImage, MastSamError) as e:
+                    n_bad += 1
+                    log.warning("skipping the message at %d ns: %s", timestamp, e)
+                    continue
+                if result.reset:
+                    mapper.reset()
+                labels16, label_of = mapper.assign(result)
+                writer.write(out_labels, timestamp, store.serialize_cdr(image_msg(T, msg.header, labels16), IMAGE))
+                inst = instance_array_msg(T, msg.header, result, label_of)
+                writer.write(out_inst, timestamp, store.serialize_cdr(inst, INSTANCES))
+                n_ok += 1
+                if args.verbose:
+                    print(f"frame {result.index}: {len(result.tracks)} tracks, {result.timings.get('total', 0):.0f} ms")
+    print(f"processed {n_ok} frames ({n_bad} skipped) from {args.input}:{args.topic} into {args.output}")
+    return 0 if n_ok else 1
+
+
+# --- play ---------------------------------------------------------------------------------------------------------
+def play(args) -> int:
+    import importlib
+
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rosbags.rosbag2 import Reader
+
+    rclpy.init(args=args.ros_args)
+    node = rclpy.create_node("mastsam_bag_player")
+    sent = 0
+    try:
+        with Reader(args.input) as reader:
+            conns = [c for c in reader.connections if args.topic is None or c.topic == args.topic]
+            conns = [c for c in conns if c.msgtype in (IMAGE, COMPRESSED)]
+            if not conns:
+                node.get_logger().error(f"no image topic {args.topic or ''} in {args.input}")
+                return 2
+            conn = conns[0]
+            pkg, _, name = conn.msgtype.split("/")
+            msg_class = getattr(importlib.import_module(f"{pkg}.msg"), name)
+            topic = args.remap or conn.topic
+            pub = node.create_publisher(msg_class, topic, QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            deadline = time.monotonic() + args.wait
+            while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            t_wall0 = t_bag0 = None
+            for _, timestamp, raw in reader.messages(connections=[conn]):
+                if t_bag0 is None:
+                    t_wall0, t_bag0 = time.monotonic(), timestamp
+                # Sleep until this message's recorded offset (scaled); never catch up by bursting.
+                delay = t_wall0 + (timestamp - t_bag0) / 1e9 / args.rate_scale - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                if not rclpy.ok():
+                    break
+                pub.publish(bytes(raw))  # raw CDR, exactly as recorded
+                sent += 1
+            time.sleep(0.2)  # let the last reliable message leave before the publisher goes away
+        print(f"published {sent} messages on {topic}")
+        return 0
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return 0
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mastsam-bag", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    a = sub.add_parser("from-images", help="image sequence -> ROS 2 bag with one sensor_msgs/Image topic")
+    a.add_argument("dir", help="folder of images (jpg, png...), taken in sorted name order")
+    a.add_argument("out", help="output bag folder (must not exist)")
+    a.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    a.add_argument("--rate", type=float, default=30.0, help="frames per second of the stamps (default 30)")
+    a.add_argument("--topic", default="/camera/image_raw")
+    a.add_argument("--frame-id", default="camera")
+    a.add_argument("--start", type=float, default=1.0, help="stamp of the first frame, seconds (default 1.0)")
+    a.add_argument("--max-side", type=int, default=0, help="downscale so the longer side is at most this (0 = keep)")
+    a.add_argument("--limit", type=int, default=0, help="only the first N images (0 = all)")
+    a.set_defaults(func=from_images)
+
+    b = sub.add_parser("process", help="run every frame of an image topic through the tracker into a new bag")
+    b.add_argument("input", help="input bag folder")
+    b.add_argument("output", help="output bag folder (must not exist)")
+    b.add_argument("--topic", required=True, help="sensor_msgs/Image or CompressedImage topic to process")
+    b.add_argument("--config", help="params file (config/tracker.yaml format); default: built-in defaults")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    b.add_argument("--storage", choices=("mcap", "sqlite3"), help="output storage (default: the input's)")
+    b.add_argument("--output-prefix", default="/tracker", help="namespace of the output topics (default /tracker)")
+    b.add_argument("--no-copy-input", dest="copy_input", action="store_false", help="do not copy the input topic")
+    b.add_argument("-v", "--verbose", action="store_true")
+    b.set_defaults(func=process)
+
+    c = sub.add_parser("play", help="publish a bag's image topic over rclpy at its recorded rate")
+    c.add_argument("input", help="bag folder")
+    c.add_argument("--topic", help="image topic to play (default: the first image topic)")
+    c.add_argument("--remap", help="publish on this topic instead of the recorded one")
+    c.add_argument("--rate-scale", type=float, default=1.0, help="playback speed factor (2 = twice as fast)")
+    c.add_argument("--wait", type=float, default=0.0, help="wait up to this many seconds for a subscriber first")
+    c.set_defaults(func=play)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Anything after --ros-args belongs to rclpy (play only).
+    ros_args = argv[argv.index("--ros-args"):] if "--ros-args" in argv else []
+    argv = argv[: len(argv) - len(ros_args)] if ros_args else argv
+    args = build_parser().parse_args(argv)
+    args.ros_args = ["mastsam-bag", *ros_args]
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from rosbags.rosbag2 import ReaderError, WriterError
+
+    from mastsam_ros.core.errors import MastSamError
+
+    try:
+        return args.func(args)
+    except (MastSamError, ReaderError, WriterError, FileNotFoundError, FileExistsError) as e:
+        log.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
