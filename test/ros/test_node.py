@@ -1,0 +1,175 @@
+"""The tracker node over real DDS: a separate process fed real frames from ../shared/data by a probe node."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from .conftest import Probe, bedroom_frames, image_msg, labels_of, require_ros
+
+pytestmark = pytest.mark.usefixtures("ros")
+
+
+@pytest.fixture(scope="module")
+def probe(tracker_node):
+    require_ros()
+    p = Probe("probe_node")
+    p.watch_overlay()
+    p.wait_connected(tracker_node)
+    yield p
+    p.destroy()
+
+
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def test_outputs_carry_input_stamps_size_and_stable_ids(probe):
+    frames = bedroom_frames(4)
+    answers, label_images = [], []
+    for i, rgb in enumerate(frames):
+        # Each supported encoding once, the last with padded rows: the answer must not depend on the wire format.
+        enc = ("rgb8", "bgr8", "rgba8", "rgb8")[i]
+        msg = image_msg(rgb, sec=1000 + i, nanosec=500, encoding=enc, pad=8 if i == 3 else 0)
+        inst = probe.send_and_wait(msg)
+        assert (inst.header.stamp.sec, inst.header.stamp.nanosec, inst.header.frame_id) == (1000 + i, 500, "cam")
+        assert (inst.height, inst.width) == rgb.shape[:2]
+        assert probe.spin_until(lambda: any(m.header.stamp.sec == 1000 + i for m in probe.labels), 5)
+        lab_msg = next(m for m in probe.labels if m.header.stamp.sec == 1000 + i)
+        labels = labels_of(lab_msg)
+        assert labels.shape == rgb.shape[:2] and lab_msg.header.frame_id == "cam"
+        for x in inst.instances:
+            assert x.id >= 1 and x.label == x.id  # ids below 65536 are their own label value
+            assert abs(int((labels == x.label).sum()) - x.area) <= 1
+            assert x.bbox.width > 0 and x.bbox.height > 0
+        answers.append(inst)
+        label_images.append(labels)
+
+    assert answers[0].keyframe and answers[0].reset and len(answers[0].instances) > 0
+    assert [a.frame_index for a in answers] == [0, 1, 2, 3]
+    # Same object, same id: the large objects of each frame keep their id in the next, with overlapping masks.
+    for prev, cur, lp, lc in zip(answers, answers[1:], label_images, label_images[1:]):
+        big = sorted(prev.instances, key=lambda x: -x.area)[:3]
+        cur_ids = {x.id for x in cur.instances}
+        for x in big:
+            assert x.id in cur_ids, f"id {x.id} lost between frames {prev.frame_index} and {cur.frame_index}"
+            assert _mask_iou(lp == x.label, lc == x.label) > 0.5
+    # The overlay is rendered because this probe subscribes to it.
+    assert probe.spin_until(lambda: len(probe.overlays) >= 1, 5)
+    ov = probe.overlays[-1]
+    assert ov.encoding == "rgb8" and (ov.height, ov.width) == frames[0].shape[:2]
+
+
+def test_services_reset_and_resegment(probe):
+    from std_srvs.srv import Trigger
+
+    frames = bedroom_frames(2)
+    for name, check in (("reset", lambda a: a.reset and a.frame_index == 0 and a.keyframe),
+                        ("resegment", lambda a: a.keyframe and not a.reset)):
+        client = probe.node.create_client(Trigger, f"/tracker/{name}")
+        assert client.wait_for_service(timeout_sec=10)
+        future = client.call_async(Trigger.Request())
+        assert probe.spin_until(future.done, 10) and future.result().success
+        before = probe.send_and_wait(image_msg(frames[0], sec=2000 + len(probe.instances)))
+        answer = probe.send_and_wait(image_msg(frames[1], sec=2000 + len(probe.instances)))
+        # The request applies to the first frame after it.
+        assert check(before), (name, before.frame_index, before.keyframe, before.reset)
+        assert not answer.reset
+        probe.node.destroy_client(client)
+
+
+def test_bad_input_is_counted_and_the_node_keeps_answering(probe, tracker_node):
+    rgb = bedroom_frames(1)[0]
+    base = 3000
+    good = image_msg(rgb, sec=base)
+    probe.send_and_wait(good)
+    rss_before = tracker_node.rss_kib()
+
+    bad = image_msg(rgb, sec=base + 1)
+    bad.encoding = "32FC1"
+    empty = image_msg(rgb, sec=base + 2)
+    empty.width = empty.height = 0
+    empty.step = 0
+    empty.data = bytes()
+    short = image_msg(rgb, sec=base + 3)
+    short.data = short.data[: len(short.data) // 2]
+    for msg in (bad, empty, short):
+        # The node's input queue is one deep: sent back to back, DDS would keep only the last one.
+        probe.pub.publish(msg)
+        probe.spin_until(lambda: False, 0.3)
+    # A repeated stamp (skipped) and a stamp going backwards (reset, still processed).
+    probe.send_and_wait(image_msg(rgb, sec=base + 4))
+    probe.pub.publish(image_msg(rgb, sec=base + 4))
+    probe.spin_until(lambda: False, 0.3)
+    back = probe.send_and_wait(image_msg(rgb, sec=base - 100))
+    assert back.reset
+    # A size change mid-stream: the tracker resets and answers at the new size.
+    small = bedroom_frames(1, size=(256, 144))[0]
+    resized = probe.send_and_wait(image_msg(small, sec=base + 10))
+    assert (resized.height, resized.width) == (144, 256) and resized.reset
+    # A burst at 40 Hz, far faster than the tracker: most frames are dropped, never queued.
+    t0 = time.monotonic()
+    for i in range(40):
+        probe.pub.publish(image_msg(rgb, sec=base + 20 + i))
+        probe.spin_until(lambda: False, 0.025)
+    burst_s = time.monotonic() - t0
+    # Still answering afterwards.
+    last = probe.send_and_wait(image_msg(rgb, sec=base + 100), timeout=30)
+    assert last.header.stamp.sec == base + 100
+
+    probe.spin_until(lambda: False, 1.2)  # let a diagnostics period pass after the last frame
+    c = probe.counters()
+    for key in ("bad_encoding", "bad_size", "bad_data", "stamp_repeated", "stamp_backwards", "size_changes"):
+        assert int(c[key]) >= 1, (key, c)
+    assert int(c["frames_dropped"]) >= 10, (c, burst_s)
+    assert int(c["tracker_errors"]) == 0 and int(c["callback_errors"]) == 0, tracker_node.log()
+    received, processed = int(c["frames_received"]), int(c["frames_processed"])
+    assert processed < received
+    assert "unsupported encoding [32FC1]" in tracker_node.log()
+    # One slot, no backlog: the burst cannot have grown the process by more than a few frames' worth.
+    assert tracker_node.rss_kib() - rss_before < 150_000
+
+
+def test_parameters_are_validated(probe):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    client = probe.node.create_client(SetParameters, "/tracker/set_parameters")
+    assert client.wait_for_service(timeout_sec=10)
+
+    def set_param(name, value):
+        if isinstance(value, bool):
+            v = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
+        elif isinstance(value, int):
+            v = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
+        else:
+            v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
+        assert probe.spin_until(future.done, 10)
+        return future.result().results[0]
+
+    out_of_range = set_param("tracker.keyframe_interval", -1)
+    assert not out_of_range.successful
+    read_only = set_param("segmenter.backend", "sam")
+    assert not read_only.successful and "read-only" in read_only.reason
+    cross_field = set_param("tracker.points_min", 20)  # > points_max (6): refused by the core's own check
+    assert not cross_field.successful and "points_max" in cross_field.reason
+    assert set_param("tracker.max_age", 5).successful
+    # Still answering with the new value in force.
+    probe.send_and_wait(image_msg(bedroom_frames(1)[0], sec=4000))
+    probe.node.destroy_client(client)
+
+
+def test_bad_choice_in_parameters_stops_the_node_with_a_message(ros, tmp_path):
+    from .conftest import NodeProcess
+
+    proc = NodeProcess("-p", "matcher.backend:=optical", log_path=tmp_path / "bad.log")
+    try:
+        code = proc.proc.wait(timeout=30)
+    finally:
+        proc.stop()
+    assert code == 1
+    assert "'optical' is not one of flow, xfeat, mast3r" in proc.log()
