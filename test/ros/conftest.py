@@ -119,7 +119,8 @@ class Probe:
         self.instances, self.labels, self.overlays, self.diagnostics = [], [], [], []
         from diagnostic_msgs.msg import DiagnosticArray
 
-        self.node.create_subscription(MSGS.InstanceArray, f"/{node_name}/instances", self.instances.append, 50)
+        self.sub_instances = self.node.create_subscription(
+            MSGS.InstanceArray, f"/{node_name}/instances", self.instances.append, 50)
         self.node.create_subscription(Image, f"/{node_name}/labels", self.labels.append, 50)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 50)
         self._node_name = node_name
@@ -135,10 +136,13 @@ class Probe:
             rclpy.spin_once(self.node, timeout_sec=0.05)
         return predicate()
 
-    def wait_connected(self, proc: NodeProcess | None = None, timeout: float = 30.0) -> None:
-        ok = self.spin_until(
-            lambda: self.pub.get_subscription_count() > 0 and self.node.count_publishers(
-                f"/{self._node_name}/instances") > 0, timeout)
+    def wait_connected(self, proc: NodeProcess | None = None, timeout: float = 30.0, publishing: bool = True):
+        """Wait until the tracker's ~/instances matched this probe and, if ``publishing``, our images match its input.
+
+        Answers sent before the probe's subscription matched would be lost (volatile QoS), hence both directions.
+        """
+        ok = self.spin_until(lambda: self.sub_instances.get_publisher_count() > 0 and (
+            not publishing or self.pub.get_subscription_count() > 0), timeout)
         assert ok, "the tracker node did not connect" + (f"; its log:\n{proc.log()}" if proc else "")
 
     def send_and_wait(self, msg, timeout: float = 20.0) -> object:
