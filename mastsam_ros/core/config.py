@@ -29,13 +29,20 @@ class TrackerSection:
     keyframe_interval: int = _f(
         30, "Full re-segmentation every N frames (0 = only on the first frame and on request).", range=(0, 100000)
     )
+    resegment_seeds_per_frame: int = _f(
+        64,
+        "A scheduled re-segmentation decodes this many grid seeds per frame, spread over the next frames so the stream"
+        " never stalls (0 = the whole grid on the keyframe). The first frame and requested ones run at once.",
+        range=(0, 100000),
+    )
     max_tracks: int = _f(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
     max_age: int = _f(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
     min_area_fraction: float = _f(
         0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
     )
-    points_min: int = _f(1, "Fewest mask points per track.", range=(1, 64))
-    points_max: int = _f(6, "Most mask points per track.", range=(1, 64))
+    points_min: int = _f(3, "Fewest mask points per track (several, so one lost point does not lose the track).",
+                         range=(1, 64))
+    points_max: int = _f(8, "Most mask points per track.", range=(1, 64))
     area_per_point: float = _f(
         0.01, "One mask point per this fraction of the image area covered by the mask (then clamped).",
         range=(0.0001, 1.0),
@@ -57,8 +64,14 @@ class TrackerSection:
         range=(0.0, 1.0),
     )
     secondary_component_fraction: float = _f(
-        0.3, "Keep a mask's extra connected parts only if each is at least this fraction of its largest part.",
+        0.3,
+        "Keep a mask's extra connected parts only if each is at least this fraction of its largest part, or at least"
+        " tracker.min_area_fraction of the image.",
         range=(0.0, 1.0),
+    )
+    min_prompt_hits: float = _f(
+        0.34, "A prompted mask must contain at least this fraction of its track's positive points, else it is"
+        " rejected (the segmenter answered about something else).", range=(0.0, 1.0),
     )
     merge_overlap: float = _f(
         0.6, "Two tracks whose masks overlap by more than this fraction of the smaller one are merged (older id wins).",
@@ -116,6 +129,10 @@ class MatcherSection:
     mast3r_path: str = _f("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
                           read_only=True)
     top_k: int = _f(4096, "XFeat keypoints per frame.", range=(64, 100000))
+    flow_preset: str = _f(
+        "medium", "OpenCV DIS optical flow preset (backend flow): ultrafast, fast or medium (slower, larger motions).",
+        choices=("ultrafast", "fast", "medium"),
+    )
     max_error_px: float = _f(
         3.0, "Flow forward-backward error (in matcher pixels) at which confidence reaches zero.", range=(0.01, 1000.0)
     )

@@ -7,8 +7,9 @@ import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
 
 
-def main_parts(mask: np.ndarray, secondary_fraction: float) -> np.ndarray:
-    """Keep the largest connected part of ``mask`` and every other part at least ``secondary_fraction`` of it.
+def main_parts(mask: np.ndarray, secondary_fraction: float, min_area: float = np.inf) -> np.ndarray:
+    """Keep the largest connected part of ``mask`` and every other part at least ``secondary_fraction`` of it or at
+    least ``min_area`` pixels (big enough to stand as an object of its own).
 
     Stray specks a prompt point dragged in are dropped; a genuinely split object (a rider and a bike) keeps its parts.
     """
@@ -17,7 +18,7 @@ def main_parts(mask: np.ndarray, secondary_fraction: float) -> np.ndarray:
         return mask
     areas = stats[1:, cv2.CC_STAT_AREA]
     keep = np.zeros(n, bool)
-    keep[1:] = areas >= secondary_fraction * areas.max()
+    keep[1:] = (areas >= secondary_fraction * areas.max()) | (areas >= min_area)
     return keep[cc]
 
 

@@ -8,7 +8,8 @@ Per frame (``Tracker.step``):
    tracks in one batched call; keep each mask's main connected parts; reject a mask whose area or position jumps
    beyond a bound and keep the track's warped previous mask instead;
 4. on keyframes (every ``tracker.keyframe_interval`` frames, the first frame, or on request) run automatic
-   segmentation and match its masks to the tracks by IoU so ids persist; between keyframes, every
+   segmentation and match its masks to the tracks by IoU so ids persist (a scheduled one is spread over the next
+   frames, ``tracker.resegment_seeds_per_frame`` grid seeds each, so the stream never stalls); between keyframes, every
    ``tracker.new_region_interval`` frames, segment large uncovered regions (newly visible area) into new tracks;
 5. merge tracks whose masks overlap beyond ``tracker.merge_overlap`` of the smaller with union-find (the older id
    survives), paint the partition (label map, 0 = background), retire tracks unseen for ``tracker.max_age`` frames;
@@ -36,6 +37,7 @@ from .frames import check_frame
 from .matchers import Matcher, build_matcher
 from .points import isolated, mask_points
 from .segmenters import Segmenter, build_segmenter
+from .segmenters.base import grid_points
 from .types import FrameResult, PointPrompt, Proposal, TrackInfo
 
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ class Tracker:
         self._shape: tuple[int, int] | None = None
         self._rng = np.random.default_rng(self.cfg.clustering.seed)
         self._fresh = True
+        self._pending_seeds: np.ndarray | None = None  # grid seeds of a spread re-segmentation still to decode
         self.matcher.reset()
 
     def request_keyframe(self) -> None:
@@ -142,9 +145,20 @@ class Tracker:
             or keyframe_requested
             or (cfg.keyframe_interval > 0 and self._index % cfg.keyframe_interval == 0)
         )
-        if keyframe:
+        per_frame = cfg.resegment_seeds_per_frame
+        resegmenting = False
+        if keyframe and (per_frame == 0 or not self._tracks or keyframe_requested):
+            self._pending_seeds = None
             with self._timed("automatic"):
-                self._resegment()
+                self._merge_automatic(self.segmenter.generate())
+        elif keyframe or self._pending_seeds is not None:
+            if keyframe:  # (re)start a spread re-segmentation over the whole grid
+                self._pending_seeds = grid_points(self._shape, self.cfg.segmenter.points_per_side)
+            chunk, rest = self._pending_seeds[:per_frame], self._pending_seeds[per_frame:]
+            self._pending_seeds = rest if len(rest) else None
+            resegmenting = True
+            with self._timed("automatic"):
+                self._merge_automatic(self.segmenter.generate(seeds=chunk))
         elif cfg.new_region_interval > 0 and self._index % cfg.new_region_interval == 0:
             with self._timed("new_area"):
                 self._segment_new_area()
@@ -161,6 +175,7 @@ class Tracker:
             labels=labels,
             tracks=[self._info(t) for t in self._tracks],
             keyframe=keyframe,
+            resegmenting=resegmenting,
             reset=was_fresh,
             new_ids=sorted(after - before),
             retired_ids=sorted(before - after),
@@ -216,7 +231,7 @@ class Tracker:
         answers = self.segmenter.predict(prompts) if prompts else []
         confirmed = {}
         for i, prop in zip(who, answers):
-            mask = M.main_parts(prop.mask, cfg.secondary_component_fraction)
+            mask = M.main_parts(prop.mask, cfg.secondary_component_fraction, self._min_area())
             if self._plausible(mask, warped[i], carried[i], diag):
                 confirmed[i] = (mask, prop.score)
         for i, t in enumerate(self._tracks):
@@ -254,26 +269,54 @@ class Tracker:
         xy = np.round(positives).astype(int)
         h, w = mask.shape
         hits = mask[np.clip(xy[:, 1], 0, h - 1), np.clip(xy[:, 0], 0, w - 1)]
-        return bool(hits.mean() >= 0.5)
+        return bool(hits.mean() >= cfg.min_prompt_hits)
 
-    def _resegment(self) -> None:
-        """Full automatic segmentation; masks join tracks by IoU (Hungarian), the rest may start new tracks."""
-        cfg = self.cfg.tracker
-        props = self._big_enough(self.segmenter.generate())
+    def _merge_automatic(self, props: list[Proposal]) -> None:
+        """Automatic masks (all of a re-segmentation, or a slice): they join tracks by IoU, the rest may be new."""
+        props = self._big_enough(props)
         if self._tracks and props:
-            iou = M.iou_matrix([p.mask for p in props], [t.mask for t in self._tracks])
-            rows, cols = linear_sum_assignment(-iou)
-            used = set()
-            for r, c in zip(rows, cols):
-                if iou[r, c] < cfg.match_iou:
-                    continue
-                used.add(r)
-                t = self._tracks[c]
-                if t.last_seen != self._index:  # the prompt failed this frame: take the fresh mask
-                    t.mask, t.score = props[r].mask, props[r].score
-                    t.last_seen = self._index
+            used = self._associate(props)
             props = [p for k, p in enumerate(props) if k not in used]
         self._add_tracks(props)
+
+    def _associate(self, props: list[Proposal]) -> set[int]:
+        """Give re-segmentation masks to existing tracks; returns the indices of the proposals used.
+
+        One Hungarian assignment on IoU (at least ``tracker.match_iou``). A track whose prompt failed this frame holds
+        only its warped previous mask, which drifts; it may still take an unassigned proposal that covers most of
+        that mask and is of a plausible size, so the object comes back under its old id instead of a new one.
+        """
+        cfg = self.cfg.tracker
+        pm = [p.mask for p in props]
+        iou = M.iou_matrix(pm, [t.mask for t in self._tracks])
+        rows, cols = linear_sum_assignment(-iou)
+        used, matched = set(), set()
+        for r, c in zip(rows, cols):
+            if iou[r, c] >= cfg.match_iou:
+                used.add(int(r))
+                matched.add(int(c))
+                self._refresh(self._tracks[c], props[r])
+        for c, t in enumerate(self._tracks):
+            if c in matched or t.last_seen == self._index:
+                continue
+            area = max(t.area, 1)
+            best, best_cover = None, 0.5
+            for r, p in enumerate(props):
+                if r in used:
+                    continue
+                ratio = p.mask.sum() / area
+                cover = (p.mask & t.mask).sum() / area
+                if cover > best_cover and 1.0 / cfg.max_area_ratio <= ratio <= cfg.max_area_ratio:
+                    best, best_cover = r, cover
+            if best is not None:
+                used.add(best)
+                self._refresh(t, props[best])
+        return used
+
+    def _refresh(self, t: _Track, p: Proposal) -> None:
+        if t.last_seen != self._index:  # the prompt failed this frame: take the fresh mask
+            t.mask, t.score = p.mask, p.score
+            t.last_seen = self._index
 
     def _segment_new_area(self) -> None:
         """Segment large regions that no track covers (newly visible area) into new tracks."""
@@ -289,11 +332,18 @@ class Tracker:
         if big.size == 0:
             return
         region = np.isin(cc, big)
-        self._add_tracks(self._big_enough(self.segmenter.generate(region)))
+        seeds = grid_points(self._shape, self.cfg.segmenter.points_per_side, region)
+        per_frame = cfg.resegment_seeds_per_frame
+        if per_frame and len(seeds) > per_frame:  # bound this frame's work: an even subset of the seeds
+            seeds = seeds[np.linspace(0, len(seeds) - 1, per_frame).astype(int)]
+        self._add_tracks(self._big_enough(self.segmenter.generate(region, seeds=seeds)))
+
+    def _min_area(self) -> float:
+        h, w = self._shape
+        return self.cfg.tracker.min_area_fraction * h * w
 
     def _big_enough(self, props: list[Proposal]) -> list[Proposal]:
-        h, w = self._shape
-        min_area = self.cfg.tracker.min_area_fraction * h * w
+        min_area = self._min_area()
         return [p for p in props if p.mask.sum() >= min_area]
 
     def _add_tracks(self, props: list[Proposal]) -> None:
@@ -303,11 +353,11 @@ class Tracker:
         taken = np.zeros((h, w), bool)
         for t in self._tracks:
             taken |= t.mask
-        min_area = cfg.min_area_fraction * h * w
+        min_area = self._min_area()
         for p in sorted(props, key=lambda p: -p.score):
             if len(self._tracks) >= cfg.max_tracks:
                 break
-            fresh = M.main_parts(p.mask & ~taken, cfg.secondary_component_fraction)
+            fresh = M.main_parts(p.mask & ~taken, cfg.secondary_component_fraction, min_area)
             area = int(fresh.sum())
             if area < min_area or area < 0.5 * p.mask.sum():
                 continue

@@ -50,7 +50,8 @@ class FrameResult:
     index: int  # frame counter since the last reset
     labels: np.ndarray  # H x W uint32 label map, 0 = background, other values = track ids
     tracks: list[TrackInfo]
-    keyframe: bool  # a full automatic segmentation was merged in this frame
+    keyframe: bool  # a full automatic segmentation started in this frame (merged at once, or spread: resegmenting)
+    resegmenting: bool = False  # this frame decoded a slice of a re-segmentation spread over frames
     reset: bool = False  # the tracker state was reset before this frame (first frame, size change, request)
     new_ids: list[int] = field(default_factory=list)
     retired_ids: list[int] = field(default_factory=list)

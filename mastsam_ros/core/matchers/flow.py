@@ -9,6 +9,13 @@ from ..config import MatcherSection
 from .base import Matcher
 
 
+PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
 def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Resize so the longer side is at most ``max_side``; returns (image, scale) with scale = new / old."""
     h, w = image.shape[:2]
@@ -44,7 +51,7 @@ class FlowMatcher(Matcher):
     def __init__(self, cfg: MatcherSection):
         self.max_side = cfg.max_side
         self.max_error = cfg.max_error_px
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        self._dis = cv2.DISOpticalFlow_create(PRESETS[cfg.flow_preset])
         self._prev: np.ndarray | None = None
         self._cur: np.ndarray | None = None
         self._scale = 1.0

@@ -10,6 +10,29 @@ from ..registry import Registry
 from ..types import PointPrompt, Proposal
 
 
+def grid_points(shape: tuple[int, int], points_per_side: int, region: np.ndarray | None = None) -> np.ndarray:
+    """A regular ``points_per_side`` x ``points_per_side`` grid of pixel x y seeds ((N, 2) float32), cell centres.
+
+    Limited to ``region`` (H x W bool) when given; a region too small to hold a grid point gets its innermost pixel
+    (farthest from the region's border) as its one seed, so a small newly visible area is still segmented.
+    """
+    h, w = shape
+    frac = (np.arange(points_per_side) + 0.5) / points_per_side
+    xs, ys = np.meshgrid(frac * w, frac * h)
+    pts = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32)
+    if region is None:
+        return pts
+    ix = np.minimum(pts.astype(int), [w - 1, h - 1])
+    inside = pts[region[ix[:, 1], ix[:, 0]]]
+    if len(inside) or not region.any():
+        return inside
+    import cv2
+
+    dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return np.array([[x, y]], np.float32)
+
+
 class Segmenter(ABC):
     """Embed an image once with ``set_image``, then answer any number of ``generate`` / ``predict`` calls on it."""
 
@@ -22,10 +45,13 @@ class Segmenter(ABC):
         """Embed ``image`` (H x W x 3 uint8 RGB). The one expensive per-frame call (SAM: the image encoder)."""
 
     @abstractmethod
-    def generate(self, region: np.ndarray | None = None) -> list[Proposal]:
+    def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:
         """Automatic masks on the current image, already filtered by score, stability and NMS.
 
-        ``region`` (H x W bool) limits the seed points to that area (newly visible area); masks may extend past it.
+        Seeds default to :func:`grid_points` of ``segmenter.points_per_side`` (``region``, H x W bool, limits them to
+        that area: newly visible area); ``seeds`` ((N, 2) float32 x y) names them explicitly, so a caller can spread
+        one automatic segmentation over several frames, a slice of the grid per frame. Masks may extend past the
+        region.
         """
 
     @abstractmethod

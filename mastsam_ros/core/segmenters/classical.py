@@ -52,16 +52,21 @@ class ClassicalSegmenter(Segmenter):
         return cv2.resize(small_mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
 
     # --- automatic ----------------------------------------------------------------------------------------------
-    def generate(self, region: np.ndarray | None = None) -> list[Proposal]:
+    def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:
+        """Graph segments of the frame: all of them, those touching ``region``, or those holding a seed."""
         sh, sw = self._grad.shape
         if self._segments is None:
             self._segments = felzenszwalb(self._small, scale=400, sigma=0.5, min_size=max(16, sh * sw // 600))
         seg = self._segments
         keep = None
+        if seeds is not None:
+            xy = np.clip(np.round(np.asarray(seeds, np.float32) * self._scale).astype(int), 0, [sw - 1, sh - 1])
+            keep = np.zeros(seg.max() + 1, bool)
+            keep[seg[xy[:, 1], xy[:, 0]]] = True
         if region is not None:
             small_region = cv2.resize(region.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST).astype(bool)
-            inside = np.bincount(seg[small_region].ravel(), minlength=seg.max() + 1)
-            keep = inside > 0
+            inside = np.bincount(seg[small_region].ravel(), minlength=seg.max() + 1) > 0
+            keep = inside if keep is None else keep & inside
         out = []
         areas = np.bincount(seg.ravel())
         for label in np.flatnonzero(areas):

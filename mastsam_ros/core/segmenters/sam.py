@@ -20,7 +20,7 @@ import numpy as np
 from ..config import SegmenterSection
 from ..errors import BackendUnavailable, CheckpointError, ConfigError, FrameError, MastSamError
 from ..types import PointPrompt, Proposal
-from .base import Segmenter
+from .base import Segmenter, grid_points
 
 log = logging.getLogger(__name__)
 
@@ -204,31 +204,13 @@ class SamSegmenter(Segmenter):
 
     # --- automatic masks --------------------------------------------------------------------------------------
     def seed_points(self, region: np.ndarray | None = None) -> np.ndarray:
-        """The automatic-mode grid (``points_per_side``^2 pixel x y, (N, 2) float32), limited to ``region``.
-
-        When ``region`` is too small to hold a grid point, its innermost pixel (largest distance to the region's
-        border) is the one seed, so a small newly visible area still gets a proposal.
-        """
+        """The automatic-mode grid (``points_per_side``^2 pixel x y, (N, 2) float32), limited to ``region``."""
         self._require_image()
-        h, w = self._original_size
-        grid = self.amg.build_point_grid(self.cfg.points_per_side) * np.array([w, h], dtype=np.float64)
-        pts = np.clip(grid, 0, [w - 1, h - 1]).astype(np.float32)
-        if region is None:
-            return pts
-        region = np.asarray(region, dtype=bool)
-        if region.shape != (h, w):
-            raise MastSamError(f"region shape {region.shape} does not match the image ({h}, {w})")
-        ix = np.round(pts).astype(int)
-        inside = pts[region[ix[:, 1], ix[:, 0]]]
-        if len(inside) or not region.any():
-            return inside
-        import cv2  # noqa: PLC0415
+        if region is not None and np.shape(region) != self._original_size:
+            raise MastSamError(f"region shape {np.shape(region)} does not match the image {self._original_size}")
+        return grid_points(self._original_size, self.cfg.points_per_side, region)
 
-        dist = cv2.distanceTransform(region.astype(np.uint8), cv2.DIST_L2, 3)
-        y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
-        return np.array([[x, y]], dtype=np.float32)
-
-    def generate(self, region: np.ndarray | None = None) -> list[Proposal]:
+    def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:
         """Automatic masks from the stored embedding (no new encoder pass), like ``SamAutomaticMaskGenerator``
         without crops: every seed point is decoded with multimask output, then masks are kept when predicted IoU
         >= ``pred_iou_thresh`` and stability >= ``stability_score_thresh``, and box NMS at ``box_nms_thresh``
@@ -237,7 +219,7 @@ class SamSegmenter(Segmenter):
         torch = self.torch
         from torchvision.ops import batched_nms  # noqa: PLC0415
 
-        points = self.seed_points(region)
+        points = self.seed_points(region) if seeds is None else np.asarray(seeds, np.float32).reshape(-1, 2)
         cfg = self.cfg
         masks, scores, stabs = [], [], []
         with torch.inference_mode():
