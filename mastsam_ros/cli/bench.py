@@ -1,0 +1,681 @@
+"""``mastsam-bench``: speed and memory of the tracker on a real frame sequence, with side-by-side baselines.
+
+    mastsam-bench --segmenter mobile_sam --random-weights --matcher flow --tracks 8 --json bench.json
+    mastsam-bench --segmenter classical --frames 30 --source ../shared/data/bedroom
+    mastsam-bench --soak 5000 --soak-size 160x90 --json soak.json          # memory over a long run
+
+The main run feeds ``--frames`` frames (JPEG decode timed per frame) through :class:`Tracker` and reports, per
+stage, median / p95 / mean milliseconds from ``FrameResult.timings`` plus what the bench itself measures around the
+tracker: JPEG decode and output encoding (label map -> mono16 bytes, and -> 16-bit PNG). End-to-end latency is
+decode + ``Tracker.step`` + output encoding. Frame 0 (the initial automatic segmentation every method pays once) is
+reported but left out of the steady-state figures.
+
+Then, on the first frames of the same sequence and with the same model instance, the comparisons:
+(a) per-frame automatic mask generation at a 32 x 32 grid (for SAM backends the package's own
+``SamAutomaticMaskGenerator`` with its defaults, encoder pass included: what a user would run), and
+(b) the research prototype's loop (``evaluation.baselines.Prototype``: one predict call per mask) with a brute-force
+nearest-match search for the correspondences (:class:`BruteForceMatcher`). Ratios are mean ms per frame of the
+method over mean ms per steady-state tracker frame.
+
+``--random-weights`` builds the full-size architecture from the package's own registry with random initialisation,
+saves its state dict to a temporary file and loads it through the project's normal checkpoint path: the compute is
+the real model's, the masks are meaningless. Random masks would make tracks appear and die at random, so by default
+(``--stand-in-masks auto``) the segmenter's answers are replaced by ``--tracks`` fixed regions *after* its full
+computation (see :class:`StandInMasks`): the tracker then holds a fixed track count and every SAM call costs what it
+costs. The output says so.
+
+``--soak N`` runs N small frames (the source's frames downscaled, played forwards then backwards) and samples RSS
+every 100 frames; it reports RSS after 500 frames and after N, and frame latency while a re-segmentation is under way
+(``FrameResult.keyframe`` / ``resegmenting``) against steady-state latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..core.config import Config
+from ..core.errors import MastSamError
+from ..core.matchers.base import Matcher
+from ..core.matchers.flow import downscale
+from ..core.segmenters import build_segmenter
+from ..core.segmenters.base import Segmenter, grid_points
+from ..core.tracker import Tracker
+from ..core.types import Proposal
+from .frames import demo_source, list_images, read_rgb, shared_dir
+from .track import load_config
+
+log = logging.getLogger("mastsam_bench")
+
+#: Stages in report order: (key, what it is). Keys are FrameResult.timings names, plus the bench's own.
+STAGES = (
+    ("decode", "JPEG read + BGR->RGB (bench)"),
+    ("encoder", "segmenter set_image (SAM image encoder)"),
+    ("matcher", "matcher push + carry"),
+    ("prompt", "batched prompt decoding + mask filters"),
+    ("automatic", "automatic segmentation (keyframe / spread slice)"),
+    ("new_area", "newly-visible-area segmentation"),
+    ("merge", "union-find merge + paint"),
+    ("clustering", "k-means mask points"),
+    ("output_mono16", "label map -> mono16 bytes (bench)"),
+    ("output_png", "label map -> 16-bit PNG (bench)"),
+    ("total", "Tracker.step"),
+    ("end_to_end", "decode + step + output"),
+)
+PACKAGES = {"sam": "segment_anything", "mobile_sam": "mobile_sam"}
+
+
+# --- small helpers -------------------------------------------------------------------------------------------------
+def rss_mb() -> float:
+    """Current resident set size of this process in MiB (Linux /proc; 0 where unavailable)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def peak_rss_mb() -> float:
+    """High-water RSS of this process in MiB (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def stats(values) -> dict:
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        return {"n": 0, "median_ms": None, "p95_ms": None, "mean_ms": None, "max_ms": None}
+    return {
+        "n": int(v.size),
+        "median_ms": round(float(np.median(v)), 3),
+        "p95_ms": round(float(np.percentile(v, 95)), 3),
+        "mean_ms": round(float(v.mean()), 3),
+        "max_ms": round(float(v.max()), 3),
+    }
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """'WxH' -> (W, H)."""
+    if not text:
+        return None
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 16 or int(h) < 16:
+        raise argparse.ArgumentTypeError(f"size '{text}' is not WxH with both sides >= 16 (e.g. 854x480)")
+    return int(w), int(h)
+
+
+def resize(frame: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    if size is None or (frame.shape[1], frame.shape[0]) == size:
+        return frame
+    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+
+
+def encode_output(labels: np.ndarray) -> tuple[float, float]:
+    """What a front end pays to publish a label map: (ms to mono16 little-endian bytes, ms to a 16-bit PNG)."""
+    t0 = time.perf_counter()
+    labels.astype("<u2").tobytes()
+    t1 = time.perf_counter()
+    ok, _ = cv2.imencode(".png", labels.astype(np.uint16))
+    t2 = time.perf_counter()
+    if not ok:
+        raise MastSamError("PNG encoding of the label map failed")
+    return (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+
+def torch_info() -> dict:
+    """Threads and device facts, without importing torch when no backend did."""
+    torch = sys.modules.get("torch")
+    info = {"cpu_count": os.cpu_count(), "opencv_threads": cv2.getNumThreads(), "torch_threads": None, "gpu": None}
+    if torch is not None:
+        info["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def gpu_peak_mb() -> float | None:
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return round(torch.cuda.max_memory_allocated() / 2**20, 1)
+
+
+# --- random full-size weights --------------------------------------------------------------------------------------
+def random_checkpoint(backend: str, model_type: str, directory: Path, seed: int = 0) -> Path:
+    """Build ``model_type`` from the package's ``sam_model_registry`` with random init and save its state dict.
+
+    The tracker then loads it through ``segmenter.checkpoint`` like any real checkpoint (strict, weights_only).
+    """
+    import importlib
+
+    import torch
+
+    if backend not in PACKAGES:
+        raise MastSamError(f"--random-weights needs a SAM backend (sam or mobile_sam), not '{backend}'")
+    with warnings.catch_warnings():  # mobile_sam re-registers timm models with a warning on import
+        warnings.simplefilter("ignore")
+        pkg = importlib.import_module(PACKAGES[backend])
+    torch.manual_seed(seed)
+    model = pkg.sam_model_registry[model_type]()
+    path = directory / f"random_{model_type}.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+# --- fixed track count under random weights ------------------------------------------------------------------------
+def stand_in_regions(shape: tuple[int, int], count: int) -> np.ndarray:
+    """H x W int32 map of ``count`` rectangles (ids 1..count, 0 = gap): a grid of cells, each rectangle the middle
+    70% x 70% of its cell, so about half the frame is covered and the gaps form one large uncovered area (the tracker
+    keeps segmenting it as newly visible area, as it does around real objects)."""
+    h, w = shape
+    cols = int(np.ceil(np.sqrt(count * w / h)))
+    rows = int(np.ceil(count / cols))
+    out = np.zeros(shape, np.int32)
+    for i in range(count):
+        r, c = divmod(i, cols)
+        y0, y1 = r * h / rows, (r + 1) * h / rows
+        x0, x1 = c * w / cols, (c + 1) * w / cols
+        my, mx = 0.15 * (y1 - y0), 0.15 * (x1 - x0)
+        out[int(y0 + my) : int(y1 - my), int(x0 + mx) : int(x1 - mx)] = i + 1
+    return out
+
+
+class StandInMasks(Segmenter):
+    """Runs ``inner``'s full computation for every call, then answers with fixed regions instead of its masks.
+
+    With random weights SAM's masks are noise, and the tracker's filters would make tracks appear and die at random,
+    so the track count (which drives the cost of prompting, merging and clustering) would be whatever the noise
+    gives. Here every call still runs the real encoder / prompt encoder / mask decoder / upscaling / filtering, but:
+
+    - ``predict``: each prompt gets the region that holds most of its positive points (empty if none does);
+    - ``generate``: the regions that hold at least one of the seeds (the grid of ``points_per_side``, limited to
+      ``region``, or the given ``seeds``), best first.
+
+    ``limit`` (used for the prototype baseline, which has no track cap) keeps at most that many automatic masks.
+    """
+
+    is_fallback = False
+
+    def __init__(self, inner: Segmenter, count: int, substitute: bool = True, limit: int | None = None):
+        self.inner, self.count, self.substitute, self.limit = inner, count, substitute, limit
+        self.name = f"{inner.name}+stand-in" if substitute else inner.name
+        self._regions: np.ndarray | None = None
+        self._points_per_side = getattr(getattr(inner, "cfg", None), "points_per_side", 16)
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.inner.set_image(image)
+        if self._regions is None or self._regions.shape != image.shape[:2]:
+            self._regions = stand_in_regions(image.shape[:2], self.count)
+
+    def _lookup(self, pts: np.ndarray) -> np.ndarray:
+        h, w = self._regions.shape
+        xy = np.clip(np.round(pts).astype(int), 0, [w - 1, h - 1])
+        return self._regions[xy[:, 1], xy[:, 0]]
+
+    def generate(self, region=None, seeds=None) -> list[Proposal]:
+        props = self.inner.generate(region, seeds=seeds)
+        if self.substitute:
+            pts = grid_points(self._regions.shape, self._points_per_side, region) if seeds is None else seeds
+            ids = sorted({int(i) for i in self._lookup(np.asarray(pts, np.float32).reshape(-1, 2))} - {0})
+            props = [Proposal(self._regions == i, score=0.95 - 0.01 * i, stability=0.95) for i in ids]
+        return props[: self.limit] if self.limit else props
+
+    def predict(self, prompts) -> list[Proposal]:
+        props = self.inner.predict(prompts)
+        if not self.substitute:
+            return props
+        out = []
+        for p, prop in zip(prompts, props):
+            hit = self._lookup(np.asarray(p.points)[np.asarray(p.labels) == 1])
+            hit = hit[hit > 0]
+            mask = self._regions == np.bincount(hit).argmax() if hit.size else np.zeros_like(self._regions, bool)
+            out.append(Proposal(mask, score=prop.score, stability=prop.stability))
+        return out
+
+
+# --- baseline (b)'s correspondence search ---------------------------------------------------------------------------
+class BruteForceMatcher(Matcher):
+    """Brute-force nearest-match search, the research prototype's way of finding where a mask point went.
+
+    Every pixel of a frame (downscaled to ``matcher.max_side``) gets a descriptor: its 5 x 5 grey patch, zero mean,
+    unit norm (25-D). A point is carried by comparing its descriptor with the descriptor of *every* pixel of the next
+    frame (one dense matrix product, no index, no search window) and taking the best; the match is kept only if the
+    same exhaustive search from that pixel back over every pixel of the previous frame lands within
+    ``matcher.max_error_px`` (reciprocal check; confidence falls linearly with the distance). The descriptor is a
+    cheap hand-made one: a learned dense descriptor (MASt3R's) would add a network pass per frame, so this is a
+    lower bound on the prototype's matching cost.
+    """
+
+    name = "brute-force"
+    PATCH = 5
+
+    def __init__(self, max_side: int, max_error_px: float):
+        self.max_side, self.max_error = max_side, max_error_px
+        self._prev = self._cur = None  # (descriptors (h*w, 25) float32, (h, w), scale)
+
+    def _describe(self, image: np.ndarray):
+        grey, s = downscale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), self.max_side)
+        r = self.PATCH // 2
+        padded = np.pad(grey.astype(np.float32), r, mode="reflect")
+        win = np.lib.stride_tricks.sliding_window_view(padded, (self.PATCH, self.PATCH))
+        d = win.reshape(grey.shape[0] * grey.shape[1], -1).copy()
+        d -= d.mean(axis=1, keepdims=True)
+        d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-6
+        return d, grey.shape, s
+
+    def push(self, image: np.ndarray) -> None:
+        self._prev, self._cur = self._cur, self._describe(image)
+
+    def carry(self, points: np.ndarray):
+        n = points.shape[0]
+        if self._prev is None or n == 0:
+            return points.astype(np.float32).copy(), np.zeros(n, np.float32)
+        (dp, (h, w), s), (dc, _, _) = self._prev, self._cur
+        p = np.clip(np.round(points * s).astype(int), 0, [w - 1, h - 1])
+        fwd = np.argmax(dc @ dp[p[:, 1] * w + p[:, 0]].T, axis=0)  # every pixel of the next frame
+        back = np.argmax(dp @ dc[fwd].T, axis=0)  # every pixel of the previous frame
+        q = np.stack([fwd % w, fwd // w], axis=1).astype(np.float32)
+        b = np.stack([back % w, back // w], axis=1).astype(np.float32)
+        err = np.linalg.norm(b - p, axis=1)
+        conf = np.clip(1.0 - err / self.max_error, 0.0, 1.0).astype(np.float32)
+        return (q / s).astype(np.float32), conf
+
+    def reset(self) -> None:
+        self._prev = self._cur = None
+
+
+# --- frames --------------------------------------------------------------------------------------------------------
+def default_source() -> Path | None:
+    seq = demo_source()
+    if seq is not None:
+        return seq
+    bedroom = shared_dir() / "data" / "bedroom"
+    return bedroom if bedroom.is_dir() else None
+
+
+def frame_files(source: Path, n: int) -> list[Path]:
+    files = list_images(source)
+    if len(files) < n:  # long runs replay the sequence forwards then backwards (no cut at the wrap)
+        files = files + files[-2:0:-1] if len(files) > 2 else files
+        files = (files * (n // len(files) + 1))[:n]
+    return files[:n]
+
+
+def load_frame(path: Path, size) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    rgb = read_rgb(path)
+    ms = (time.perf_counter() - t0) * 1e3
+    if rgb is None:
+        raise MastSamError(f"cannot read {path}")
+    return resize(rgb, size), ms
+
+
+# --- the runs ------------------------------------------------------------------------------------------------------
+def during_resegmentation(results: list[tuple[bool, bool, float]]) -> dict:
+    """Latency while a re-segmentation is under way (keyframe or spread slice) vs the other frames.
+
+    ``results``: (is_first_or_reset, under_resegmentation, latency ms) per frame; first / reset frames are left out
+    (their initial segmentation has nothing to be compared with)."""
+    during = [ms for first, reseg, ms in results if not first and reseg]
+    steady = [ms for first, reseg, ms in results if not first and not reseg]
+    d, s = stats(during), stats(steady)
+    return {"during": d, "steady": s, "p95_ratio": ratio(d["p95_ms"], s["p95_ms"])}
+
+
+def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True) -> dict:
+    per_stage: dict[str, list[float]] = {k: [] for k, _ in STAGES}
+    first_stages: dict[str, float] = {}
+    tracks, reseg, rss = [], [], []
+    for i, path in enumerate(files):
+        frame, decode_ms = load_frame(path, size)
+        res = tracker.step(frame)
+        mono_ms, png_ms = encode_output(res.labels)
+        t = dict(res.timings)
+        t.update(decode=decode_ms, output_mono16=mono_ms, output_png=png_ms)
+        t["end_to_end"] = decode_ms + t["total"] + mono_ms + png_ms
+        under = bool(res.keyframe or getattr(res, "resegmenting", False))
+        reseg.append((i == 0 or res.reset, under, t["end_to_end"]))
+        rss.append(rss_mb())
+        if i == 0:
+            first_stages = {k: round(v, 3) for k, v in t.items()}
+        else:
+            tracks.append(len(res.tracks))
+            for k in per_stage:
+                if k in t:
+                    per_stage[k].append(t[k])
+        if progress:
+            print(f"\rtracker frame {i + 1}/{len(files)}  {t['end_to_end']:8.1f} ms  tracks {len(res.tracks)}",
+                  end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    steady = {k: stats(v) for k, v in per_stage.items()}
+    e2e = per_stage["end_to_end"]
+    return {
+        "frames": len(files),
+        "steady_frames": len(files) - 1,
+        "stages": steady,
+        "first_frame_ms": first_stages,
+        "fps": round(1000.0 * len(e2e) / sum(e2e), 3) if e2e else None,
+        "total_over_encoder_median": ratio(steady["total"]["median_ms"], steady["encoder"]["median_ms"]),
+        "end_to_end_over_encoder_median": ratio(steady["end_to_end"]["median_ms"], steady["encoder"]["median_ms"]),
+        "tracks": {"mean": round(float(np.mean(tracks)), 2) if tracks else 0,
+                   "min": min(tracks, default=0), "max": max(tracks, default=0)},
+        "keyframes": sum(1 for _, under, _ in reseg if under),
+        "resegmentation": during_resegmentation(reseg),
+        "rss_mb": {"max_during_run": round(max(rss), 1), "end": round(rss[-1], 1)},
+    }
+
+
+def run_automatic(segmenter: Segmenter, backend: str, files: list[Path], size, points_per_side: int = 32) -> dict:
+    """Baseline (a): per-frame automatic mask generation, encoder pass included."""
+    inner = getattr(segmenter, "inner", segmenter)
+    times, counts = [], []
+    if backend in PACKAGES:
+        import importlib
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pkg = importlib.import_module(PACKAGES[backend])
+        gen = pkg.SamAutomaticMaskGenerator(inner.model, points_per_side=points_per_side)
+        what = f"{PACKAGES[backend]}.SamAutomaticMaskGenerator(points_per_side={points_per_side}, other defaults)"
+        for path in files:
+            frame, _ = load_frame(path, size)
+            t0 = time.perf_counter()
+            masks = gen.generate(frame)
+            times.append((time.perf_counter() - t0) * 1e3)
+            counts.append(len(masks))
+    else:
+        what = f"{inner.name}: set_image + generate() of the whole frame"
+        for path in files:
+            frame, _ = load_frame(path, size)
+            t0 = time.perf_counter()
+            inner.set_image(frame)
+            masks = inner.generate()
+            times.append((time.perf_counter() - t0) * 1e3)
+            counts.append(len(masks))
+    return {"method": what, "frames": len(files), "ms_per_frame": stats(times), "masks_per_frame": counts}
+
+
+def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files: list[Path], size) -> dict:
+    """Baseline (b): the prototype's loop with the brute-force matcher. Frame 0 (its initial automatic
+    segmentation) is left out of the per-frame figure, as for the tracker."""
+    from ..evaluation.baselines import Prototype
+
+    inner = getattr(segmenter, "inner", segmenter)
+    substitute = isinstance(segmenter, StandInMasks) and segmenter.substitute
+    seg = StandInMasks(inner, tracks, substitute=substitute, limit=tracks)
+    matcher = BruteForceMatcher(cfg.matcher.max_side, cfg.matcher.max_error_px)
+    proto = Prototype(cfg, seg, matcher, kmeans)
+    times, masks, match_ms = [], [], []
+    orig_carry = matcher.carry
+
+    def timed_carry(points):
+        t0 = time.perf_counter()
+        try:
+            return orig_carry(points)
+        finally:
+            match_ms[-1] += (time.perf_counter() - t0) * 1e3
+
+    matcher.carry = timed_carry
+    for i, path in enumerate(files):
+        frame, _ = load_frame(path, size)
+        match_ms.append(0.0)
+        t0 = time.perf_counter()
+        labels = proto.step(frame)
+        ms = (time.perf_counter() - t0) * 1e3
+        if i > 0:
+            times.append(ms)
+            masks.append(int(len(np.unique(labels)) - 1))
+    return {
+        "method": "evaluation.baselines.Prototype (one predict call per mask) + BruteForceMatcher "
+                  "(5x5 patch descriptors, exhaustive reciprocal search over every pixel at matcher.max_side)",
+        "frames": len(files),
+        "steady_frames": len(times),
+        "ms_per_frame": stats(times),
+        "brute_force_search_ms": stats(match_ms[1:]),
+        "masks_per_frame": masks,
+    }
+
+
+def run_soak(tracker: Tracker, files: list[Path], size, every: int = 100) -> dict:
+    """``len(files)`` frames through the tracker; RSS every ``every`` frames; latency during re-segmentation."""
+    frames_cache: dict[Path, np.ndarray] = {}
+    samples, reseg, tracks = [], [], []
+    t_start = time.perf_counter()
+    for i, path in enumerate(files):
+        frame = frames_cache.get(path)
+        if frame is None:  # decode each distinct file once: the soak measures the tracker, not the JPEG reader
+            frame = frames_cache[path] = load_frame(path, size)[0]
+        res = tracker.step(frame)
+        encode_output(res.labels)
+        reseg.append((i == 0 or res.reset, bool(res.keyframe or getattr(res, "resegmenting", False)),
+                      res.timings["total"]))
+        tracks.append(len(res.tracks))
+        if (i + 1) % every == 0 or i + 1 == len(files):
+            samples.append((i + 1, round(rss_mb(), 2)))
+            print(f"\rsoak frame {i + 1}/{len(files)}  rss {samples[-1][1]:.1f} MiB", end="", file=sys.stderr,
+                  flush=True)
+    print(file=sys.stderr)
+    at = dict(samples)
+    n = len(files)
+    r500 = at.get(500)
+    return {
+        "frames": n,
+        "seconds": round(time.perf_counter() - t_start, 1),
+        "rss_samples_mb": samples,
+        "rss_at_500_mb": r500,
+        "rss_at_end_mb": at[n],
+        "rss_growth_500_to_end_mb": round(at[n] - r500, 2) if r500 is not None else None,
+        "tracks": {"mean": round(float(np.mean(tracks)), 2), "min": min(tracks), "max": max(tracks)},
+        "step_ms": stats(ms for _, _, ms in reseg[1:]),
+        "resegmentation": during_resegmentation(reseg),
+    }
+
+
+# --- front end -----------------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mastsam-bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--source", type=Path, default=None,
+                   help="image directory (default: ../shared/data/davis2016 car-roundabout, else bedroom)")
+    p.add_argument("--frames", type=int, default=61,
+                   help="tracker frames (default 61: with keyframe_interval 30, two scheduled re-segmentations)")
+    p.add_argument("--size", type=parse_size, default=None, help="resize frames to WxH (default: as stored)")
+    p.add_argument("--segmenter", choices=("mobile_sam", "sam", "classical"), default=None,
+                   help="segmenter.backend (default: the config's)")
+    p.add_argument("--model-type", default=None, help="segmenter.model_type for backend sam (vit_h, vit_l, vit_b)")
+    p.add_argument("--checkpoint", default=None, help="segmenter.checkpoint")
+    p.add_argument("--random-weights", action="store_true",
+                   help="full-size model with random weights (same compute, meaningless masks)")
+    p.add_argument("--matcher", choices=("flow", "xfeat", "mast3r"), default=None, help="matcher.backend")
+    p.add_argument("--device", default=None, help="segmenter.device and matcher.device (cpu, cuda)")
+    p.add_argument("--tracks", type=int, default=8, help="tracker.max_tracks, and the stand-in region count")
+    p.add_argument("--stand-in-masks", choices=("auto", "on", "off"), default="auto",
+                   help="replace segmenter masks by --tracks fixed regions after the real compute "
+                        "(auto: with --random-weights)")
+    p.add_argument("--compare", default="a,b", help="comparisons to run: a (automatic 32x32), b (prototype), none")
+    p.add_argument("--automatic-frames", type=int, default=2, help="frames for comparison (a)")
+    p.add_argument("--prototype-frames", type=int, default=6, help="frames for comparison (b), the first excluded")
+    p.add_argument("--soak", type=int, default=0, metavar="N", help="soak mode: N small frames, RSS every 100")
+    p.add_argument("--soak-size", type=parse_size, default=(160, 90), help="soak frame size WxH (default 160x90)")
+    p.add_argument("--config", type=Path, default=None, help="params YAML (default: config/tracker.yaml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field, repeatable")
+    p.add_argument("--json", type=Path, default=None, help="write the figures here")
+    p.add_argument("--quiet", action="store_true", help="no per-frame progress")
+    return p
+
+
+def configure(args) -> Config:
+    overrides = []
+    for key, value in (
+        ("segmenter.backend", args.segmenter),
+        ("segmenter.model_type", args.model_type),
+        ("segmenter.checkpoint", args.checkpoint),
+        ("matcher.backend", args.matcher),
+        ("segmenter.device", args.device),
+        ("matcher.device", args.device),
+        ("tracker.max_tracks", args.tracks),
+    ):
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return load_config(args.config, overrides + list(args.set or []))
+
+
+def print_report(report: dict) -> None:
+    run = report["run"]
+    print(f"\nmastsam-bench: {run['segmenter']} ({run['weights']}), matcher {run['matcher']}, "
+          f"{run['resolution'][0]}x{run['resolution'][1]}, device {run['device']}, "
+          f"torch threads {report['machine']['torch_threads']}, cores {report['machine']['cpu_count']}, "
+          f"load {report['machine']['load_start']} -> {report['machine']['load_end']}")
+    if run.get("masks_note"):
+        print(f"masks: {run['masks_note']}")
+    tr = report.get("tracker")
+    if tr:
+        print(f"tracker: {tr['frames']} frames (steady state: the last {tr['steady_frames']}), "
+              f"tracks mean {tr['tracks']['mean']} (min {tr['tracks']['min']}, max {tr['tracks']['max']})")
+        print(f"{'stage':<15}{'runs':>6}{'median ms':>12}{'p95 ms':>12}{'mean ms':>12}  what")
+        for key, what in STAGES:
+            s = tr["stages"][key]
+            if s["n"]:
+                print(f"{key:<15}{s['n']:>6}{s['median_ms']:>12.1f}{s['p95_ms']:>12.1f}{s['mean_ms']:>12.1f}  {what}")
+        print(f"end-to-end: {tr['fps']} fps; median Tracker.step / median encoder = {tr['total_over_encoder_median']}"
+              f" (end-to-end / encoder = {tr['end_to_end_over_encoder_median']})")
+        rs = tr["resegmentation"]
+        print(f"re-segmentation: p95 {rs['during']['p95_ms']} ms over {rs['during']['n']} frames vs steady p95 "
+              f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']}")
+    for key, label in (("automatic", "(a) automatic 32x32"), ("prototype", "(b) prototype loop")):
+        c = report.get("comparisons", {}).get(key)
+        if c:
+            print(f"{label}: {c['ms_per_frame']['mean_ms']} ms/frame over {c['ms_per_frame']['n']} frames; "
+                  f"tracker throughput = {c['throughput_ratio']}x  [{c['method']}]")
+    mem = report.get("memory")
+    if mem:
+        print(f"memory: peak RSS {mem['peak_rss_mb']} MiB (process high-water, model build included); "
+              f"max RSS during the tracker run {mem['max_rss_during_tracker_mb']} MiB; GPU peak {mem['gpu_peak_mb']}")
+    soak = report.get("soak")
+    if soak:
+        growth = soak["rss_growth_500_to_end_mb"]
+        print(f"soak: {soak['frames']} frames in {soak['seconds']} s, RSS {soak['rss_at_500_mb']} MiB at 500 -> "
+              f"{soak['rss_at_end_mb']} MiB at {soak['frames']} ({'n/a' if growth is None else f'{growth:+}'} MiB); "
+              f"tracks mean {soak['tracks']['mean']}; step median {soak['step_ms']['median_ms']} ms")
+        rs = soak["resegmentation"]
+        print(f"soak re-segmentation: p95 {rs['during']['p95_ms']} ms over {rs['during']['n']} frames vs steady p95 "
+              f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    warnings.filterwarnings("ignore", category=UserWarning)  # timm / mobile_sam registration noise
+    compare = set() if args.compare.strip() in ("", "none") else {c.strip() for c in args.compare.split(",")}
+    if not compare <= {"a", "b"}:
+        log.error("--compare takes a, b, a,b or none; got '%s'", args.compare)
+        return 2
+    source = args.source or default_source()
+    if source is None or not source.is_dir():
+        log.error("no frame directory: pass --source DIR (../shared/data not found)")
+        return 2
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    try:
+        cfg = configure(args)
+        backend = cfg.segmenter.backend
+        with tempfile.TemporaryDirectory(prefix="mastsam-bench-") as tmp:
+            if args.random_weights:
+                model_type = "vit_t" if backend == "mobile_sam" else cfg.segmenter.model_type
+                cfg.set("segmenter.checkpoint", str(random_checkpoint(backend, model_type, Path(tmp))))
+            segmenter = build_segmenter(cfg.segmenter)  # loads the checkpoint now, while the file exists
+        substitute = args.stand_in_masks == "on" or (args.stand_in_masks == "auto" and args.random_weights)
+        if substitute:
+            segmenter = StandInMasks(segmenter, args.tracks)
+        tracker = Tracker(cfg, segmenter=segmenter)
+        n = args.soak if args.soak else args.frames
+        files = frame_files(source, max(n, args.automatic_frames, args.prototype_frames))
+    except (MastSamError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return 2
+
+    size = args.soak_size if args.soak else args.size
+    first = read_rgb(files[0])
+    resolution = list(size) if size else [int(first.shape[1]), int(first.shape[0])]
+    model = {"sam": cfg.segmenter.model_type, "mobile_sam": "vit_t"}.get(backend, "none")
+    report = {
+        "run": {
+            "command": "mastsam-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "mode": "soak" if args.soak else "bench",
+            "segmenter": f"{backend} {model}" if model != "none" else backend,
+            "weights": "random (full-size architecture)" if args.random_weights
+            else (cfg.segmenter.checkpoint or "none"),
+            "matcher": cfg.matcher.backend,
+            "device": cfg.segmenter.device,
+            "resolution": resolution,
+            "source": str(source),
+            "max_tracks": cfg.tracker.max_tracks,
+            "keyframe_interval": cfg.tracker.keyframe_interval,
+            "resegment_seeds_per_frame": getattr(cfg.tracker, "resegment_seeds_per_frame", None),
+            "points_per_side": cfg.segmenter.points_per_side,
+            "stand_in_masks": substitute,
+            "masks_note": (
+                f"random weights: every segmenter call runs in full, then its masks are replaced by {args.tracks} "
+                "fixed rectangles (StandInMasks) so the tracker holds a fixed track count" if substitute else ""
+            ),
+        },
+        "machine": {},
+        "config": cfg.as_dict(),
+    }
+    try:
+        if args.soak:
+            report["soak"] = run_soak(tracker, files[:n], size)
+        else:
+            report["tracker"] = run_tracker(tracker, files[:n], size, progress=not args.quiet)
+            report["memory"] = {
+                # ru_maxrss is refreshed lazily by the kernel, so it can trail a fresh /proc sample
+                "peak_rss_mb": round(max(peak_rss_mb(), report["tracker"]["rss_mb"]["max_during_run"]), 1),
+                "max_rss_during_tracker_mb": report["tracker"]["rss_mb"]["max_during_run"],
+                "gpu_peak_mb": gpu_peak_mb(),
+            }
+            steady_mean = report["tracker"]["stages"]["total"]["mean_ms"]
+            comps = report["comparisons"] = {}
+            if "a" in compare:
+                comps["automatic"] = run_automatic(tracker.segmenter, backend, files[: args.automatic_frames], size)
+            if "b" in compare:
+                comps["prototype"] = run_prototype(cfg, tracker.segmenter, tracker.kmeans, args.tracks,
+                                                   files[: args.prototype_frames], size)
+            for c in comps.values():
+                c["throughput_ratio"] = ratio(c["ms_per_frame"]["mean_ms"], steady_mean)
+            if comps:
+                comps["ratio_basis"] = ("mean ms per frame of the method / mean Tracker.step ms over the tracker's "
+                                        "steady-state frames (keyframes and new-area frames included)")
+    except MastSamError as e:
+        log.error("%s", e)
+        return 2
+    report["machine"] = {
+        **torch_info(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "load_start": load_start,
+        "load_end": [round(x, 2) for x in os.getloadavg()],
+    }
+    print_report(report)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

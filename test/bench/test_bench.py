@@ -1,0 +1,151 @@
+"""mastsam-bench on a few small frames: the JSON carries every figure with sane values (no timing thresholds)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mastsam_ros.cli import bench
+from mastsam_ros.core.segmenters.base import Segmenter
+from mastsam_ros.core.types import PointPrompt, Proposal
+
+BEDROOM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bedroom"
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """Four bedroom frames (real, 960 x 540 on disk) or, without ../shared, four generated ones."""
+    if BEDROOM.is_dir():
+        return BEDROOM
+    from mastsam_ros.cli.frames import synthetic_frames
+
+    out = tmp_path_factory.mktemp("frames")
+    for i, f in enumerate(synthetic_frames(4)):
+        cv2.imwrite(str(out / f"{i:05d}.jpg"), f[:, :, ::-1])
+    return out
+
+
+def _run(tmp_path: Path, *args: str) -> dict:
+    out = tmp_path / "bench.json"
+    assert bench.main([*args, "--json", str(out), "--quiet"]) == 0
+    return json.loads(out.read_text())
+
+
+def _sane(s: dict) -> None:
+    assert s["n"] >= 1
+    assert 0 < s["median_ms"] <= s["p95_ms"] <= s["max_ms"]
+
+
+def test_classical_flow_report(tmp_path, source):
+    r = _run(tmp_path, "--source", str(source), "--segmenter", "classical", "--matcher", "flow", "--frames", "3",
+             "--size", "240x136", "--automatic-frames", "1", "--prototype-frames", "2")
+    assert r["run"]["segmenter"] == "classical" and r["run"]["matcher"] == "flow"
+    assert r["run"]["resolution"] == [240, 136] and r["run"]["max_tracks"] == 8
+    assert r["machine"]["cpu_count"] >= 1 and len(r["machine"]["load_start"]) == 3
+    tr = r["tracker"]
+    assert tr["frames"] == 3 and tr["steady_frames"] == 2
+    for stage in ("decode", "encoder", "matcher", "merge", "output_mono16", "output_png", "total", "end_to_end"):
+        _sane(tr["stages"][stage])
+    assert tr["stages"]["end_to_end"]["median_ms"] >= tr["stages"]["total"]["median_ms"]
+    assert tr["fps"] > 0 and tr["total_over_encoder_median"] > 0
+    assert 0 <= tr["tracks"]["min"] <= tr["tracks"]["mean"] <= tr["tracks"]["max"] <= 8
+    assert "automatic" in tr["first_frame_ms"]  # the first frame segments the whole image
+    assert r["memory"]["peak_rss_mb"] >= r["memory"]["max_rss_during_tracker_mb"] > 0
+    assert r["memory"]["gpu_peak_mb"] is None or r["memory"]["gpu_peak_mb"] >= 0
+    a, b = r["comparisons"]["automatic"], r["comparisons"]["prototype"]
+    assert a["frames"] == 1 and len(a["masks_per_frame"]) == 1
+    assert b["frames"] == 2 and b["steady_frames"] == 1 and len(b["masks_per_frame"]) == 1
+    for c in (a, b):
+        _sane(c["ms_per_frame"])
+        assert c["throughput_ratio"] > 0
+
+
+def test_soak_samples_rss(tmp_path, source):
+    r = _run(tmp_path, "--source", str(source), "--segmenter", "classical", "--soak", "150", "--soak-size", "64x36")
+    soak = r["soak"]
+    assert r["run"]["mode"] == "soak" and r["run"]["resolution"] == [64, 36]
+    assert [n for n, _ in soak["rss_samples_mb"]] == [100, 150]
+    assert soak["rss_at_end_mb"] > 0
+    assert soak["rss_at_500_mb"] is None and soak["rss_growth_500_to_end_mb"] is None  # fewer than 500 frames
+    assert soak["step_ms"]["n"] == 149
+    rs = soak["resegmentation"]
+    assert rs["during"]["n"] + rs["steady"]["n"] == 149
+    assert rs["during"]["n"] >= 4  # keyframes at 30, 60, 90, 120 (config default interval 30)
+
+
+def test_frame_files_replays_forwards_then_backwards(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((4, 4, 3), np.uint8))
+    names = [p.stem for p in bench.frame_files(tmp_path, 8)]
+    assert names == ["0", "1", "2", "1", "0", "1", "2", "1"]
+
+
+def test_brute_force_matcher_finds_a_known_shift():
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (140, 200, 3), dtype=np.uint8), (0, 0), 1.5)
+    a, b = texture[10:130, 10:170], texture[7:127, 5:165]  # content moves by (+5, +3) px from a to b
+    m = bench.BruteForceMatcher(max_side=480, max_error_px=2.0)
+    m.push(np.ascontiguousarray(a))
+    m.push(np.ascontiguousarray(b))
+    pts = np.array([[40, 40], [80, 60], [120, 90]], np.float32)
+    q, conf = m.carry(pts)
+    np.testing.assert_allclose(q, pts + [5, 3], atol=1.0)
+    assert (conf > 0.5).all()
+
+
+class _Fake(Segmenter):
+    """Counts calls; answers with full-frame masks (what the stand-in must replace)."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.calls = []
+
+    def set_image(self, image):
+        self.shape = image.shape[:2]
+        self.calls.append("set_image")
+
+    def generate(self, region=None, seeds=None):
+        self.calls.append("generate")
+        return [Proposal(np.ones(self.shape, bool), 0.5)]
+
+    def predict(self, prompts):
+        self.calls.append("predict")
+        return [Proposal(np.ones(self.shape, bool), 0.7) for _ in prompts]
+
+
+def test_stand_in_masks_run_the_real_calls_and_answer_fixed_regions():
+    fake = _Fake()
+    s = bench.StandInMasks(fake, 8)
+    s.set_image(np.zeros((90, 160, 3), np.uint8))
+    regions = bench.stand_in_regions((90, 160), 8)
+    assert sorted(np.unique(regions)) == list(range(9))
+    props = s.generate()
+    assert len(props) == 8 and all(p.mask.any() for p in props)
+    assert not np.logical_and(props[0].mask, props[1].mask).any()
+    ys, xs = np.nonzero(regions == 3)
+    inside = PointPrompt(np.array([[xs[0], ys[0]], [xs[-1], ys[-1]]], np.float32), np.ones(2, np.int32))
+    gap = PointPrompt(np.array([[0, 0]], np.float32), np.ones(1, np.int32))
+    a, b = s.predict([inside, gap])
+    assert np.array_equal(a.mask, regions == 3) and a.score == 0.7
+    assert not b.mask.any()
+    assert len(s.generate(seeds=np.array([[xs[0], ys[0]]], np.float32))) == 1
+    assert fake.calls == ["set_image", "generate", "predict", "generate"]
+
+
+def test_random_weights_vit_t(tmp_path, source):
+    """MobileSAM vit_t with random full-size weights through the project's loading path, 2 small frames."""
+    pytest.importorskip("torch")
+    pytest.importorskip("mobile_sam")
+    r = _run(tmp_path, "--source", str(source), "--segmenter", "mobile_sam", "--random-weights", "--frames", "2",
+             "--size", "240x136", "--compare", "none", "--set", "segmenter.points_per_side=4")
+    assert r["run"]["segmenter"] == "mobile_sam vit_t" and r["run"]["weights"].startswith("random")
+    assert r["run"]["stand_in_masks"] is True and r["machine"]["torch_threads"] >= 1
+    _sane(r["tracker"]["stages"]["encoder"])
+    _sane(r["tracker"]["stages"]["prompt"])
+    assert r["tracker"]["tracks"]["max"] == 8  # the stand-in regions hold the track count
+    assert r["comparisons"] == {}
