@@ -190,6 +190,10 @@ def play(args) -> int:
             deadline = time.monotonic() + args.wait
             while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
                 time.sleep(0.05)
+            if args.wait and pub.get_subscription_count():
+                # Our side sees the subscriber before its side has matched us; a volatile reader misses whatever
+                # is sent in between, so give discovery a moment to finish both ways.
+                time.sleep(0.5)
             t_wall0 = t_bag0 = None
             for _, timestamp, raw in reader.messages(connections=[conn]):
                 if t_bag0 is None:

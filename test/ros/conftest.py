@@ -155,8 +155,13 @@ class Probe:
 
     def counters(self, timeout: float = 5.0) -> dict[str, str]:
         """The tracker's newest diagnostics values (waits for a fresh message)."""
-        n = len(self.diagnostics)
-        assert self.spin_until(lambda: len(self.diagnostics) > n, timeout), "no /diagnostics"
+        # Only a message stamped after this call counts: older ones may still sit in the subscription's queue.
+        asked = time.time()
+
+        def fresh():
+            return self.diagnostics and (lambda t: t.sec + t.nanosec * 1e-9)(self.diagnostics[-1].header.stamp) > asked
+
+        assert self.spin_until(fresh, timeout), "no fresh /diagnostics"
         status = [s for s in self.diagnostics[-1].status if s.name.endswith(": tracker")][0]
         return {kv.key: kv.value for kv in status.values}
 
