@@ -150,6 +150,7 @@ def test_generate_in_region_reuses_the_embedding(mobile, frame):
         assert seeds.shape == (1, 2) and tiny[int(seeds[0, 1]), int(seeds[0, 0])]
         assert mobile.seed_points(np.zeros((h, w), bool)).shape == (0, 2)
         assert mobile.generate(np.zeros((h, w), bool)) == []
+        assert 1 <= len(mobile.generate(seeds=np.array([[100.0, 80.0]], np.float32))) <= 3  # explicit seeds
     finally:
         hook.remove()
     assert calls == [], "generate() must not run the image encoder again"
