@@ -146,7 +146,7 @@ class ClusteringSection:
     )
     seed: int = _f(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1))
     max_samples: int = _f(
-        2000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
+        1000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
     )
 
 

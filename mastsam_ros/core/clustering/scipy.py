@@ -19,5 +19,5 @@ class ScipyKMeans(KMeans):
         self._rng = np.random.default_rng(seed)
 
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
-        centres, _ = kmeans2(coords.astype(np.float64), k, iter=20, minit="++", seed=self._rng)
+        centres, _ = kmeans2(coords.astype(np.float64), k, iter=10, minit="++", seed=self._rng)
         return centres.astype(np.float32)

@@ -78,10 +78,12 @@ class ClassicalSegmenter(Segmenter):
 
     def _edge_score(self, m: np.ndarray) -> float:
         """Contrast of the region's outline: mean gradient on its boundary against inside, mapped to [0, 1]."""
-        edge = m & ~ndi.binary_erosion(m)
+        x, y, w, h = cv2.boundingRect(m.astype(np.uint8))
+        m, grad = m[y : y + h, x : x + w], self._grad[y : y + h, x : x + w]
+        edge = m & ~ndi.binary_erosion(m, border_value=0)
         inner = m & ~edge
-        b = float(self._grad[edge].mean()) if edge.any() else 0.0
-        i = float(self._grad[inner].mean()) if inner.any() else 0.0
+        b = float(grad[edge].mean()) if edge.any() else 0.0
+        i = float(grad[inner].mean()) if inner.any() else 0.0
         return b / (b + i + 1e-6)
 
     # --- prompted -----------------------------------------------------------------------------------------------
