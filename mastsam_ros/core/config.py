@@ -134,7 +134,8 @@ class MatcherSection:
         choices=("ultrafast", "fast", "medium"),
     )
     max_error_px: float = _f(
-        3.0, "Flow forward-backward error (in matcher pixels) at which confidence reaches zero.", range=(0.01, 1000.0)
+        3.0, "Forward-backward error (flow) or reciprocal back-match distance (mast3r), in matcher pixels, at which"
+        " confidence reaches zero.", range=(0.01, 1000.0)
     )
 
 
