@@ -135,13 +135,22 @@ class OracleSegmenter(Segmenter):
         if self._regions is None:
             raise RuntimeError("OracleSegmenter: call set_image (or set_frame) before generate / predict")
 
-    def generate(self, region: np.ndarray | None = None) -> list[Proposal]:
+    def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:
+        """Every region; given ``region``, those with enough pixels in it; given ``seeds``, those holding a seed."""
         self._need_image()
-        if region is None:
-            return [Proposal(m.copy(), 1.0) for m in self._masks]
-        region = np.asarray(region, dtype=bool)
-        counts = np.bincount(self._regions[region & (self._regions >= 0)], minlength=len(self._masks))
-        return [Proposal(m.copy(), 1.0) for m, c in zip(self._masks, counts) if c >= self.min_seed_pixels]
+        keep = np.ones(len(self._masks), dtype=bool)
+        if region is not None:
+            region = np.asarray(region, dtype=bool)
+            counts = np.bincount(self._regions[region & (self._regions >= 0)], minlength=len(self._masks))
+            keep &= counts >= self.min_seed_pixels
+        if seeds is not None:
+            H, W = self.shape
+            xy = np.clip(np.rint(np.asarray(seeds, dtype=np.float64).reshape(-1, 2)).astype(np.int64), 0, [W - 1, H - 1])
+            hit = self._regions[xy[:, 1], xy[:, 0]]
+            seeded = np.zeros(len(self._masks), dtype=bool)
+            seeded[hit[hit >= 0]] = True
+            keep &= seeded
+        return [Proposal(m.copy(), 1.0) for m, k in zip(self._masks, keep) if k]
 
     def predict(self, prompts: list[PointPrompt]) -> list[Proposal]:
         self._need_image()
