@@ -12,8 +12,9 @@ Regions of a frame form a partition of the image:
   touches them).
 - void pixels (DAVIS-2017 index 255) count as background.
 
-``generate(region)`` returns every region (or, given ``region``, those with at least ``min_seed_pixels`` pixels
-inside it), objects first, as ``Proposal(mask, score=1.0)``. ``predict(prompts)`` returns, for each prompt, the region
+``generate(region, seeds)`` returns every region, objects first, as ``Proposal(mask, score=1.0)``; given ``region``,
+only those with at least ``min_seed_pixels`` pixels inside it; given ``seeds`` ((N, 2) x y pixels), only those holding
+a seed (as SAM answers one mask per seed point). ``predict(prompts)`` returns, for each prompt, the region
 holding most of its positive points (ties go to the region of the earliest of the tied points' first occurrences);
 negative points are ignored; a prompt without a positive point inside the image gets an empty mask with score 0.
 

@@ -7,7 +7,8 @@ Settings: method in {tracker, baseline_a, baseline_b, baseline_c} x segmenter in
 and appear in every matcher's table. Subsets for quick iteration: ``--sequences``, ``--methods``, ``--segmenters``,
 ``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run in ``--jobs``
 processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and are scored
-with the same code as ``mastsam-eval``.
+with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning with the same
+``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -63,6 +64,10 @@ def _job(args: tuple) -> dict:
         rec.update(frames=info.frames, seconds=info.seconds, result=res.as_dict())
     except Exception as e:  # one failing job must not lose the others' hours
         rec.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+    rec.update(overrides=overrides, limit=limit)
+    path = _record_path(work, method, segmenter, matcher, seq)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rec, indent=1))
     return rec
 
 
@@ -76,14 +81,29 @@ def plan(methods, segmenters, matchers, sequences) -> list[tuple[str, str, str |
     return jobs
 
 
+def _record_path(work, method, segmenter, matcher, seq) -> Path:
+    return Path(work) / "records" / f"{method}-{segmenter}-{matcher or 'none'}-{seq}.json"
+
+
 def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
+    """Run the jobs not already recorded under ``work/records`` (a rerun with the same ``--work`` resumes)."""
     import multiprocessing as mp
 
-    args = [(m, s, mt, str(davis_root), seq, str(work), overrides, limit) for m, s, mt, seq in jobs]
+    out, todo = [], []
+    for m, s, mt, seq in jobs:
+        rec_path = _record_path(work, m, s, mt, seq)
+        if rec_path.is_file():
+            rec = json.loads(rec_path.read_text())
+            if rec.get("overrides") == overrides and rec.get("limit") == limit and "error" not in rec:
+                out.append(rec)
+                continue
+        todo.append((m, s, mt, seq))
+    if out:
+        print(f"resuming: {len(out)} jobs already recorded under {work}/records", file=sys.stderr, flush=True)
+    args = [(m, s, mt, str(davis_root), seq, str(work), overrides, limit) for m, s, mt, seq in todo]
     # slowest first so the two workers finish together: classical before oracle, tracker/c before a/b
     cost = {"classical": 2, "oracle": 0}
     args.sort(key=lambda a: -(cost.get(a[1], 1) + (1 if a[0] in ("tracker", "baseline_c") else 0)))
-    out = []
     if n_proc <= 1:
         _limit_threads()
         for a in args:
@@ -106,6 +126,17 @@ def _progress(rec: dict, done: int, total: int) -> None:
         print(f"{tag}: J&F {r['JF']:.3f} ids {r['ids']:.0f} ({rec['seconds']:.0f} s)", file=sys.stderr, flush=True)
 
 
+def _revision() -> str:
+    import subprocess
+
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return f"git {sha.stdout.strip()}" + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown revision"
+
+
 def _mean(xs):
     xs = [x for x in xs if x == x]
     return sum(xs) / len(xs) if xs else float("nan")
@@ -126,9 +157,10 @@ def render(records: list[dict], command: str, wall: float, methods, segmenters, 
         command,
         "```",
         "",
-        f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}",
+        f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; code: {_revision()}",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()}",
-        f"- wall time of the whole run: {wall / 60:.1f} min ({len(records)} jobs)",
+        f"- wall time of this invocation: {wall / 60:.1f} min ({len(records)} jobs; jobs recorded by an earlier, "
+        "interrupted invocation with the same --work are reused, see fps for per-job speed)",
         f"- frames: {'all' if limit is None else f'first {limit} per sequence'}",
         "",
         "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of predicted ids",
