@@ -340,7 +340,7 @@ def during_resegmentation(results: list[tuple[bool, bool, float]]) -> dict:
 def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True) -> dict:
     per_stage: dict[str, list[float]] = {k: [] for k, _ in STAGES}
     first_stages: dict[str, float] = {}
-    tracks, reseg, rss = [], [], []
+    tracks, reseg, rss, per_frame = [], [], [], []
     for i, path in enumerate(files):
         frame, decode_ms = load_frame(path, size)
         res = tracker.step(frame)
@@ -351,6 +351,8 @@ def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True
         under = bool(res.keyframe or getattr(res, "resegmenting", False))
         reseg.append((i == 0 or res.reset, under, t["end_to_end"]))
         rss.append(rss_mb())
+        per_frame.append({"index": res.index, "keyframe": bool(res.keyframe), "under_resegmentation": under,
+                          "tracks": len(res.tracks), **{k: round(v, 2) for k, v in t.items()}})
         if i == 0:
             first_stages = {k: round(v, 3) for k, v in t.items()}
         else:
@@ -365,6 +367,7 @@ def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True
         print(file=sys.stderr)
     steady = {k: stats(v) for k, v in per_stage.items()}
     e2e = per_stage["end_to_end"]
+    steady_frames = [f for f, (first, under, _) in zip(per_frame, reseg) if not first and not under]
     return {
         "frames": len(files),
         "steady_frames": len(files) - 1,
@@ -375,9 +378,15 @@ def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True
         "end_to_end_over_encoder_median": ratio(steady["end_to_end"]["median_ms"], steady["encoder"]["median_ms"]),
         "tracks": {"mean": round(float(np.mean(tracks)), 2) if tracks else 0,
                    "min": min(tracks, default=0), "max": max(tracks, default=0)},
-        "keyframes": sum(1 for _, under, _ in reseg if under),
-        "resegmentation": during_resegmentation(reseg),
+        "frames_under_resegmentation": sum(1 for _, under, _ in reseg if under),
+        "resegmentation": {
+            **during_resegmentation(reseg),
+            # the steady frames split: those that segmented newly visible area, and the rest
+            "steady_new_area": stats(f["end_to_end"] for f in steady_frames if "new_area" in f),
+            "steady_plain": stats(f["end_to_end"] for f in steady_frames if "new_area" not in f),
+        },
         "rss_mb": {"max_during_run": round(max(rss), 1), "end": round(rss[-1], 1)},
+        "per_frame": per_frame,
     }
 
 
@@ -556,7 +565,9 @@ def print_report(report: dict) -> None:
               f" (end-to-end / encoder = {tr['end_to_end_over_encoder_median']})")
         rs = tr["resegmentation"]
         print(f"re-segmentation: p95 {rs['during']['p95_ms']} ms over {rs['during']['n']} frames vs steady p95 "
-              f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']}")
+              f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']} (steady p95: new-area frames "
+              f"{rs['steady_new_area']['p95_ms']} ms over {rs['steady_new_area']['n']}, others "
+              f"{rs['steady_plain']['p95_ms']} ms over {rs['steady_plain']['n']})")
     for key, label in (("automatic", "(a) automatic 32x32"), ("prototype", "(b) prototype loop")):
         c = report.get("comparisons", {}).get(key)
         if c:
