@@ -108,12 +108,12 @@ def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
         _limit_threads()
         for a in args:
             out.append(_job(a))
-            _progress(out[-1], len(out), len(args))
+            _progress(out[-1], len(out), len(jobs))
         return out
     with mp.get_context("spawn").Pool(n_proc, initializer=_limit_threads) as pool:
         for rec in pool.imap_unordered(_job, args):
             out.append(rec)
-            _progress(rec, len(out), len(args))
+            _progress(rec, len(out), len(jobs))
     return out
 
 
@@ -158,7 +158,8 @@ def render(records: list[dict], command: str, wall: float, methods, segmenters, 
         "```",
         "",
         f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; code: {_revision()}",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()}",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()}; "
+        f"load average at the end {os.getloadavg()[0]:.1f} (other processes slow the jobs down)",
         f"- wall time of this invocation: {wall / 60:.1f} min ({len(records)} jobs; jobs recorded by an earlier, "
         "interrupted invocation with the same --work are reused, see fps for per-job speed)",
         f"- frames: {'all' if limit is None else f'first {limit} per sequence'}",
