@@ -104,8 +104,7 @@ def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
     # slowest first so the two workers finish together: classical before oracle, tracker/c before a/b
     cost = {"classical": 2, "oracle": 0}
     args.sort(key=lambda a: -(cost.get(a[1], 1) + (1 if a[0] in ("tracker", "baseline_c") else 0)))
-    if n_proc <= 1:
-        _limit_threads()
+    if n_proc <= 1:  # in-process: keep the caller's thread settings
         for a in args:
             out.append(_job(a))
             _progress(out[-1], len(out), len(jobs))

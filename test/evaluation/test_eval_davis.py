@@ -105,3 +105,22 @@ def test_eval_cli_end_to_end(seq10, tmp_path, capsys):
     # a missing prediction frame is an error, not a silently empty frame
     (pred / SEQ / f"{stems[-1]}.png").unlink()
     assert cli.main(["--pred", str(pred), "--gt", str(gt_root)]) == 2
+
+
+def test_results_command_on_a_small_subset(seq10, tmp_path):
+    from mastsam_ros.evaluation import results
+
+    out = tmp_path / "RESULTS.md"
+    argv = ["--davis", str(DAVIS), "--out", str(out), "--work", str(tmp_path / "work"), "--sequences", SEQ,
+            "--methods", "baseline_a", "baseline_b", "--segmenters", "oracle", "--matchers", "flow",
+            "--limit", "4", "--jobs", "1"]
+    assert results.main(argv) == 0
+    page = out.read_text()
+    assert "| oracle | - | (b) greedy IoU | 1.000 |" in page  # the oracle with IoU association is perfect
+    assert "--limit 4" in page and SEQ in page
+    # a second run resumes from the records instead of running again
+    records = sorted((tmp_path / "work" / "records").glob("*.json"))
+    assert len(records) == 2
+    stamp = [r.stat().st_mtime_ns for r in records]
+    assert results.main(argv) == 0
+    assert [r.stat().st_mtime_ns for r in records] == stamp
