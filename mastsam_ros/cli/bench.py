@@ -45,6 +45,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..core.config import Config
 from ..core.errors import MastSamError
@@ -202,7 +203,8 @@ class StandInMasks(Segmenter):
     so the track count (which drives the cost of prompting, merging and clustering) would be whatever the noise
     gives. Here every call still runs the real encoder / prompt encoder / mask decoder / upscaling / filtering, but:
 
-    - ``predict``: each prompt gets the region that holds most of its positive points (empty if none does);
+    - ``predict``: each prompt gets the region that holds most of its positive points (if none does, the region
+      whose centre is nearest their mean: SAM never answers a prompt with nothing);
     - ``generate``: the regions that hold at least one of the seeds (the grid of ``points_per_side``, limited to
       ``region``, or the given ``seeds``), best first.
 
@@ -215,12 +217,14 @@ class StandInMasks(Segmenter):
         self.inner, self.count, self.substitute, self.limit = inner, count, substitute, limit
         self.name = f"{inner.name}+stand-in" if substitute else inner.name
         self._regions: np.ndarray | None = None
+        self._centres: np.ndarray | None = None
         self._points_per_side = getattr(getattr(inner, "cfg", None), "points_per_side", 16)
 
     def set_image(self, image: np.ndarray) -> None:
         self.inner.set_image(image)
         if self._regions is None or self._regions.shape != image.shape[:2]:
             self._regions = stand_in_regions(image.shape[:2], self.count)
+            self._centres = None  # (count, 2) x y centre of each region, on first use
 
     def _lookup(self, pts: np.ndarray) -> np.ndarray:
         h, w = self._regions.shape
@@ -239,12 +243,20 @@ class StandInMasks(Segmenter):
         props = self.inner.predict(prompts)
         if not self.substitute:
             return props
+        if self._centres is None:
+            ys, xs = np.indices(self._regions.shape)
+            ids = np.arange(1, self.count + 1)
+            self._centres = np.stack([ndi.mean(xs, self._regions, ids), ndi.mean(ys, self._regions, ids)], axis=1)
         out = []
         for p, prop in zip(prompts, props):
-            hit = self._lookup(np.asarray(p.points)[np.asarray(p.labels) == 1])
+            pos = np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1]
+            hit = self._lookup(pos)
             hit = hit[hit > 0]
-            mask = self._regions == np.bincount(hit).argmax() if hit.size else np.zeros_like(self._regions, bool)
-            out.append(Proposal(mask, score=prop.score, stability=prop.stability))
+            if hit.size:
+                best = int(np.bincount(hit).argmax())
+            else:  # SAM always answers with some mask: the region nearest the points
+                best = 1 + int(np.argmin(np.linalg.norm(self._centres - pos.mean(axis=0), axis=1)))
+            out.append(Proposal(self._regions == best, score=prop.score, stability=prop.stability))
         return out
 
 
@@ -518,7 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(auto: with --random-weights)")
     p.add_argument("--compare", default="a,b", help="comparisons to run: a (automatic 32x32), b (prototype), none")
     p.add_argument("--automatic-frames", type=int, default=2, help="frames for comparison (a)")
-    p.add_argument("--prototype-frames", type=int, default=6, help="frames for comparison (b), the first excluded")
+    p.add_argument("--prototype-frames", type=int, default=None,
+                   help="frames for comparison (b), the first excluded (default: --frames, so its periodic "
+                        "newly-visible-area work is amortised like the tracker's)")
     p.add_argument("--soak", type=int, default=0, metavar="N", help="soak mode: N small frames, RSS every 100")
     p.add_argument("--soak-size", type=parse_size, default=(160, 90), help="soak frame size WxH (default 160x90)")
     p.add_argument("--config", type=Path, default=None, help="params YAML (default: config/tracker.yaml)")
@@ -614,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
             segmenter = StandInMasks(segmenter, args.tracks)
         tracker = Tracker(cfg, segmenter=segmenter)
         n = args.soak if args.soak else args.frames
+        if args.prototype_frames is None:
+            args.prototype_frames = args.frames
         files = frame_files(source, max(n, args.automatic_frames, args.prototype_frames))
     except (MastSamError, FileNotFoundError) as e:
         log.error("%s", e)

@@ -129,10 +129,10 @@ def test_stand_in_masks_run_the_real_calls_and_answer_fixed_regions():
     assert not np.logical_and(props[0].mask, props[1].mask).any()
     ys, xs = np.nonzero(regions == 3)
     inside = PointPrompt(np.array([[xs[0], ys[0]], [xs[-1], ys[-1]]], np.float32), np.ones(2, np.int32))
-    gap = PointPrompt(np.array([[0, 0]], np.float32), np.ones(1, np.int32))
+    gap = PointPrompt(np.array([[0, 0]], np.float32), np.ones(1, np.int32))  # top-left corner, in no region
     a, b = s.predict([inside, gap])
     assert np.array_equal(a.mask, regions == 3) and a.score == 0.7
-    assert not b.mask.any()
+    assert np.array_equal(b.mask, regions == 1)  # the nearest region
     assert len(s.generate(seeds=np.array([[xs[0], ys[0]]], np.float32))) == 1
     assert fake.calls == ["set_image", "generate", "predict", "generate"]
 
