@@ -141,7 +141,9 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-def render(records: list[dict], command: str, wall: float, methods, segmenters, matchers, sequences, limit) -> str:
+def render(
+    records: list[dict], command: str, wall: float, methods, segmenters, matchers, sequences, limit, revision: str = ""
+) -> str:
     by = {(r["method"], r["segmenter"], r["matcher"], r["sequence"]): r for r in records}
 
     def get(method, seg, matcher, seq):
@@ -156,7 +158,7 @@ def render(records: list[dict], command: str, wall: float, methods, segmenters, 
         command,
         "```",
         "",
-        f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; code: {_revision()}",
+        f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; code: {revision or _revision()} (at the start)",
         f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()}; "
         f"load average at the end {os.getloadavg()[0]:.1f} (other processes slow the jobs down)",
         f"- wall time of this invocation: {wall / 60:.1f} min ({len(records)} jobs; jobs recorded by an earlier, "
@@ -253,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     sequences = args.sequences or davis.sequence_names(args.davis)
     jobs = plan(args.methods, args.segmenters, args.matchers, sequences)
     command = "python -m mastsam_ros.evaluation.results " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    revision = _revision()
     t0 = time.perf_counter()
     if args.work:
         records = run_all(jobs, args.davis, args.work, overrides, args.limit, args.jobs)
@@ -260,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
             records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
     wall = time.perf_counter() - t0
-    page = render(records, command, wall, args.methods, args.segmenters, args.matchers, sequences, args.limit)
+    page = render(records, command, wall, args.methods, args.segmenters, args.matchers, sequences, args.limit, revision)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     if args.json:
