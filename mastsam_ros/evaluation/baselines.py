@@ -18,16 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.config import Config
+from ..core.masks import paint
 from ..core.types import PointPrompt, Proposal
-
-
-def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int]) -> np.ndarray:
-    """H x W uint32 label map from bool masks and their ids; larger masks first so smaller ones stay visible."""
-    out = np.zeros(shape, dtype=np.uint32)
-    areas = [int(m.sum()) for m in masks]
-    for i in sorted(range(len(masks)), key=lambda i: -areas[i]):
-        out[masks[i]] = ids[i]
-    return out
 
 
 def _keep(props: list[Proposal], min_area: int) -> list[np.ndarray]:
