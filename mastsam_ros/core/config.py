@@ -31,10 +31,18 @@ class TrackerSection:
         30, "Full re-segmentation every N frames (0 = only on the first frame and on request).", range=(0, 100000)
     )
     resegment_seeds_per_frame: int = config_field(
-        64,
+        8,
         "A scheduled re-segmentation decodes this many grid seeds per frame, spread over the next frames so the stream"
-        " never stalls (0 = the whole grid on the keyframe). The first frame and requested ones run at once.",
+        " never stalls (0 = the whole grid on the keyframe); newly visible area gets the same budget. The first frame"
+        " and requested ones run at once. A scheduled one is not restarted before it has finished.",
         range=(0, 100000),
+    )
+    max_prompts_per_frame: int = config_field(
+        0,
+        "Decode at most this many track prompts per frame, the longest-unprompted tracks first; the others follow"
+        " their carried points (warped previous mask). 0 = every track every frame. On a CPU, where each prompt"
+        " costs a decoder pass, 2-3 keeps the step close to the encoder time.",
+        range=(0, 1024),
     )
     max_tracks: int = config_field(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
     max_age: int = config_field(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))

@@ -50,7 +50,8 @@ class _Track:
     points: np.ndarray  # (k, 2) float32 mask points, to be carried into the next frame
     score: float
     born: int  # frame index of birth
-    last_seen: int  # frame index of the last segmenter-confirmed mask
+    last_seen: int  # frame index of the last segmenter-confirmed (or confidently carried) mask
+    last_prompted: int = -1  # frame index of the last prompt, for the per-frame prompt budget
 
     @property
     def area(self) -> int:
@@ -152,7 +153,7 @@ class Tracker:
             with self._timed("automatic"):
                 self._merge_automatic(self.segmenter.generate())
         elif keyframe or self._pending_seeds is not None:
-            if keyframe:  # (re)start a spread re-segmentation over the whole grid
+            if self._pending_seeds is None:  # start a spread re-segmentation over the whole grid
                 self._pending_seeds = grid_points(self._shape, self.cfg.segmenter.points_per_side)
             chunk, rest = self._pending_seeds[:per_frame], self._pending_seeds[per_frame:]
             self._pending_seeds = rest if len(rest) else None
@@ -216,9 +217,14 @@ class Tracker:
         warped = [
             M.shift_mask(t.mask, *s) if s is not None else t.mask for t, s in zip(self._tracks, shifts)
         ]
+        candidates = [i for i, pts in enumerate(carried) if pts.shape[0]]
+        budget = cfg.max_prompts_per_frame
+        if budget and len(candidates) > budget:  # round robin: the longest-unprompted tracks first
+            candidates = sorted(candidates, key=lambda i: (self._tracks[i].last_prompted, i))[:budget]
+        chosen = set(candidates)
         prompts, who = [], []
         for i, pts in enumerate(carried):
-            if pts.shape[0] == 0:
+            if i not in chosen:
                 continue
             negatives = self._negatives(i, carried, warped[i]) if cfg.negative_points else np.zeros((0, 2), np.float32)
             prompts.append(
@@ -235,8 +241,14 @@ class Tracker:
             if self._plausible(mask, warped[i], carried[i], diag):
                 confirmed[i] = (mask, prop.score)
         for i, t in enumerate(self._tracks):
+            if i in chosen:
+                t.last_prompted = self._index
             if i in confirmed:
                 t.mask, t.score = confirmed[i]
+                t.last_seen = self._index
+            elif i not in chosen and carried[i].shape[0]:
+                # Not prompted this frame (budget) but its points were carried with confidence: it moved with them.
+                t.mask = warped[i]
                 t.last_seen = self._index
             else:
                 t.mask, t.score = warped[i], 0.0

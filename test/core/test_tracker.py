@@ -92,3 +92,27 @@ def test_keyframe_on_request_and_bounded_tracks(car_frames):
     r = tracker.step(frames[3])
     assert r.keyframe
     assert all(len(x.tracks) <= 5 for x in results + [r])
+
+
+def test_prompt_budget_round_robin_keeps_tracks(car_frames):
+    """With tracker.max_prompts_per_frame, each frame decodes at most that many prompts, every track gets its turn,
+    and tracks not prompted this frame follow their carried points instead of dying."""
+    frames, gts = car_frames
+    cfg = Config().update({"tracker.max_prompts_per_frame": 2, "tracker.max_tracks": 6})
+    tracker = Tracker(cfg)
+    sizes, prompted = [], []
+    real_predict = tracker.segmenter.predict
+
+    def counting_predict(prompts):
+        sizes.append(len(prompts))
+        return real_predict(prompts)
+
+    tracker.segmenter.predict = counting_predict
+    results = [tracker.step(f) for f in frames]
+    assert sizes and max(sizes) <= 2
+    ids_after_first = {t.id for t in results[0].tracks}
+    assert len(ids_after_first) > 2
+    # round robin: 2 prompts a frame over 5 frames reach (nearly) all 6 tracks, not the same two again and again
+    prompted_ids = {t.id for t in tracker._tracks if t.last_prompted > 0}
+    assert len(prompted_ids) >= 4, prompted_ids
+    assert dominant_id(results[-1].labels, gts[-1])[0] == dominant_id(results[1].labels, gts[1])[0]
