@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 from tqdm import tqdm
 
 from ..core.config import Config, parse_overrides
