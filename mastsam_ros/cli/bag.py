@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 log = logging.getLogger("mastsam-bag")
@@ -81,6 +80,7 @@ def from_images(args) -> int:
     from rosbags.rosbag2 import Writer
 
     from mastsam_ros.cli.frames import list_images, read_rgb
+    from mastsam_ros.core.matchers.flow import downscale
     from mastsam_ros.node.conversions import image_msg
 
     files = list_images(Path(args.dir))[: args.limit or None]
@@ -96,9 +96,8 @@ def from_images(args) -> int:
             if rgb is None:
                 log.warning("skipping unreadable image %s", f)
                 continue
-            if args.max_side and max(rgb.shape[:2]) > args.max_side:
-                s = args.max_side / max(rgb.shape[:2])
-                rgb = cv2.resize(rgb, (round(rgb.shape[1] * s), round(rgb.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            if args.max_side:
+                rgb, _ = downscale(rgb, args.max_side)
             ns = start_ns + i * period_ns
             header = Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=args.frame_id)
             msg = image_msg(T, header, rgb)

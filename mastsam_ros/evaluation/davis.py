@@ -316,13 +316,17 @@ class SequenceResult:
     pred_ids: int  # distinct predicted ids anywhere in the sequence
     objects: list[ObjectResult] = field(default_factory=list)
 
+    def _mean(self, attr: str) -> float:
+        """Mean of one ObjectResult field over the sequence's objects (nan when it has none)."""
+        return float(np.mean([getattr(o, attr) for o in self.objects])) if self.objects else float("nan")
+
     @property
     def J(self) -> float:
-        return float(np.mean([o.J for o in self.objects])) if self.objects else float("nan")
+        return self._mean("J")
 
     @property
     def F(self) -> float:
-        return float(np.mean([o.F for o in self.objects])) if self.objects else float("nan")
+        return self._mean("F")
 
     @property
     def JF(self) -> float:
@@ -330,11 +334,11 @@ class SequenceResult:
 
     @property
     def ids(self) -> float:
-        return float(np.mean([o.ids for o in self.objects])) if self.objects else float("nan")
+        return self._mean("ids")
 
     @property
     def switches(self) -> float:
-        return float(np.mean([o.switches for o in self.objects])) if self.objects else float("nan")
+        return self._mean("switches")
 
     def as_dict(self) -> dict:
         d = asdict(self)
