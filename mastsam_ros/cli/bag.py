@@ -91,6 +91,7 @@ def from_images(args) -> int:
     start_ns = int(args.start * 1e9)
     with Writer(args.out, version=BAG_VERSION, storage_plugin=_storage(args.storage)) as writer:
         conn = writer.add_connection(args.topic, IMAGE, typestore=store)
+        written = 0
         for i, f in enumerate(files):
             rgb = read_rgb(f)
             if rgb is None:
@@ -102,7 +103,9 @@ def from_images(args) -> int:
             header = Header(stamp=Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000), frame_id=args.frame_id)
             msg = image_msg(T, header, rgb)
             writer.write(conn, ns, store.serialize_cdr(msg, IMAGE))
-    print(f"wrote {len(files)} frames to {args.out} ({args.topic}, {args.storage}, {args.rate:g} Hz)")
+            written += 1
+    skipped = f", {len(files) - written} unreadable skipped" if written < len(files) else ""
+    print(f"wrote {written} frames{skipped} to {args.out} ({args.topic}, {args.storage}, {args.rate:g} Hz)")
     return 0
 
 
