@@ -39,9 +39,11 @@ class TrackerSection:
     )
     max_prompts_per_frame: int = config_field(
         0,
-        "Decode at most this many track prompts per frame, the longest-unprompted tracks first; the others follow"
-        " their carried points (warped previous mask). 0 = every track every frame. On a CPU, where each prompt"
-        " costs a decoder pass, 2-3 keeps the step close to the encoder time.",
+        "Decode at most this many track prompts per frame, the tracks with the most doubt since their last prompt"
+        " first (per frame 0.1 + 1 - the mean confidence of their carried points); the others keep their previous"
+        " mask warped along the matcher's dense field (flow) or moved with their points. 0 = no limit. On a CPU,"
+        " where each prompt costs a decoder pass, a limit keeps the step close to the encoder time"
+        " (docs/PERFORMANCE.md).",
         range=(0, 1024),
     )
     max_tracks: int = config_field(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))

@@ -5,8 +5,10 @@ Per frame (``Tracker.step``):
 2. carry every track's mask points from the previous frame with the matcher; drop points without a trustworthy
    correspondence and points isolated from the bulk of their track (one stray point can join car and road);
 3. prompt the segmenter with each track's carried points (positives) and nearby tracks' points (negatives), all
-   tracks in one batched call; keep each mask's main connected parts; reject a mask whose area or position jumps
-   beyond a bound and keep the track's warped previous mask instead;
+   tracks in one batched call (or, under ``tracker.max_prompts_per_frame``, the tracks with the most doubt about
+   their carried points); keep each mask's main connected parts; reject a mask whose area or position jumps beyond
+   a bound and keep the track's warped previous mask instead (warped pixel by pixel along the matcher's dense field
+   where it has one, ``flow``; moved by its points' median displacement otherwise);
 4. on keyframes (every ``tracker.keyframe_interval`` frames, the first frame, or on request) run automatic
    segmentation and match its masks to the tracks by IoU so ids persist (a scheduled one is spread over the next
    frames, ``tracker.resegment_seeds_per_frame`` grid seeds each, so the stream never stalls); between keyframes, every
@@ -42,6 +44,9 @@ from .types import FrameResult, PointPrompt, Proposal, TrackInfo
 
 log = logging.getLogger(__name__)
 
+#: Doubt a track gains per unprompted frame even when all its points were carried with full confidence.
+DOUBT_FLOOR = 0.1
+
 
 @dataclass
 class _Track:
@@ -52,6 +57,7 @@ class _Track:
     born: int  # frame index of birth
     last_seen: int  # frame index of the last segmenter-confirmed (or confidently carried) mask
     last_prompted: int = -1  # frame index of the last prompt, for the per-frame prompt budget
+    doubt: float = 0.0  # doubt accumulated since the last prompt (prompt budget: the most doubtful go first)
 
     @property
     def area(self) -> int:
@@ -196,8 +202,11 @@ class Tracker:
         ok = (conf >= cfg.min_match_confidence) & inside
         carried, shifts, keep_src, keep_dst = [], [], [], []
         start = 0
-        for n in counts:
+        for t, n in zip(self._tracks, counts):
             p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
+            # Doubt about where the track went: 1 - mean confidence of its points (a lost point counts 0), plus a
+            # floor so that a track carried with full confidence still gets its turn.
+            t.doubt += DOUBT_FLOOR + 1.0 - (float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
             start += n
             # The track's motion: median displacement of its trustworthy points (None: no idea where it went).
             shifts.append(np.median(q[good] - p[good], axis=0) if good.any() else None)
@@ -213,14 +222,12 @@ class Tracker:
         cfg = self.cfg.tracker
         h, w = self._shape
         diag = float(np.hypot(h, w))
-        # Where each track's previous mask would be now if it moved rigidly: the fallback and the reference.
-        warped = [
-            M.shift_mask(t.mask, *s) if s is not None else t.mask for t, s in zip(self._tracks, shifts)
-        ]
+        warped = self._warp_masks(shifts)
         candidates = [i for i, pts in enumerate(carried) if pts.shape[0]]
         budget = cfg.max_prompts_per_frame
-        if budget and len(candidates) > budget:  # round robin: the longest-unprompted tracks first
-            candidates = sorted(candidates, key=lambda i: (self._tracks[i].last_prompted, i))[:budget]
+        if budget and len(candidates) > budget:  # the most doubt since their last prompt first
+            candidates = sorted(candidates, key=lambda i: (-self._tracks[i].doubt, self._tracks[i].last_prompted, i))
+            candidates = candidates[:budget]
         chosen = set(candidates)
         prompts, who = [], []
         for i, pts in enumerate(carried):
@@ -242,7 +249,7 @@ class Tracker:
                 confirmed[i] = (mask, prop.score)
         for i, t in enumerate(self._tracks):
             if i in chosen:
-                t.last_prompted = self._index
+                t.last_prompted, t.doubt = self._index, 0.0
             if i in confirmed:
                 t.mask, t.score = confirmed[i]
                 t.last_seen = self._index
@@ -252,6 +259,21 @@ class Tracker:
                 t.last_seen = self._index
             else:
                 t.mask, t.score = warped[i], 0.0
+
+    def _warp_masks(self, shifts: list) -> list[np.ndarray]:
+        """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
+        checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
+
+        With a dense matcher (``flow``) the previous masks are warped pixel by pixel along the correspondence field,
+        so they follow deformation and parts moving differently; with a sparse one each mask moves rigidly by the
+        median displacement of its carried points (unmoved when none was carried)."""
+        index = np.zeros(self._shape, np.uint16)  # the masks are a partition (see _partition): one map holds all
+        for k, t in enumerate(self._tracks):
+            index[t.mask] = k + 1
+        moved = self.matcher.warp_labels(index)
+        if moved is not None:
+            return [moved == k + 1 for k in range(len(self._tracks))]
+        return [M.shift_mask(t.mask, *s) if s is not None else t.mask for t, s in zip(self._tracks, shifts)]
 
     def _negatives(self, i: int, carried: list[np.ndarray], near: np.ndarray) -> np.ndarray:
         """Other tracks' carried points inside track i's expected box: where confusion between them is likely."""

@@ -51,3 +51,10 @@ def test_node_section_is_ignored_by_the_core(tmp_path):
     assert Config.from_yaml(p).tracker.max_age == 3
     with pytest.raises(ConfigError, match="not found"):
         Config.from_yaml(tmp_path / "missing.yaml")
+
+
+def test_cpu_params_file_sets_only_known_keys():
+    # config/cpu.yaml overrides a few keys and leaves the rest at their defaults (it is loaded on its own).
+    cfg = Config.from_yaml(YAML.parent / "cpu.yaml")
+    changed = {k: v for k, v in cfg.as_dict().items() if Config().as_dict()[k] != v}
+    assert changed == {"tracker.max_prompts_per_frame": 4, "tracker.resegment_seeds_per_frame": 2}

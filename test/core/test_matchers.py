@@ -52,3 +52,34 @@ def test_unknown_matcher_names_the_choices():
     cfg.matcher.backend = "sift"  # bypassing validation on purpose: the registry must still refuse it
     with pytest.raises(ConfigError, match="flow"):
         build_matcher(cfg.matcher)
+
+
+def test_flow_warps_a_label_map_by_a_known_shift(car_frames):
+    a, b = shifted_pair(car_frames[0][0])
+    m = build_matcher(Config().matcher)
+    labels = np.zeros(a.shape[:2], np.uint16)
+    labels[100:220, 150:330] = 3  # two labelled boxes on the real frame a
+    labels[250:330, 420:600] = 7
+    assert m.warp_labels(labels) is None  # nothing pushed: no field yet
+    m.push(a)
+    m.push(b)
+    out = m.warp_labels(labels)
+    assert out.shape == labels.shape and out.dtype == np.uint16
+    expected = np.zeros_like(labels)
+    expected[100 + DY : 220 + DY, 150 + DX : 330 + DX] = 3
+    expected[250 + DY : 330 + DY, 420 + DX : 600 + DX] = 7
+    for label in (3, 7):
+        inter = ((out == label) & (expected == label)).sum()
+        union = ((out == label) | (expected == label)).sum()
+        assert inter / union > 0.9, (label, inter / union)
+    assert set(np.unique(out)) <= {0, 3, 7}  # nearest neighbour: no blended labels
+
+
+def test_sparse_matchers_have_no_dense_warp(car_frames):
+    cfg = Config()
+    cfg.matcher.backend = "xfeat"
+    m = build_matcher(cfg.matcher)
+    a, b = shifted_pair(car_frames[0][0])
+    m.push(a)
+    m.push(b)
+    assert m.warp_labels(np.zeros(a.shape[:2], np.uint16)) is None  # the tracker falls back to the median shift

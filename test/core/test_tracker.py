@@ -116,3 +116,30 @@ def test_prompt_budget_round_robin_keeps_tracks(car_frames):
     prompted_ids = {t.id for t in tracker._tracks if t.last_prompted > 0}
     assert len(prompted_ids) >= 4, prompted_ids
     assert dominant_id(results[-1].labels, gts[-1])[0] == dominant_id(results[1].labels, gts[1])[0]
+
+
+def test_prompt_budget_goes_to_the_track_whose_points_are_doubtful(car_frames):
+    """Under a budget of one prompt a frame, a track whose carried points keep coming back with low confidence is
+    prompted more often than the round robin's one frame in six, and more than any other track."""
+    frames, _ = car_frames
+    cfg = Config().update({"tracker.max_prompts_per_frame": 1, "tracker.max_tracks": 6})
+    tracker = Tracker(cfg)
+    tracker.step(frames[0])
+    assert len(tracker._tracks) >= 4
+    doubtful = max(tracker._tracks, key=lambda t: t.area)
+    real_carry = tracker.matcher.carry
+
+    def carry_with_doubt(points):
+        q, conf = real_carry(points)
+        xy = np.round(points).astype(int)
+        inside = doubtful.mask[xy[:, 1].clip(0, doubtful.mask.shape[0] - 1), xy[:, 0].clip(0, doubtful.mask.shape[1] - 1)]
+        return q, np.where(inside & (conf > 0), np.minimum(conf, 0.4), conf).astype(np.float32)  # kept (>= 0.3)
+
+    tracker.matcher.carry = carry_with_doubt
+    prompts = {}
+    for f in frames[1:]:
+        index = tracker.step(f).index
+        for t in tracker._tracks:
+            prompts[t.id] = prompts.get(t.id, 0) + (t.last_prompted == index)
+    others = [n for k, n in prompts.items() if k != doubtful.id]
+    assert prompts[doubtful.id] >= 3 and prompts[doubtful.id] > max(others), (doubtful.id, prompts)

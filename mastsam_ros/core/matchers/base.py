@@ -28,6 +28,15 @@ class Matcher(ABC):
         Returns ``(points_cur, confidence)``: (N, 2) float32 and (N,) float32 in [0, 1]; 0 = no trustworthy match.
         """
 
+    def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
+        """Carry a label map from the previous frame into the current one, pixel by pixel.
+
+        ``labels`` is H x W ``uint16`` at the frame size, 0 = no label. Returns the map in the current frame, with 0
+        where the correspondence is not trustworthy (occluded, left the frame), or None when this matcher has no dense
+        correspondence field (sparse matchers): the tracker then moves each mask by its points' median displacement.
+        """
+        return None
+
     def reset(self) -> None:
         """Forget all frames."""
 

@@ -56,6 +56,7 @@ class FlowMatcher(Matcher):
         self._cur: np.ndarray | None = None
         self._scale = 1.0
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
+        self._grid_xy: tuple[np.ndarray, np.ndarray] | None = None  # pixel x, y maps at the frame size
 
     def push(self, image: np.ndarray) -> None:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -69,9 +70,7 @@ class FlowMatcher(Matcher):
         n = points.shape[0]
         if self._prev is None or n == 0:
             return points.astype(np.float32).copy(), np.zeros(n, np.float32)
-        if self._flows is None:  # computed once per pair, however many carry() calls follow
-            self._flows = (self._dis.calc(self._prev, self._cur, None), self._dis.calc(self._cur, self._prev, None))
-        fwd, bwd = self._flows
+        fwd, bwd = self._pair_flows()
         s = self._scale
         p = points.astype(np.float32) * s
         q = p + sample(fwd, p)
@@ -82,6 +81,32 @@ class FlowMatcher(Matcher):
         inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
         conf[~inside] = 0.0
         return (q / s).astype(np.float32), conf
+
+    def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
+        """Backward warp: each current pixel takes the label where the backward flow lands in the previous frame
+        (nearest neighbour; 0 where it lands outside). No forward-backward masking: on fast motion (DAVIS libby) the
+        check blanked so much of the object that valid prompts failed the area test against it."""
+        if self._prev is None:
+            return None
+        _, bwd = self._pair_flows()
+        hs, ws = bwd.shape[:2]
+        h, w = labels.shape
+        field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
+        gx, gy = self._grid(h, w)
+        map_x = gx + field[..., 0] * (w / ws)
+        map_y = gy + field[..., 1] * (h / hs)
+        return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def _pair_flows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Forward and backward flow of the current pair, computed once however many calls follow."""
+        if self._flows is None:
+            self._flows = (self._dis.calc(self._prev, self._cur, None), self._dis.calc(self._cur, self._prev, None))
+        return self._flows
+
+    def _grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._grid_xy is None or self._grid_xy[0].shape != (h, w):
+            self._grid_xy = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
+        return self._grid_xy
 
     def reset(self) -> None:
         self._prev = self._cur = self._flows = None
