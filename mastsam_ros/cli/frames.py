@@ -9,6 +9,10 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..core.frames import read_rgb
+
+__all__ = ["demo_source", "iter_frames", "list_images", "read_rgb", "shared_dir", "synthetic_frames"]
+
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -30,12 +34,6 @@ def list_images(directory: Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {directory}")
     return files
-
-
-def read_rgb(path: Path) -> np.ndarray | None:
-    """H x W x 3 uint8 RGB, or None when the file is unreadable or truncated (the caller counts the skip)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None or bgr.size == 0 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def iter_frames(source: Path, max_frames: int | None = None) -> Iterator[tuple[str, np.ndarray | None]]:

@@ -1,7 +1,10 @@
-"""Validation of the frames the core accepts."""
+"""Validation of the frames the core accepts, and reading one from an image file."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 
 from .errors import FrameError
@@ -29,3 +32,10 @@ def check_frame(frame: object) -> np.ndarray:
     if h < MIN_SIDE or w < MIN_SIDE:
         raise FrameError(f"frame of {w}x{h} pixels is empty or too small (at least {MIN_SIDE}x{MIN_SIDE})")
     return np.ascontiguousarray(frame)
+
+
+def read_rgb(path: str | Path) -> np.ndarray | None:
+    """An image file as H x W x 3 uint8 RGB, or None when it is unreadable or truncated (the caller decides whether
+    that is a counted skip or an error)."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    return None if bgr is None or bgr.size == 0 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
+from ..core.frames import read_rgb
 from ..labels_io import load_label_png
 
 VOID = 255
@@ -75,10 +76,10 @@ def load_frames(root: str | Path, seq: str, resolution: str = "480p", limit: int
     """Frames of ``seq`` as H x W x 3 uint8 RGB, in file-name order (the first ``limit`` when given)."""
     out = []
     for p in frame_paths(root, seq, resolution)[:limit]:
-        bgr = cv2.imread(str(p), cv2.IMREAD_COLOR)
-        if bgr is None:
+        rgb = read_rgb(p)
+        if rgb is None:  # evaluation needs every frame: a missing one would shift the ground truth
             raise OSError(f"cannot read image {p}")
-        out.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        out.append(rgb)
     return out
 
 
