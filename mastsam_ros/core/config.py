@@ -40,7 +40,8 @@ class TrackerSection:
     max_prompts_per_frame: int = config_field(
         0,
         "Decode at most this many track prompts per frame, the tracks with the most doubt since their last prompt"
-        " first (per frame 0.1 + 1 - the mean confidence of their carried points); the others keep their previous"
+        " first (per frame: 0.1 + 1 - the mean confidence of its carried points + 5 x how fast its warped mask drifted"
+        " from the segmenter's answer at its last prompt); the others keep their previous"
         " mask warped along the matcher's dense field (flow) or moved with their points. 0 = no limit. On a CPU,"
         " where each prompt costs a decoder pass, a limit keeps the step close to the encoder time"
         " (docs/PERFORMANCE.md).",

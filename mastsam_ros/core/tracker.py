@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 #: Doubt a track gains per unprompted frame even when all its points were carried with full confidence.
 DOUBT_FLOOR = 0.1
+#: Weight of a track's measured warp error (1 - IoU of its warped and its prompted mask at its last prompt, per frame
+#: it went unprompted before) in the doubt it gains per frame. 5 was best of 2, 5, 10, 20 (docs/RESULTS.md).
+WARP_WEIGHT = 5.0
 
 
 @dataclass
@@ -58,6 +61,7 @@ class _Track:
     last_seen: int  # frame index of the last segmenter-confirmed (or confidently carried) mask
     last_prompted: int = -1  # frame index of the last prompt, for the per-frame prompt budget
     doubt: float = 0.0  # doubt accumulated since the last prompt (prompt budget: the most doubtful go first)
+    warp_error: float = 0.0  # 1 - IoU of warped and prompted mask at the last prompt, per unprompted frame before it
 
     @property
     def area(self) -> int:
@@ -204,9 +208,11 @@ class Tracker:
         start = 0
         for t, n in zip(self._tracks, counts):
             p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
-            # Doubt about where the track went: 1 - mean confidence of its points (a lost point counts 0), plus a
-            # floor so that a track carried with full confidence still gets its turn.
-            t.doubt += DOUBT_FLOOR + 1.0 - (float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
+            # Doubt about where the track went: 1 - mean confidence of its points (a lost point counts 0), plus how
+            # fast its warp drifted from the segmenter's answer last time, plus a floor so that every track gets its
+            # turn.
+            point_doubt = 1.0 - (float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
+            t.doubt += DOUBT_FLOOR + point_doubt + WARP_WEIGHT * t.warp_error
             start += n
             # The track's motion: median displacement of its trustworthy points (None: no idea where it went).
             shifts.append(np.median(q[good] - p[good], axis=0) if good.any() else None)
@@ -248,6 +254,11 @@ class Tracker:
             if self._plausible(mask, warped[i], carried[i], diag):
                 confirmed[i] = (mask, prop.score)
         for i, t in enumerate(self._tracks):
+            if i in confirmed and budget and t.last_prompted >= 0:
+                m = confirmed[i][0]
+                union = int((m | warped[i]).sum())
+                iou = (m & warped[i]).sum() / union if union else 1.0
+                t.warp_error = (1.0 - iou) / max(self._index - t.last_prompted, 1)
             if i in chosen:
                 t.last_prompted, t.doubt = self._index, 0.0
             if i in confirmed:

@@ -5,9 +5,12 @@ import logging
 import numpy as np
 import pytest
 
+from mastsam_ros.core import tracker as tracker_module
 from mastsam_ros.core.config import Config
 from mastsam_ros.core.errors import FrameError
+from mastsam_ros.core.segmenters.base import Segmenter
 from mastsam_ros.core.tracker import Tracker
+from mastsam_ros.core.types import Proposal
 
 
 def dominant_id(labels, gt):
@@ -143,3 +146,59 @@ def test_prompt_budget_goes_to_the_track_whose_points_are_doubtful(car_frames):
             prompts[t.id] = prompts.get(t.id, 0) + (t.last_prompted == index)
     others = [n for k, n in prompts.items() if k != doubtful.id]
     assert prompts[doubtful.id] >= 3 and prompts[doubtful.id] > max(others), (doubtful.id, prompts)
+
+
+class _Boxes(Segmenter):
+    """Four separated boxes on a static frame; the answers for box 0 jitter 6 px left and right, as a segmenter's
+    answers do for an object that moves unlike the flow around it."""
+
+    name = "boxes"
+
+    def __init__(self, shape):
+        self.boxes = []
+        for k, (y, x) in enumerate([(20, 20), (20, 140), (110, 20), (110, 140)]):
+            m = np.zeros(shape, bool)
+            m[y : y + 60, x : x + 90] = True
+            self.boxes.append(m)
+        self.calls = 0
+
+    def set_image(self, image):
+        pass
+
+    def generate(self, region=None, seeds=None):
+        return [Proposal(m.copy(), 0.9, 0.9) for m in self.boxes]
+
+    def predict(self, prompts):
+        out = []
+        for p in prompts:
+            xy = np.round(p.points[p.labels == 1]).astype(int)
+            k = int(np.argmax([m[xy[:, 1], xy[:, 0]].sum() for m in self.boxes]))
+            mask = self.boxes[k]
+            if k == 0:
+                self.calls += 1
+                mask = np.roll(mask, 6 if self.calls % 2 else -6, axis=1)
+            out.append(Proposal(mask.copy(), 0.9, 0.9))
+        return out
+
+
+@pytest.mark.parametrize("weight,favoured", [(5.0, True), (0.0, False)])
+def test_prompt_budget_favours_the_track_whose_warp_drifts(monkeypatch, weight, favoured):
+    """Static textured frames (exact, fully confident flow), budget 1: the only difference between the four tracks
+    is that box 0's answers disagree with its warped mask. With the warp error in the doubt, box 0 is prompted most;
+    without it (weight 0, the control) the budget is a plain round robin."""
+    monkeypatch.setattr(tracker_module, "WARP_WEIGHT", weight)
+    frame = np.random.default_rng(0).integers(0, 255, (200, 260, 3), dtype=np.uint8)
+    seg = _Boxes(frame.shape[:2])
+    cfg = Config().update({"tracker.max_prompts_per_frame": 1, "tracker.keyframe_interval": 0,
+                           "tracker.new_region_interval": 0})
+    tracker = Tracker(cfg, segmenter=seg)
+    tracker.step(frame)
+    assert len(tracker._tracks) == 4
+    jittery = tracker._tracks[0].id
+    prompts = {t.id: 0 for t in tracker._tracks}
+    for i in range(1, 25):
+        tracker.step(frame)
+        for t in tracker._tracks:
+            prompts[t.id] += t.last_prompted == i
+    others = [n for k, n in prompts.items() if k != jittery]
+    assert (prompts[jittery] >= 2 * max(others)) == favoured, prompts
