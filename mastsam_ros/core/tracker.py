@@ -5,8 +5,8 @@ Per frame (``Tracker.step``):
 2. carry every track's mask points from the previous frame with the matcher; drop points without a trustworthy
    correspondence and points isolated from the bulk of their track (one stray point can join car and road);
 3. prompt the segmenter with each track's carried points (positives) and nearby tracks' points (negatives), all
-   tracks in one batched call (or, under ``tracker.max_prompts_per_frame``, the tracks with the most doubt about
-   their carried points); keep each mask's main connected parts; reject a mask whose area or position jumps beyond
+   tracks in one batched call (or, under ``tracker.max_prompts_per_frame``, the tracks with the most doubt: low
+   confidence of their carried points, a warped mask that drifted from the segmenter's last answer); keep each mask's main connected parts; reject a mask whose area or position jumps beyond
    a bound and keep the track's warped previous mask instead (warped pixel by pixel along the matcher's dense field
    where it has one, ``flow``; moved by its points' median displacement otherwise);
 4. on keyframes (every ``tracker.keyframe_interval`` frames, the first frame, or on request) run automatic

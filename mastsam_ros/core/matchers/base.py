@@ -32,8 +32,8 @@ class Matcher(ABC):
         """Carry a label map from the previous frame into the current one, pixel by pixel.
 
         ``labels`` is H x W ``uint16`` at the frame size, 0 = no label. Returns the map in the current frame, with 0
-        where the correspondence is not trustworthy (occluded, left the frame), or None when this matcher has no dense
-        correspondence field (sparse matchers): the tracker then moves each mask by its points' median displacement.
+        where a pixel has no correspondence in the previous frame (its match falls outside it), or None when this
+        matcher has no dense correspondence field (sparse matchers): the tracker then moves each mask by its points' median displacement.
         """
         return None
 
