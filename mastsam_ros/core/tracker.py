@@ -6,9 +6,10 @@ Per frame (``Tracker.step``):
    correspondence and points isolated from the bulk of their track (one stray point can join car and road);
 3. prompt the segmenter with each track's carried points (positives) and nearby tracks' points (negatives), all
    tracks in one batched call (or, under ``tracker.max_prompts_per_frame``, the tracks with the most doubt: low
-   confidence of their carried points, a warped mask that drifted from the segmenter's last answer); keep each mask's main connected parts; reject a mask whose area or position jumps beyond
-   a bound and keep the track's warped previous mask instead (warped pixel by pixel along the matcher's dense field
-   where it has one, ``flow``; moved by its points' median displacement otherwise);
+   confidence of their carried points, a warped mask that drifted from the segmenter's last answer); keep each
+   mask's main connected parts; reject a mask whose area or position jumps beyond a bound and keep the track's
+   warped previous mask instead (warped pixel by pixel along the matcher's dense field where it has one, ``flow``;
+   moved by its points' median displacement otherwise);
 4. on keyframes (every ``tracker.keyframe_interval`` frames, the first frame, or on request) run automatic
    segmentation and match its masks to the tracks by IoU so ids persist (a scheduled one is spread over the next
    frames, ``tracker.resegment_seeds_per_frame`` grid seeds each, so the stream never stalls); between keyframes, every
