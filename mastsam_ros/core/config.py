@@ -17,11 +17,18 @@ from typing import Any, Iterator
 from .errors import ConfigError
 
 
-def config_field(default, description, *, range=None, choices=None, read_only=False):  # noqa: A002 - ROS naming
-    """A config field with its description, allowed range or choices and read-only flag (ROS descriptor data)."""
+def config_field(default, description, *, range=None, choices=None, read_only=False, rebuild=False):  # noqa: A002
+    """A config field with its description, allowed range or choices and read-only flag (ROS descriptor data).
+
+    ``rebuild``: a backend copies this field when it is built, so changing it at run time rebuilds that backend
+    between two frames (:meth:`mastsam_ros.core.tracker.Tracker.configure`). Read-only fields cannot change at all.
+    """
     return field(
         default=default,
-        metadata={"description": description, "range": range, "choices": choices, "read_only": read_only},
+        metadata={
+            "description": description, "range": range, "choices": choices, "read_only": read_only,
+            "rebuild": rebuild,
+        },
     )
 
 
@@ -125,7 +132,8 @@ class SegmenterSection:
     )
     box_nms_thresh: float = config_field(0.7, "Box NMS IoU threshold among automatic masks.", range=(0.0, 1.0))
     max_side: int = config_field(
-        640, "The classical backend works on frames downscaled to at most this side (pixels).", range=(64, 8192)
+        640, "The classical backend works on frames downscaled to at most this side (pixels).", range=(64, 8192),
+        rebuild=True,
     )
 
 
@@ -136,18 +144,20 @@ class MatcherSection:
         choices=("flow", "xfeat", "mast3r"), read_only=True,
     )
     device: str = config_field("cpu", "Torch device for learned matchers.", read_only=True)
-    max_side: int = config_field(480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192))
+    max_side: int = config_field(
+        480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192), rebuild=True
+    )
     checkpoint: str = config_field("", "MASt3R checkpoint path (backend mast3r).", read_only=True)
     mast3r_path: str = config_field("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
                           read_only=True)
-    top_k: int = config_field(4096, "XFeat keypoints per frame.", range=(64, 100000))
+    top_k: int = config_field(4096, "XFeat keypoints per frame.", range=(64, 100000), rebuild=True)
     flow_preset: str = config_field(
         "medium", "OpenCV DIS optical flow preset (backend flow): ultrafast, fast or medium (slower, larger motions).",
-        choices=("ultrafast", "fast", "medium"),
+        choices=("ultrafast", "fast", "medium"), rebuild=True,
     )
     max_error_px: float = config_field(
         3.0, "Forward-backward error (flow) or reciprocal back-match distance (mast3r), in matcher pixels, at which"
-        " confidence reaches zero.", range=(0.01, 1000.0)
+        " confidence reaches zero.", range=(0.01, 1000.0), rebuild=True,
     )
 
 
@@ -157,7 +167,7 @@ class ClusteringSection:
         "auto", "k-means backend: auto (cuml with CUDA, else scipy), cuml, scipy or sklearn.",
         choices=("auto", "cuml", "scipy", "sklearn"), read_only=True,
     )
-    seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1))
+    seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1), rebuild=True)
     max_samples: int = config_field(
         1000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
     )

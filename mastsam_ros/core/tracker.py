@@ -23,6 +23,7 @@ Ids are never reused, not even across :meth:`Tracker.reset`, so a downstream con
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from . import masks as M
 from .clustering import KMeans, build_clustering
 from .config import Config
+from .errors import ConfigError
 from .frames import check_frame
 from .matchers import Matcher, build_matcher
 from .points import isolated, mask_points
@@ -86,6 +88,9 @@ class Tracker:
         self.segmenter = segmenter or build_segmenter(self.cfg.segmenter)
         self.matcher = matcher or build_matcher(self.cfg.matcher)
         self.kmeans = clustering or build_clustering(self.cfg.clustering)
+        # Backends given by the caller are not ours to rebuild when their config changes (see configure).
+        self._owned = {"segmenter": segmenter is None, "matcher": matcher is None, "clustering": clustering is None}
+        self._last_frame: np.ndarray | None = None
         self._next_id = 1
         self._flags_lock = threading.Lock()
         self._keyframe_requested = False
@@ -112,6 +117,43 @@ class Tracker:
         """Reset before the next frame (thread-safe; for front ends whose worker owns the tracker)."""
         with self._flags_lock:
             self._reset_requested = True
+
+    def configure(self, changes: dict) -> list[str]:
+        """Apply config changes (``{dotted name: value}``) between two frames; returns the sections rebuilt.
+
+        Validates first (ConfigError, nothing applied). Fields read at call time take effect on the next frame. A
+        field marked ``rebuild`` (copied by its backend when built: ``matcher.max_side``, ``matcher.flow_preset``...)
+        rebuilds that backend from the new config; a rebuilt matcher is given the last frame again, so the next frame
+        still carries points from it. A backend the caller passed in (tests, evaluation) is not rebuilt: a warning
+        says so. Not thread-safe: the tracker's owner (the node's worker) calls it between frames.
+        """
+        trial = copy.deepcopy(self.cfg)
+        trial.update(changes)
+        meta = {name: fld.metadata for name, fld, _ in trial.fields()}
+        now, new = self.cfg.as_dict(), trial.as_dict()
+        for name in changes:
+            if meta[name].get("read_only") and new[name] != now[name]:
+                raise ConfigError(f"{name} is read-only: it is fixed when the tracker is built")
+        stale = sorted({n.split(".")[0] for n in changes if meta[n].get("rebuild")})
+        for name in changes:  # in place, so the backends' own references to their section see the new values
+            section, key = name.split(".")
+            setattr(getattr(self.cfg, section), key, new[name])
+        rebuilt = []
+        for section in stale:
+            if not self._owned[section]:
+                log.warning("%s was passed in by the caller: not rebuilt for the new %s values", section, section)
+                continue
+            if section == "segmenter":
+                self.segmenter = build_segmenter(self.cfg.segmenter)
+            elif section == "matcher":
+                self.matcher = build_matcher(self.cfg.matcher)
+                if self._last_frame is not None:
+                    self.matcher.push(self._last_frame)
+            elif section == "clustering":
+                self.kmeans = build_clustering(self.cfg.clustering)
+                self._rng = np.random.default_rng(self.cfg.clustering.seed)
+            rebuilt.append(section)
+        return rebuilt
 
     @property
     def frame_shape(self) -> tuple[int, int] | None:
@@ -144,6 +186,7 @@ class Tracker:
             self.segmenter.set_image(frame)
         with self._timed("matcher"):
             self.matcher.push(frame)
+        self._last_frame = frame
 
         correspondences = None
         if self._tracks:

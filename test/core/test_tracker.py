@@ -7,7 +7,7 @@ import pytest
 
 from mastsam_ros.core import tracker as tracker_module
 from mastsam_ros.core.config import Config
-from mastsam_ros.core.errors import FrameError
+from mastsam_ros.core.errors import ConfigError, FrameError
 from mastsam_ros.core.segmenters.base import Segmenter
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.core.types import Proposal
@@ -202,3 +202,21 @@ def test_prompt_budget_favours_the_track_whose_warp_drifts(monkeypatch, weight, 
             prompts[t.id] += t.last_prompted == i
     others = [n for k, n in prompts.items() if k != jittery]
     assert (prompts[jittery] >= 2 * max(others)) == favoured, prompts
+
+
+def test_configure_rebuilds_a_backend_whose_build_time_field_changed(car_frames):
+    """matcher.flow_preset is copied when the flow matcher is built: changing it must rebuild the matcher (and keep the
+    last frame, so the next frame still carries points); a field read at call time is just set; read-only refused."""
+    frames, _ = car_frames
+    tracker = Tracker(Config())
+    tracker.step(frames[0])
+    old = tracker.matcher
+    assert tracker.configure({"tracker.max_age": 4}) == []
+    assert tracker.matcher is old and tracker.cfg.tracker.max_age == 4
+    assert tracker.configure({"matcher.flow_preset": "ultrafast"}) == ["matcher"]
+    assert tracker.matcher is not old
+    result = tracker.step(frames[1])
+    assert result.correspondences is not None and len(result.correspondences[0]) > 0
+    with pytest.raises(ConfigError):
+        tracker.configure({"segmenter.backend": "sam"})
+    assert tracker.cfg.segmenter.backend == "classical"
