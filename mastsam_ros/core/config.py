@@ -54,6 +54,17 @@ class TrackerSection:
         " (docs/PERFORMANCE.md).",
         range=(0, 1024),
     )
+    work_max_side: int = config_field(
+        256,
+        "Track masks, warps, checks, merging, new-area search and point sampling run on a label map whose longer side"
+        " is at most this many pixels (SAM's decoder answers at 256); only the published label map is full size.",
+        range=(32, 4096), read_only=True,
+    )
+    overlap_matcher: bool = config_field(
+        True,
+        "Prepare the matcher's pair (DIS flow) in a second thread while the segmenter encodes the frame, so on a GPU"
+        " the CPU flow is off the critical path.",
+    )
     max_tracks: int = config_field(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
     max_age: int = config_field(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
     min_area_fraction: float = config_field(
@@ -164,12 +175,13 @@ class MatcherSection:
 @dataclass
 class ClusteringSection:
     backend: str = config_field(
-        "auto", "k-means backend: auto (cuml with CUDA, else scipy), cuml, scipy or sklearn.",
-        choices=("auto", "cuml", "scipy", "sklearn"), read_only=True,
+        "auto", "k-means backend: auto (= batch: all tracks at once in NumPy), batch, cuml, scipy or sklearn.",
+        choices=("auto", "batch", "cuml", "scipy", "sklearn"), read_only=True,
     )
     seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1), rebuild=True)
     max_samples: int = config_field(
-        1000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
+        256, "Pixels sampled per mask (at the working resolution) before k-means (bounds clustering cost).",
+        range=(16, 10_000_000),
     )
 
 

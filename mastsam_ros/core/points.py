@@ -52,3 +52,53 @@ def isolated(points: np.ndarray, factor: float) -> np.ndarray:
     d = np.linalg.norm(points - centre, axis=1)
     spread = max(float(np.median(d)), 1.0)
     return d > factor * spread
+
+
+def label_points(
+    labels: np.ndarray,
+    ids: list[int],
+    kmeans: KMeans,
+    cfg: TrackerSection,
+    rng: np.random.Generator,
+    max_samples: int,
+    caps: int,
+) -> dict[int, np.ndarray]:
+    """Mask points of every track of a label map at once: ``{id: (k, 2) float32 x y}`` in label-map pixels.
+
+    One pass over ``labels`` (the working-resolution map) groups the pixels by id; each track gets at most
+    ``max_samples`` random pixels, k from :func:`point_count` (capped at ``caps``), k-means centroids of all tracks in
+    one :meth:`KMeans.centroids_many` call, each snapped onto the nearest sampled pixel of its own track.
+    """
+    flat = labels.ravel()
+    nz = np.flatnonzero(flat)
+    out: dict[int, np.ndarray] = {i: np.zeros((0, 2), np.float32) for i in ids}
+    if nz.size == 0 or not ids:
+        return out
+    order = np.argsort(flat[nz], kind="stable")
+    nz = nz[order]
+    values = flat[nz]
+    starts = np.searchsorted(values, ids, side="left")
+    ends = np.searchsorted(values, ids, side="right")
+    w = labels.shape[1]
+    samples, ks, who = [], [], []
+    for i, a, b in zip(ids, starts, ends):
+        if b <= a:
+            continue
+        pix = nz[a:b]
+        if pix.size > max_samples:
+            pix = pix[rng.choice(pix.size, max_samples, replace=False)]
+        coords = np.stack([pix % w, pix // w], axis=1).astype(np.float32)
+        samples.append(coords)
+        ks.append(min(point_count(b - a, labels.size, cfg), caps, coords.shape[0]))
+        who.append(i)
+    single = [j for j, k in enumerate(ks) if k == 1]
+    multi = [j for j, k in enumerate(ks) if k > 1]
+    centres: dict[int, np.ndarray] = {j: samples[j].mean(axis=0, keepdims=True) for j in single}
+    if multi:
+        got = kmeans.centroids_many([samples[j] for j in multi], [ks[j] for j in multi])
+        centres.update(zip(multi, got))
+    for j, i in enumerate(who):
+        c, s = centres[j], samples[j]
+        d2 = ((s[None, :, :] - c[:, None, :]) ** 2).sum(-1)
+        out[i] = s[np.argmin(d2, axis=1)].astype(np.float32)
+    return out

@@ -16,5 +16,9 @@ class KMeans(ABC):
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         """k-means of ``coords`` ((N, 2) float32 x y, N >= k); returns (k, 2) float32 centroids."""
 
+    def centroids_many(self, coords: list[np.ndarray], ks: list[int]) -> list[np.ndarray]:
+        """k-means of several point sets (one per track); backends that can batch them override this."""
+        return [self.centroids(c, k) for c, k in zip(coords, ks)]
+
 
 CLUSTERING: Registry[KMeans] = Registry("clustering")

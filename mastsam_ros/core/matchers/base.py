@@ -28,10 +28,14 @@ class Matcher(ABC):
         Returns ``(points_cur, confidence)``: (N, 2) float32 and (N,) float32 in [0, 1]; 0 = no trustworthy match.
         """
 
+    def prepare(self) -> None:
+        """Do the work of the newest pair now (dense flow...), so ``carry`` and ``warp_labels`` only look it up.
+        The tracker calls it in a second thread while the segmenter encodes the frame; a no-op by default."""
+
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Carry a label map from the previous frame into the current one, pixel by pixel.
 
-        ``labels`` is H x W ``uint16`` at the frame size, 0 = no label. Returns the map in the current frame, with 0
+        ``labels`` is h x w ``uint16`` at any resolution (the tracker's working one), 0 = no label. Returns the map in the current frame, with 0
         where a pixel has no correspondence in the previous frame (its match falls outside it), or None when this
         matcher has no dense correspondence field (sparse matchers): the tracker then moves each mask by its points' median displacement.
         """

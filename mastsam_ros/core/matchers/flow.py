@@ -82,6 +82,10 @@ class FlowMatcher(Matcher):
         conf[~inside] = 0.0
         return (q / s).astype(np.float32), conf
 
+    def prepare(self) -> None:
+        if self._prev is not None:
+            self._pair_flows()
+
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Backward warp: each current pixel takes the label where the backward flow lands in the previous frame
         (nearest neighbour; 0 where it lands outside). No forward-backward masking: on fast motion (DAVIS libby) the

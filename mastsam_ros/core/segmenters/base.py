@@ -39,6 +39,10 @@ class Segmenter(ABC):
     name: str = "?"
     #: True for backends that are not SAM (documented fallbacks); front ends report it.
     is_fallback: bool = False
+    #: Set by the tracker to its working resolution (h, w): masks may then come back at that size instead of the
+    #: frame's (SAM answers from its low-resolution decoder output, never upscaled). Callers resize whatever they
+    #: get, so a backend may ignore it; None = frame size.
+    mask_shape: tuple[int, int] | None = None
 
     @abstractmethod
     def set_image(self, image: np.ndarray) -> None:
