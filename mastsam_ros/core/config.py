@@ -180,7 +180,7 @@ class ClusteringSection:
     )
     seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1), rebuild=True)
     max_samples: int = config_field(
-        256, "Pixels sampled per mask (at the working resolution) before k-means (bounds clustering cost).",
+        128, "Pixels sampled per mask (at the working resolution) before k-means (bounds clustering cost).",
         range=(16, 10_000_000),
     )
 

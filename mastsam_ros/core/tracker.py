@@ -332,8 +332,8 @@ class Tracker:
             p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
             self.budget.accrue(t.id, float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
             start += n
-            # The track's motion: median displacement of its trustworthy points (None: no idea where it went).
-            shifts.append(np.median(q[good] - p[good], axis=0) if good.any() else None)
+            # The track's motion, for matchers without a dense field: its trustworthy points' displacements.
+            shifts.append(q[good] - p[good])
             q, p = q[good], p[good]
             stray = isolated(q, cfg.isolation_factor)
             carried.append(q[~stray])
@@ -353,9 +353,10 @@ class Tracker:
         if moved is not None:
             return [moved == k + 1 for k in range(len(self._tracks))]
         out = []
-        for k, s in enumerate(shifts):
+        for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
-            out.append(M.shift_mask(mask, *(s * self._grid.scale)) if s is not None else mask)
+            # the median displacement of its trustworthy points; unmoved when none was carried
+            out.append(M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale)) if len(moves) else mask)
         return out
 
     def _prompt(self, carried: list[np.ndarray], warped: list[np.ndarray]) -> tuple[dict, list[int]]:
@@ -559,6 +560,7 @@ class Tracker:
         self.budget.keep({t.id for t in self._tracks})
 
     def _refresh_points(self) -> None:
+        """Next mask points of every track (k-means of all tracks at once)."""
         cfg = self.cfg.tracker
         n = max(len(self._tracks), 1)
         cap = max(1, cfg.max_points_total // n)
@@ -609,5 +611,7 @@ def _union(masks, shape: tuple[int, int]) -> np.ndarray:
 
 
 def _centroid(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.mean(), ys.mean()]) if xs.size else np.zeros(2)
+    u8 = mask.view(np.uint8)
+    x, y, w, h = cv2.boundingRect(u8)
+    m = cv2.moments(u8[y : y + h, x : x + w], binaryImage=True)
+    return np.array([x + m["m10"] / m["m00"], y + m["m01"] / m["m00"]]) if m["m00"] else np.zeros(2)

@@ -33,31 +33,44 @@ class BatchKMeans(KMeans):
             x[i, : len(c)] = c
             valid[i, : len(c)] = True
         k = np.asarray(ks)
-        used = np.arange(kmax)[None, :] < k[:, None]  # (t, kmax): centre j exists for track i
         rows = np.arange(t)
-        # k-means++ seeding: the first centre uniformly, each next one with probability proportional to d^2.
+        xs, ys = x[..., 0], x[..., 1]  # (t, s) each: two planes, not a trailing axis of 2 (slow reductions)
+        cx, cy = self._seed(xs, ys, valid, kmax)
+        # Lloyd iterations, sums by bincount over (track, centre) bins; a centre that loses its points stays put.
+        absent = np.where(np.arange(kmax)[None, :] < k[:, None], 0.0, np.inf)[:, None, :]  # (t, 1, kmax)
+        owner = np.repeat(rows[:, None] * kmax, s, axis=1)[valid]
+        px, py = xs[valid], ys[valid]
+        assign = None
+        for _ in range(self.iterations):
+            dist = (xs[:, :, None] - cx[:, None, :]) ** 2 + (ys[:, :, None] - cy[:, None, :]) ** 2 + absent
+            new = dist.argmin(2)[valid]
+            if assign is not None and np.array_equal(new, assign):
+                break
+            assign = new
+            bins = owner + assign
+            count = np.bincount(bins, minlength=t * kmax).reshape(t, kmax)
+            sx = np.bincount(bins, weights=px, minlength=t * kmax).reshape(t, kmax)
+            sy = np.bincount(bins, weights=py, minlength=t * kmax).reshape(t, kmax)
+            has = count > 0
+            cx = np.where(has, sx / np.maximum(count, 1), cx)
+            cy = np.where(has, sy / np.maximum(count, 1), cy)
+        return [np.stack([cx[i, : k[i]], cy[i, : k[i]]], axis=1).astype(np.float32) for i in range(t)]
+
+    def _seed(self, xs, ys, valid, kmax):
+        """k-means++ seeding: the first centre uniformly among a set's points, each next one with probability
+        proportional to the squared distance to the nearest centre so far. Returns (t, kmax) x and y."""
+        t = xs.shape[0]
+        rows = np.arange(t)
         n = valid.sum(1)
         first = np.minimum((self._rng.random(t) * n).astype(int), n - 1)
-        centres = np.repeat(x[rows, first][:, None, :], kmax, axis=1)
-        d2 = ((x - centres[:, :1]) ** 2).sum(-1)
+        cx = np.repeat(xs[rows, first][:, None], kmax, axis=1)
+        cy = np.repeat(ys[rows, first][:, None], kmax, axis=1)
+        d2 = np.where(valid, (xs - cx[:, :1]) ** 2 + (ys - cy[:, :1]) ** 2, 0.0)
         for j in range(1, kmax):
-            w = np.where(valid, d2, 0.0)
-            cum = np.cumsum(w, axis=1)
+            cum = np.cumsum(d2, axis=1)
             total = cum[:, -1]
-            u = self._rng.random(t) * total
-            pick = np.minimum((cum < u[:, None]).sum(1), n - 1)
+            pick = np.minimum((cum < (self._rng.random(t) * total)[:, None]).sum(1), n - 1)
             pick = np.where(total > 0, pick, first)
-            centres[:, j] = x[rows, pick]
-            d2 = np.minimum(d2, ((x - centres[:, j : j + 1]) ** 2).sum(-1))
-        # Lloyd iterations; a centre that loses all its points stays where it was.
-        for _ in range(self.iterations):
-            dist = ((x[:, :, None, :] - centres[:, None, :, :]) ** 2).sum(-1)  # (t, s, kmax)
-            dist = np.where(used[:, None, :], dist, np.inf)
-            onehot = (dist.argmin(2)[..., None] == np.arange(kmax)) & valid[..., None]  # (t, s, kmax)
-            count = onehot.sum(1)  # (t, kmax)
-            sums = np.einsum("tsk,tsc->tkc", onehot.astype(np.float32), x)
-            moved = np.where(count[..., None] > 0, sums / np.maximum(count, 1)[..., None], centres)
-            if np.allclose(moved, centres):
-                break
-            centres = moved
-        return [centres[i, : k[i]].astype(np.float32) for i in range(t)]
+            cx[:, j], cy[:, j] = xs[rows, pick], ys[rows, pick]
+            d2 = np.minimum(d2, np.where(valid, (xs - cx[:, j : j + 1]) ** 2 + (ys - cy[:, j : j + 1]) ** 2, 0.0))
+        return cx, cy
