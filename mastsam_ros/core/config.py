@@ -54,13 +54,18 @@ class TrackerSection:
         " (docs/PERFORMANCE.md).",
         range=(0, 1024),
     )
-    max_tracks: int = config_field(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
-    max_age: int = config_field(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
+    max_tracks: int = config_field(
+        64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024)
+    )
+    max_age: int = config_field(
+        10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000)
+    )
     min_area_fraction: float = config_field(
         0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
     )
-    points_min: int = config_field(3, "Fewest mask points per track (several, so one lost point does not lose the track).",
-                         range=(1, 64))
+    points_min: int = config_field(
+        3, "Fewest mask points per track (several, so one lost point does not lose the track).", range=(1, 64)
+    )
     points_max: int = config_field(8, "Most mask points per track.", range=(1, 64))
     area_per_point: float = config_field(
         0.01, "One mask point per this fraction of the image area covered by the mask (then clamped).",
@@ -71,7 +76,8 @@ class TrackerSection:
     )
     isolation_factor: float = config_field(
         2.5,
-        "A carried point farther from its track's median point than this many times the median such distance is dropped.",
+        "A carried point farther from its track's median point than this many times the median such distance is"
+        " dropped.",
         range=(0.5, 100.0),
     )
     negative_points: bool = config_field(True, "Prompt each track with other nearby tracks' points as negatives.")
@@ -126,7 +132,9 @@ class SegmenterSection:
     half_precision: bool = config_field(False, "Run the SAM image encoder in float16 on CUDA.", read_only=True)
     points_per_side: int = config_field(16, "Automatic segmentation grid: points per image side.", range=(2, 128))
     points_per_batch: int = config_field(64, "Prompts decoded per batch in automatic segmentation.", range=(1, 1024))
-    pred_iou_thresh: float = config_field(0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0))
+    pred_iou_thresh: float = config_field(
+        0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0)
+    )
     stability_score_thresh: float = config_field(
         0.85, "Automatic masks with a stability score below this are discarded.", range=(0.0, 1.0)
     )
@@ -148,8 +156,9 @@ class MatcherSection:
         480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192), rebuild=True
     )
     checkpoint: str = config_field("", "MASt3R checkpoint path (backend mast3r).", read_only=True)
-    mast3r_path: str = config_field("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
-                          read_only=True)
+    mast3r_path: str = config_field(
+        "", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.", read_only=True
+    )
     top_k: int = config_field(4096, "XFeat keypoints per frame.", range=(64, 100000), rebuild=True)
     flow_preset: str = config_field(
         "medium", "OpenCV DIS optical flow preset (backend flow): ultrafast, fast or medium (slower, larger motions).",

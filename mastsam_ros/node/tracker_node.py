@@ -39,12 +39,12 @@ from std_srvs.srv import Trigger
 # are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
 from mastsam_ros.core.config import config_field as _param
-from mastsam_ros.core.errors import MastSamError
+from mastsam_ros.core.errors import BadImage, MastSamError
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
+from mastsam_ros.labels_io import LabelMapper
 from mastsam_ros.node.conversions import (
-    BadImage, LabelMapper, check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types,
-    stamp_ns,
+    check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
 

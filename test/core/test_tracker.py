@@ -103,7 +103,7 @@ def test_prompt_budget_round_robin_keeps_tracks(car_frames):
     frames, gts = car_frames
     cfg = Config().update({"tracker.max_prompts_per_frame": 2, "tracker.max_tracks": 6})
     tracker = Tracker(cfg)
-    sizes, prompted = [], []
+    sizes = []
     real_predict = tracker.segmenter.predict
 
     def counting_predict(prompts):
@@ -135,7 +135,8 @@ def test_prompt_budget_goes_to_the_track_whose_points_are_doubtful(car_frames):
     def carry_with_doubt(points):
         q, conf = real_carry(points)
         xy = np.round(points).astype(int)
-        inside = doubtful.mask[xy[:, 1].clip(0, doubtful.mask.shape[0] - 1), xy[:, 0].clip(0, doubtful.mask.shape[1] - 1)]
+        h, w = doubtful.mask.shape
+        inside = doubtful.mask[xy[:, 1].clip(0, h - 1), xy[:, 0].clip(0, w - 1)]
         return q, np.where(inside & (conf > 0), np.minimum(conf, 0.4), conf).astype(np.float32)  # kept (>= 0.3)
 
     tracker.matcher.carry = carry_with_doubt

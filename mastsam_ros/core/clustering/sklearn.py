@@ -1,4 +1,4 @@
-"""k-means on the CPU with scikit-learn (the default wherever cuML or CUDA is missing)."""
+"""k-means on the CPU with scikit-learn (``clustering.backend: sklearn``; ``auto`` picks scipy on the CPU)."""
 
 from __future__ import annotations
 

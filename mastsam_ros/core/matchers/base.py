@@ -33,7 +33,8 @@ class Matcher(ABC):
 
         ``labels`` is H x W ``uint16`` at the frame size, 0 = no label. Returns the map in the current frame, with 0
         where a pixel has no correspondence in the previous frame (its match falls outside it), or None when this
-        matcher has no dense correspondence field (sparse matchers): the tracker then moves each mask by its points' median displacement.
+        matcher has no dense correspondence field (sparse matchers): the tracker then moves each mask by its points'
+        median displacement.
         """
         return None
 
