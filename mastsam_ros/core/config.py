@@ -10,6 +10,7 @@ the two equal.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -241,6 +242,68 @@ class Config:
 
 
 SECTIONS = ("tracker", "segmenter", "matcher", "clustering")
+
+PARAMS_HEADER = (  # paragraphs of the comment that opens config/tracker.yaml
+    "Defaults of every parameter (for any node name: /**), generated from the config metadata"
+    " (mastsam_ros/core/config.py, and NodeSection in mastsam_ros/node/tracker_node.py); test/core/test_config.py and"
+    " test/ros/test_params.py compare. Do not edit by hand; regenerate with:",
+    "python -m mastsam_ros.node.params_file",
+    "Read by the node (--params-file) and the launch file, by mastsam-track (its default --config) and by mastsam-bag"
+    " process when given as --config (without it, mastsam-bag uses the same built-in defaults). Names are the ROS"
+    " parameter names. [lo, hi]: the allowed range. (read-only): fixed when the node starts. (rebuilds the X"
+    " backend): a change at run time rebuilds that backend between two frames. Any other field takes effect on the"
+    " next frame.",
+)
+
+
+def params_yaml(cfg: "Config | None" = None, extra: list[tuple[str, Any, str]] = (), width: int = 120) -> str:
+    """A ROS params file (``/**: ros__parameters:``) holding every field of ``cfg`` (default: the defaults), each
+    under a comment made from its metadata (description, range, read-only / rebuild), wrapped at ``width`` columns.
+
+    ``extra``: more sections as ``(name, dataclass instance, section comment)`` (the node's ``node.*``).
+    ``config/tracker.yaml`` is this text; a test keeps them equal.
+    """
+    cfg = cfg or Config()
+    lines = [line for paragraph in PARAMS_HEADER for line in _comment(paragraph, "", width)]
+    lines += ["/**:", "  ros__parameters:"]
+    sections = [(name, getattr(cfg, name), "") for name in SECTIONS] + list(extra)
+    for name, section, comment in sections:
+        lines.append(f"    {name}:")
+        lines += _comment(comment, " " * 6, width)
+        for f in dataclasses.fields(section):
+            meta = f.metadata
+            tags = []
+            if meta.get("range") is not None:
+                tags.append(f"[{_yaml_scalar(meta['range'][0])}, {_yaml_scalar(meta['range'][1])}]")
+            if meta.get("read_only"):
+                tags.append("(read-only)")
+            if meta.get("rebuild"):
+                tags.append(f"(rebuilds the {name} backend)")
+            # A no-break space keeps each tag on one line; _comment turns it back into a space.
+            text = " ".join([meta["description"], *(t.replace(" ", "\xa0") for t in tags)])
+            lines += _comment(text, " " * 6, width)
+            lines.append(f"      {f.name}: {_yaml_scalar(getattr(section, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str, indent: str, width: int) -> list[str]:
+    import textwrap
+
+    return [indent + "# " + line.replace("\xa0", " ") for line in textwrap.wrap(
+        text, width - len(indent) - 2, break_long_words=False, break_on_hyphens=False)]
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, e, exp = text.partition("e")
+        # YAML 1.1 (PyYAML) reads 1e-05 as a string: give the mantissa a dot.
+        return f"{mantissa}.0e{exp}" if e and "." not in mantissa else text
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)
 
 
 def validate(name: str, fld: dataclasses.Field, value: Any) -> Any:
