@@ -14,6 +14,9 @@ class SklearnKMeans(KMeans):
     def __init__(self, seed: int = 0):
         self.seed = seed
 
+    def settings(self) -> dict:
+        return {"seed": self.seed}
+
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         # One k-means++ start is enough here: centroids only need to spread over the mask, not be optimal,
         # and n_init=1 keeps the per-track cost at a few milliseconds.

@@ -17,6 +17,11 @@ class Matcher(ABC):
 
     name: str = "?"
 
+    def settings(self) -> dict:
+        """The config fields (by name in their section) this backend copied when it was built, read back from the
+        built object. Such fields are marked ``rebuild`` or ``read_only`` in the config; diagnostics show these."""
+        return {}
+
     @abstractmethod
     def push(self, image: np.ndarray) -> None:
         """Make ``image`` (H x W x 3 uint8 RGB) the current frame; the old current frame becomes the previous one."""

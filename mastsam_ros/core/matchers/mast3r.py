@@ -263,6 +263,9 @@ class Mast3rMatcher(Matcher):
         self._pair: tuple | None = None  # (desc1, conf1, desc2, conf2) of (prev, cur)
         self.timings: dict[str, float] = {}  # seconds of the last encoder / decoder run, for benchmarks
 
+    def settings(self) -> dict:
+        return {"max_error_px": self.max_error}
+
     def reset(self) -> None:
         self._prev = self._cur = None
         self._pair = None
