@@ -38,3 +38,23 @@ def test_mapped_values_decode_back_to_ids_and_fit_a_16_bit_png(tmp_path):
     assert values.dtype == np.uint16 and len(set(label_of.values())) == 6 and 0 not in label_of.values()
     save_label_png(tmp_path / "f.png", values)
     assert np.array_equal(ids_from_values(load_label_png(tmp_path / "f.png"), label_of), ids)
+
+
+def test_evaluation_reads_wrapped_values_back_as_ids(tmp_path):
+    """mastsam-eval on mastsam-track output: with tracks.jsonl beside the PNGs, two objects that shared a pixel value
+    at different times (ids 5 and 65540, both stored as 5) stay two ids."""
+    import json
+
+    from mastsam_ros.evaluation.davis import load_pred
+
+    seq = tmp_path / "seq"
+    mapper = LabelMapper()
+    frames = {"00000": np.array([[5, 0]], np.uint32), "00001": np.array([[0, 65540]], np.uint32)}
+    seq.mkdir()
+    with open(seq / "tracks.jsonl", "w") as f:
+        for name, ids in frames.items():
+            values, label_of = mapper.map(ids)
+            save_label_png(seq / f"{name}.png", values)
+            f.write(json.dumps({"frame": name, "tracks": [{"id": i, "label": v} for i, v in label_of.items()]}) + "\n")
+    assert load_label_png(seq / "00001.png")[0, 1] == 5  # the wrapped value reuses the retired one
+    assert np.array_equal(load_pred(tmp_path, "seq", list(frames)), np.stack(list(frames.values())))
