@@ -116,9 +116,8 @@ def process(args) -> int:
     from mastsam_ros.core.config import Config, parse_overrides
     from mastsam_ros.core.errors import MastSamError
     from mastsam_ros.core.tracker import Tracker
-    from mastsam_ros.node.conversions import (
-        BadImage, LabelMapper, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg,
-    )
+    from mastsam_ros.labels_io import LabelMapper
+    from mastsam_ros.node.conversions import compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg
 
     overrides = parse_overrides(args.set)
     cfg = Config.from_yaml(args.config, overrides) if args.config else Config().update(overrides)
@@ -148,7 +147,7 @@ def process(args) -> int:
                 try:
                     rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
                     result = tracker.step(rgb)
-                except (BadImage, MastSamError) as e:
+                except MastSamError as e:  # BadImage (the conversions) or the tracker refusing a frame
                     n_bad += 1
                     log.warning("skipping the message at %d ns: %s", timestamp, e)
                     continue

@@ -855,7 +855,8 @@ def main_overhead(args, source: Path, load_start: list[float], argv) -> int:
     first = read_rgb(files[0])
     res = list(args.size) if args.size else [int(first.shape[1]), int(first.shape[0])]
     print(f"\nmastsam-bench --overhead: {res[0]}x{res[1]} (working map {o['work_shape'][1]}x{o['work_shape'][0]}), "
-          f"{o['frames']} frames, tracks mean {o['tracks']['mean']} (min {o['tracks']['min']}, max {o['tracks']['max']}),"
+          f"{o['frames']} frames, tracks mean {o['tracks']['mean']} "
+          f"(min {o['tracks']['min']}, max {o['tracks']['max']}),"
           f" zero-cost segmenter, replayed flow; load {load_start} -> {report['machine']['load_end']}")
     print(f"{'stage':<15}{'runs':>6}{'median ms':>12}{'p95 ms':>12}{'mean ms':>12}")
     for key, st in o["stages"].items():

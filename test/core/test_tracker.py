@@ -103,7 +103,7 @@ def test_prompt_budget_round_robin_keeps_tracks(car_frames):
     frames, gts = car_frames
     cfg = Config().update({"tracker.max_prompts_per_frame": 2, "tracker.max_tracks": 6})
     tracker = Tracker(cfg)
-    sizes, prompted = [], []
+    sizes = []
     real_predict = tracker.segmenter.predict
 
     def counting_predict(prompts):

@@ -12,6 +12,11 @@ from ..registry import Registry
 class KMeans(ABC):
     name: str = "?"
 
+    def settings(self) -> dict:
+        """The config fields (by name in their section) this backend copied when it was built, read back from the
+        built object. Such fields are marked ``rebuild`` or ``read_only`` in the config; diagnostics show these."""
+        return {}
+
     @abstractmethod
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         """k-means of ``coords`` ((N, 2) float32 x y, N >= k); returns (k, 2) float32 centroids."""

@@ -17,8 +17,12 @@ class BatchKMeans(KMeans):
     name = "batch"
 
     def __init__(self, seed: int = 0, iterations: int = 10):
+        self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.iterations = iterations
+
+    def settings(self) -> dict:
+        return {"seed": self.seed}
 
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         return self.centroids_many([coords], [k])[0]

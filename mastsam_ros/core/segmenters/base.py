@@ -44,6 +44,11 @@ class Segmenter(ABC):
     #: get, so a backend may ignore it; None = frame size.
     mask_shape: tuple[int, int] | None = None
 
+    def settings(self) -> dict:
+        """The config fields (by name in their section) this backend copied when it was built, read back from the
+        built object. Such fields are marked ``rebuild`` or ``read_only`` in the config; diagnostics show these."""
+        return {}
+
     @abstractmethod
     def set_image(self, image: np.ndarray) -> None:
         """Embed ``image`` (H x W x 3 uint8 RGB). The one expensive per-frame call (SAM: the image encoder)."""
