@@ -87,6 +87,7 @@ class WorkGrid:
         self.row_span = (np.searchsorted(self.rows, np.arange(h)), np.searchsorted(self.rows, np.arange(h), "right"))
         # frame pixels per working pixel
         self.weight = ((self.row_span[1] - self.row_span[0])[:, None] * (self.col_span[1] - self.col_span[0])).ravel()
+        self._bilinear_setup()
 
     def to_work(self, pts: np.ndarray) -> np.ndarray:
         return (pts + 0.5) * self.scale - 0.5
@@ -97,15 +98,74 @@ class WorkGrid:
     def upsample(self, work_map: np.ndarray) -> np.ndarray:
         return work_map.take(self.rows, axis=0).take(self.cols, axis=1)
 
-    def resize(self, mask: np.ndarray) -> np.ndarray:
-        """A segmenter's mask (any size, usually the frame's or already the working one) at the working size."""
-        mask = np.asarray(mask, bool)
+    def soft(self, prop) -> np.ndarray:
+        """A segmenter's answer as a probability per working pixel (float32): the backend's own where it gives one
+        at this size (SAM: its decoder's logits), else the fraction of each working pixel its mask covers. The hard
+        mask is ``soft >= 0.5``; the fractions let the published map place boundaries between working pixels."""
+        soft = getattr(prop, "soft", None)
+        if soft is not None and soft.shape == self.work:
+            return np.asarray(soft, np.float32)
+        mask = np.asarray(prop.mask, bool)
         if mask.shape == self.work:
-            return mask
+            return mask.astype(np.float32)
         h, w = self.work
-        if mask.shape[0] > h:  # shrinking: a working pixel is set when most of its frame pixels are
-            return cv2.resize(mask.view(np.uint8) * np.uint8(255), (w, h), interpolation=cv2.INTER_AREA) >= 128
-        return cv2.resize(mask.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        area = cv2.INTER_AREA if mask.shape[0] >= h else cv2.INTER_LINEAR
+        return cv2.resize(mask.view(np.uint8).astype(np.float32), (w, h), interpolation=area)
+
+    def _bilinear_setup(self) -> None:
+        """Each frame pixel centre in working coordinates: the 2 x 2 working cell around it and its weights."""
+        (fh, fw), (h, w) = self.frame, self.work
+        self.fine = h >= 2 and w >= 2 and (fh, fw) != (h, w)
+        if not self.fine:
+            return
+        fx = (np.arange(fw) + 0.5) * (w / fw) - 0.5
+        fy = (np.arange(fh) + 0.5) * (h / fh) - 0.5
+        self.cx = np.clip(np.floor(fx).astype(np.intp), 0, w - 2)
+        self.cy = np.clip(np.floor(fy).astype(np.intp), 0, h - 2)
+        self.ax = np.clip(fx - self.cx, 0.0, 1.0).astype(np.float32)
+        self.ay = np.clip(fy - self.cy, 0.0, 1.0).astype(np.float32)
+        cells_x, cells_y = np.arange(w - 1), np.arange(h - 1)
+        self.cell_cols = (np.searchsorted(self.cx, cells_x), np.searchsorted(self.cx, cells_x, "right"))
+        self.cell_rows = (np.searchsorted(self.cy, cells_y), np.searchsorted(self.cy, cells_y, "right"))
+
+    def refine(self, cand: np.ndarray, prob: np.ndarray, owned: np.ndarray):
+        """Labels of the frame pixels near boundaries, by bilinear interpolation of the working probabilities.
+
+        ``cand`` (uint16) is each working pixel's owner, or for a background pixel the track most likely there;
+        ``prob`` its probability (>= 0.5 where owned, < 0.5 on background); ``owned`` = cand where owned else 0.
+        Only the 2 x 2 cells whose corners disagree are visited. A frame pixel takes the label (a corner's ``cand``,
+        or background) with the highest interpolated probability: a track's is its probability where it is the
+        candidate and 0 elsewhere, background's is 1 - the probability everywhere; as bilinear upsampling of one
+        probability map per track would, at the cost of the boundary pixels only. Returns (rows, cols, labels) of
+        the boundary frame pixels, or None."""
+        if not self.fine:
+            return None
+        c, o = cand, owned
+        mixed = (
+            (c[:-1, :-1] != c[:-1, 1:]) | (c[:-1, :-1] != c[1:, :-1]) | (c[:-1, :-1] != c[1:, 1:])
+            | (o[:-1, :-1] != o[:-1, 1:]) | (o[:-1, :-1] != o[1:, :-1]) | (o[:-1, :-1] != o[1:, 1:])
+        )
+        y0, x0 = np.nonzero(mixed)
+        if y0.size == 0:
+            return None
+        r0, c0 = self.cell_rows[0][y0], self.cell_cols[0][x0]
+        nr, nc = self.cell_rows[1][y0] - r0, self.cell_cols[1][x0] - c0
+        count = nr * nc
+        cell = np.repeat(np.arange(y0.size), count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        rows, cols = r0[cell] + k // nc[cell], c0[cell] + k % nc[cell]
+        y0, x0 = y0[cell], x0[cell]
+        ay, ax = self.ay[rows], self.ax[cols]
+        weights = ((1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax)
+        corners = ((y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1))
+        labels = [c[yy, xx] for yy, xx in corners]
+        probs = [prob[yy, xx] for yy, xx in corners]
+        scores = np.empty((5, rows.size), np.float32)
+        for j in range(4):
+            scores[j] = sum(weights[i] * probs[i] * (labels[i] == labels[j]) for i in range(4))
+        scores[4] = sum(weights[i] * (1 - probs[i]) for i in range(4))
+        choice = np.stack(labels + [np.zeros_like(labels[0])])
+        return rows, cols, choice[scores.argmax(0), np.arange(rows.size)]
 
     def box(self, sl: tuple[slice, slice] | None) -> tuple[int, int, int, int]:
         """A working box (find_objects slices) as x, y, width, height in frame pixels."""
@@ -150,6 +210,9 @@ class Tracker:
         """Forget all tracks and frames. Ids keep counting up."""
         self._tracks: list[_Track] = []
         self._index_map: np.ndarray | None = None  # working map: k + 1 where track k is, 0 = background
+        self._cand: np.ndarray | None = None  # the owner, or on background the most likely track (0: none)
+        self._prob: np.ndarray | None = None  # probability of ``_cand`` (>= 0.5 where owned, < 0.5 on background)
+        self._softs: dict[int, np.ndarray] = {}  # during a step: each track's probability map at the working size
         self._grid: WorkGrid | None = None
         self._index = -1
         self._rng = np.random.default_rng(self.cfg.clustering.seed)
@@ -239,6 +302,8 @@ class Tracker:
         if self._grid is None:
             self._grid = WorkGrid(frame.shape[:2], self.cfg.tracker.work_max_side)
             self._index_map = np.zeros(self._grid.work, np.uint16)
+            self._cand = np.zeros(self._grid.work, np.uint16)
+            self._prob = np.zeros(self._grid.work, np.float32)
         self.segmenter.mask_shape = self._grid.work
         was_fresh, self._fresh = self._fresh, False
         self._index += 1
@@ -247,15 +312,16 @@ class Tracker:
 
         self._embed_and_match(frame)
         masks: dict[int, np.ndarray] = {}
+        self._softs = {}
         prompted: list[int] = []
         correspondences = None
         if self._tracks:
             with self._timed("matcher"):
                 carried, shifts, correspondences = self._carry()
             with self._timed("warp"):
-                warped = self._warp(shifts)
+                warped, warped_soft = self._warp(shifts)
             with self._timed("prompt"):
-                masks, prompted = self._prompt(carried, warped)
+                masks, prompted = self._prompt(carried, warped, warped_soft)
 
         grid = grid_points(self._grid.frame, self.cfg.segmenter.points_per_side)
         action = self.schedule.next(self._index, bool(self._tracks), keyframe_requested, grid)
@@ -342,24 +408,30 @@ class Tracker:
         pairs = (np.concatenate(keep_src), np.concatenate(keep_dst)) if keep_src else None
         return carried, shifts, pairs
 
-    def _warp(self, shifts: list) -> list[np.ndarray]:
+    def _warp(self, shifts: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
         checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
+        Returns the hard masks and the probability maps.
 
-        With a dense matcher (``flow``) the working map is warped pixel by pixel along the correspondence field, so
-        masks follow deformation and parts moving differently; with a sparse one each mask moves rigidly by the
-        median displacement of its carried points (unmoved when none was carried)."""
-        moved = self.matcher.warp_labels(self._index_map)
+        With a dense matcher (``flow``) the working maps (owner or candidate, and its probability, packed into one
+        float32 map) are warped pixel by pixel along the correspondence field, so masks follow deformation and parts
+        moving differently; with a sparse one each mask moves rigidly by the median displacement of its carried
+        points (unmoved when none was carried)."""
+        code = self._cand.astype(np.float32) * 256 + np.round(self._prob * 255)  # exact in float32
+        moved = self.matcher.warp_labels(code)
+        n = len(self._tracks)
         if moved is not None:
-            return [moved == k + 1 for k in range(len(self._tracks))]
-        out = []
+            cand, prob = (moved // 256).astype(np.uint16), (moved % 256).astype(np.float32) / 255
+            soft = [np.where(cand == k + 1, prob, np.float32(0)) for k in range(n)]
+            return [p >= 0.5 for p in soft], soft
+        hard = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
             # the median displacement of its trustworthy points; unmoved when none was carried
-            out.append(M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale)) if len(moves) else mask)
-        return out
+            hard.append(M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale)) if len(moves) else mask)
+        return hard, [m.astype(np.float32) for m in hard]
 
-    def _prompt(self, carried: list[np.ndarray], warped: list[np.ndarray]) -> tuple[dict, list[int]]:
+    def _prompt(self, carried: list[np.ndarray], warped: list[np.ndarray], warped_soft: list[np.ndarray]):
         """Prompt the chosen tracks; returns every track's mask this frame (working size) and the prompted ids."""
         cfg = self.cfg.tracker
         g = self._grid
@@ -382,23 +454,24 @@ class Tracker:
         answers = self.segmenter.predict(prompts) if prompts else []
         confirmed = {}
         for i, prop in zip(who, answers):
-            mask = M.main_parts(g.resize(prop.mask), cfg.secondary_component_fraction, self._min_area())
+            soft = g.soft(prop)
+            mask = M.main_parts(soft >= 0.5, cfg.secondary_component_fraction, self._min_area())
             if self._plausible(mask, warped[i], carried_w[i], diag):
-                confirmed[i] = (mask, prop.score)
+                confirmed[i] = (mask, soft, prop.score)
         masks = {}
         for i, t in enumerate(self._tracks):
             if t.id in chosen:
                 iou = M.iou(confirmed[i][0], warped[i]) if i in confirmed and cfg.max_prompts_per_frame else None
                 self.budget.prompted(t.id, self._index, iou)
             if i in confirmed:
-                masks[t.id], t.score = confirmed[i]
+                masks[t.id], self._softs[t.id], t.score = confirmed[i]
                 t.last_seen = self._index
             elif t.id not in chosen and carried[i].shape[0]:
                 # Not prompted this frame (budget) but its points were carried with confidence: it moved with them.
-                masks[t.id] = warped[i]
+                masks[t.id], self._softs[t.id] = warped[i], warped_soft[i]
                 t.last_seen = self._index
             else:
-                masks[t.id], t.score = warped[i], 0.0
+                masks[t.id], self._softs[t.id], t.score = warped[i], warped_soft[i], 0.0
         return masks, sorted(chosen)
 
     def _negatives(self, i: int, carried: list, carried_w: list, near: np.ndarray) -> np.ndarray:
@@ -448,7 +521,7 @@ class Tracker:
         mask and is of a plausible size, so the object comes back under its old id instead of a new one.
         """
         cfg = self.cfg.tracker
-        iou = M.iou_matrix([m for m, _ in found], [masks[t.id] for t in self._tracks])
+        iou = M.iou_matrix([f[0] for f in found], [masks[t.id] for t in self._tracks])
         rows, cols = linear_sum_assignment(-iou)
         used, matched = set(), set()
         for r, c in zip(rows, cols):
@@ -456,14 +529,14 @@ class Tracker:
                 used.add(int(r))
                 matched.add(int(c))
                 self._refresh(masks, self._tracks[c], found[r])
-        areas = [np.count_nonzero(m) for m, _ in found]
+        areas = [np.count_nonzero(f[0]) for f in found]
         for c, t in enumerate(self._tracks):
             if c in matched or t.last_seen == self._index:
                 continue
             mine = masks[t.id]
             area = max(np.count_nonzero(mine), 1)
             best, best_cover = None, 0.5
-            for r, (m, _) in enumerate(found):
+            for r, (m, _, _) in enumerate(found):
                 if r in used:
                     continue
                 ratio = areas[r] / area
@@ -477,7 +550,7 @@ class Tracker:
 
     def _refresh(self, masks: dict, t: _Track, found: tuple) -> None:
         if t.last_seen != self._index:  # the prompt failed this frame: take the fresh mask
-            masks[t.id], t.score = found
+            masks[t.id], self._softs[t.id], t.score = found
             t.last_seen = self._index
 
     def _segment_new_area(self, masks: dict) -> None:
@@ -504,18 +577,23 @@ class Tracker:
         h, w = self._grid.work
         return self.cfg.tracker.min_area_fraction * h * w
 
-    def _big_enough(self, props: list) -> list[tuple[np.ndarray, float]]:
-        """Segmenter proposals as (working mask, score), those of at least the minimum area."""
+    def _big_enough(self, props: list) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Segmenter proposals as (working mask, probability map, score), those of at least the minimum area."""
         min_area = self._min_area()
-        out = [(self._grid.resize(p.mask), p.score) for p in props]
-        return [(m, s) for m, s in out if np.count_nonzero(m) >= min_area]
+        out = []
+        for p in props:
+            soft = self._grid.soft(p)
+            mask = soft >= 0.5
+            if np.count_nonzero(mask) >= min_area:
+                out.append((mask, soft, p.score))
+        return out
 
     def _add_tracks(self, masks: dict, found: list) -> None:
         """New tracks from masks that lie mostly on uncovered pixels, best first, each claiming its pixels."""
         cfg = self.cfg.tracker
         taken = _union(masks.values(), self._grid.work)
         min_area = self._min_area()
-        for m, score in sorted(found, key=lambda f: -f[1]):
+        for m, soft, score in sorted(found, key=lambda f: -f[2]):
             if len(self._tracks) >= cfg.max_tracks:
                 break
             fresh = M.main_parts(m & ~taken, cfg.secondary_component_fraction, min_area)
@@ -523,7 +601,7 @@ class Tracker:
             if area < min_area or area < 0.5 * np.count_nonzero(m):
                 continue
             self._tracks.append(_Track(self._next_id, np.zeros((0, 2), np.float32), score, self._index, self._index))
-            masks[self._next_id] = fresh
+            masks[self._next_id], self._softs[self._next_id] = fresh, soft
             self._next_id += 1
             taken |= fresh
 
@@ -540,6 +618,7 @@ class Tracker:
                 # and let painting split the overlap instead.
                 if np.count_nonzero(union) <= cfg.max_area_ratio * max(np.count_nonzero(masks[keep.id]), 1):
                     masks[keep.id] = union
+                    self._softs[keep.id] = np.maximum.reduce([self._softs[tracks[g].id] for g in group])
                     keep.last_seen = max(tracks[g].last_seen for g in group)
                     merged.append(keep)
                     continue
@@ -558,6 +637,28 @@ class Tracker:
         self._index_map = lut[index]
         self._tracks = [t for t, p in zip(merged, present) if p]
         self.budget.keep({t.id for t in self._tracks})
+        self._probabilities()
+
+    def _probabilities(self) -> None:
+        """Owner probability of every owned working pixel (at least 0.5), and on background the most likely track
+        and its probability (below 0.5), from the tracks' probability maps of this frame: what the published map
+        interpolates between working pixels."""
+        idx = self._index_map
+        cand, prob = idx.copy(), np.zeros(idx.shape, np.float32)
+        h, w = idx.shape
+        for k, sl in enumerate(ndi.find_objects(idx, max_label=len(self._tracks))):
+            if sl is None:
+                continue
+            soft = self._softs[self._tracks[k].id]
+            ys = slice(max(sl[0].start - 2, 0), min(sl[0].stop + 2, h))
+            xs = slice(max(sl[1].start - 2, 0), min(sl[1].stop + 2, w))
+            s, i, c, p = soft[ys, xs], idx[ys, xs], cand[ys, xs], prob[ys, xs]  # views: written in place
+            own = i == k + 1
+            p[own] = np.maximum(s[own], 0.5)
+            halo = (i == 0) & (s > p)
+            c[halo] = k + 1
+            p[halo] = np.minimum(s[halo], 0.499)
+        self._cand, self._prob = cand, prob
 
     def _refresh_points(self) -> None:
         """Next mask points of every track (k-means of all tracks at once)."""
@@ -572,19 +673,28 @@ class Tracker:
             t.points = self._grid.to_frame(got[k + 1])
 
     def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
-        """The frame-size label map (ids, uint32) and the track records, from the working map."""
+        """The frame-size label map (ids, uint32) and the track records, from the working maps: nearest-neighbour
+        upsampling, then the boundary pixels by interpolated probability (:meth:`WorkGrid.refine`)."""
         g = self._grid
         n = len(self._tracks)
         ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
         labels = g.upsample(ids[self._index_map])
         area = np.bincount(self._index_map.ravel(), weights=g.weight, minlength=n + 1)
-        boxes = ndi.find_objects(self._index_map, max_label=n) if n else []
+        fine = g.refine(self._cand, self._prob, self._index_map)
+        if fine is not None:
+            rows, cols, new = fine
+            old = self._index_map[g.rows[rows], g.cols[cols]]
+            changed = new != old
+            rows, cols, new, old = rows[changed], cols[changed], new[changed], old[changed]
+            labels[rows, cols] = ids[new]
+            area += np.bincount(new, minlength=n + 1) - np.bincount(old, minlength=n + 1)
+        reach = ndi.find_objects(self._cand, max_label=n) if n else []  # owned and candidate pixels
         tracks = [
             TrackInfo(
                 id=t.id,
                 score=float(t.score),
                 area=int(area[k + 1]),
-                bbox=g.box(boxes[k]),
+                bbox=_bbox_within(labels, t.id, g.box(_grow(reach[k], g.work))),
                 age=self._index - t.born,
                 frames_since_seen=self._index - t.last_seen,
                 points=t.points.copy(),
@@ -601,6 +711,23 @@ class Tracker:
             yield
         finally:
             self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+
+
+def _grow(sl: tuple[slice, slice] | None, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """A working box one pixel larger on each side (a boundary frame pixel may take a neighbouring cell's label)."""
+    if sl is None:
+        return None
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, shape))
+
+
+def _bbox_within(labels: np.ndarray, value: int, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Exact x, y, width, height of ``value`` in ``labels``, searched inside ``box`` (which holds all of it)."""
+    x, y, w, h = box
+    m = labels[y : y + h, x : x + w] == value
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    return x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
 def _union(masks, shape: tuple[int, int]) -> np.ndarray:
