@@ -159,6 +159,16 @@ def torch_info() -> dict:
     return info
 
 
+def cuda_synchronizer(cfg: Config):
+    """``torch.cuda.synchronize`` when a backend runs on CUDA (per-stage timings then mean what they say), else
+    None."""
+    if not any(str(d).startswith("cuda") for d in (cfg.segmenter.device, cfg.matcher.device)):
+        return None
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.synchronize if torch.cuda.is_available() else None
+
+
 def gpu_peak_mb() -> float | None:
     torch = sys.modules.get("torch")
     if torch is None or not torch.cuda.is_available():
@@ -761,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         if substitute:
             segmenter = StandInMasks(segmenter, args.tracks)
         tracker = Tracker(cfg, segmenter=segmenter)
+        tracker.synchronize = cuda_synchronizer(cfg)
         n = args.soak if args.soak else args.frames
         if args.prototype_frames is None:
             args.prototype_frames = args.frames

@@ -198,6 +198,9 @@ class Tracker:
         self._owned = {"segmenter": segmenter is None, "matcher": matcher is None, "clustering": clustering is None}
         self._last_frame: np.ndarray | None = None
         self._pool: ThreadPoolExecutor | None = None  # the matcher's thread (tracker.overlap_matcher)
+        #: Called before and after every timed stage when set (benchmarks set ``torch.cuda.synchronize``), so a stage
+        #: is charged with the device work it queued rather than the next stage that waits for it.
+        self.synchronize = None
         self._next_id = 1
         self._flags_lock = threading.Lock()
         self._keyframe_requested = False
@@ -706,10 +709,14 @@ class Tracker:
     # --- helpers ------------------------------------------------------------------------------------------------
     @contextmanager
     def _timed(self, stage: str):
+        if self.synchronize is not None:
+            self.synchronize()
         t0 = time.perf_counter()
         try:
             yield
         finally:
+            if self.synchronize is not None:
+                self.synchronize()
             self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
 
 

@@ -225,3 +225,16 @@ def test_configure_rebuilds_a_backend_whose_build_time_field_changed(car_frames)
     with pytest.raises(ConfigError):
         tracker.configure({"segmenter.backend": "sam"})
     assert tracker.cfg.segmenter.backend == "classical"
+
+
+def test_synchronize_hook_brackets_every_timed_stage(car_frames):
+    """Benchmarks on CUDA set Tracker.synchronize: it runs before and after each timed stage of the main thread."""
+    frames, _ = car_frames
+    tracker = Tracker(Config())
+    calls = []
+    tracker.synchronize = lambda: calls.append(1)
+    r0 = tracker.step(frames[0])
+    r1 = tracker.step(frames[1])
+    # every stage but the matcher's own thread and the total is timed in the main thread, each once or more
+    stages = lambda r: len(set(r.timings) - {"matcher", "total"})  # noqa: E731
+    assert len(calls) >= 2 * (stages(r0) + stages(r1)) and len(calls) % 2 == 0
