@@ -61,6 +61,11 @@ class TrackerSection:
         " is at most this many pixels (SAM's decoder answers at 256); only the published label map is full size.",
         range=(32, 4096), read_only=True,
     )
+    retry_rejected: bool = config_field(
+        True,
+        "A track whose answer is rejected is prompted once more in the same frame, from the innermost pixel of its"
+        " warped mask (its carried points may have slid off the object); costs a decoder pass only on rejection.",
+    )
     overlap_matcher: bool = config_field(
         True,
         "Prepare the matcher's pair (DIS flow) in a second thread while the segmenter encodes the frame, so on a GPU"

@@ -454,13 +454,22 @@ class Tracker:
                 )
             )
             who.append(i)
-        answers = self.segmenter.predict(prompts) if prompts else []
-        confirmed = {}
-        for i, prop in zip(who, answers):
-            soft = g.soft(prop)
-            mask = M.main_parts(soft >= 0.5, cfg.secondary_component_fraction, self._min_area())
-            if self._plausible(mask, warped[i], carried_w[i], diag):
-                confirmed[i] = (mask, soft, prop.score)
+        confirmed = self._answers(prompts, who, [carried_w[i] for i in who], warped, diag)
+        if cfg.retry_rejected:
+            # A rejected answer usually means the carried points slid off the object (occlusion, fast motion) while
+            # the warped mask is still on it: ask once more from the warped mask's innermost pixel.
+            retry = [i for i in who if i not in confirmed and warped[i].any()]
+            inner = [_innermost(warped[i]) for i in retry]
+            prompts = []
+            for i, pw in zip(retry, inner):
+                neg = self._negatives(i, carried, carried_w, warped[i]) if cfg.negative_points else np.zeros((0, 2))
+                prompts.append(
+                    PointPrompt(
+                        points=np.concatenate([g.to_frame(pw), neg]).astype(np.float32),
+                        labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(neg), np.int32)]),
+                    )
+                )
+            confirmed.update(self._answers(prompts, retry, inner, warped, diag))
         masks = {}
         for i, t in enumerate(self._tracks):
             if t.id in chosen:
@@ -476,6 +485,19 @@ class Tracker:
             else:
                 masks[t.id], self._softs[t.id], t.score = warped[i], warped_soft[i], 0.0
         return masks, sorted(chosen)
+
+    def _answers(self, prompts: list, who: list[int], positives_w: list, warped: list, diag: float) -> dict:
+        """Decode ``prompts`` (for tracks ``who``) in one call; the plausible answers as {track index: (mask,
+        probability map, score)}."""
+        cfg = self.cfg.tracker
+        out = {}
+        answers = self.segmenter.predict(prompts) if prompts else []
+        for i, pos, prop in zip(who, positives_w, answers):
+            soft = self._grid.soft(prop)
+            mask = M.main_parts(soft >= 0.5, cfg.secondary_component_fraction, self._min_area())
+            if self._plausible(mask, warped[i], pos, diag):
+                out[i] = (mask, soft, prop.score)
+        return out
 
     def _negatives(self, i: int, carried: list, carried_w: list, near: np.ndarray) -> np.ndarray:
         """Other tracks' carried points inside track i's expected box: where confusion between them is likely."""
@@ -735,6 +757,15 @@ def _bbox_within(labels: np.ndarray, value: int, box: tuple[int, int, int, int])
     if rows.size == 0:
         return 0, 0, 0, 0
     return x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def _innermost(mask: np.ndarray) -> np.ndarray:
+    """The mask pixel farthest from its border ((1, 2) x y, working pixels)."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    crop = np.pad(mask[y : y + h, x : x + w].view(np.uint8), 1)
+    dist = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return np.array([[x + c - 1, y + r - 1]], np.float32)
 
 
 def _union(masks, shape: tuple[int, int]) -> np.ndarray:

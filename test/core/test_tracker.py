@@ -115,12 +115,19 @@ def test_prompt_budget_round_robin_keeps_tracks(car_frames):
     assert sizes and max(sizes) <= 2
     ids_after_first = {t.id for t in results[0].tracks}
     assert len(ids_after_first) > 2
-    # the budget moves between tracks (not the same two every frame), and tracks it leaves out are not lost: they
-    # follow their carried points
+    # the budget moves between tracks (not the same two every frame), and a track it leaves out in a frame is not
+    # lost in that frame: it follows its carried points
     prompted_ids = {i for r in results[1:] for i in r.prompted}
-    assert len(prompted_ids) >= 3, prompted_ids
-    never = {t.id for t in results[1].tracks} - prompted_ids
-    assert never and never <= {t.id for t in results[-1].tracks}, (never, [r.prompted for r in results])
+    assert len(prompted_ids) >= 4, prompted_ids
+    left, kept = 0, 0
+    for before, now in zip(results[1:], results[2:]):
+        left_out = {t.id for t in before.tracks} - set(now.prompted)
+        left, kept = left + len(left_out), kept + len(left_out & {t.id for t in now.tracks})
+        for t in now.tracks:
+            if t.id in left_out:
+                assert t.frames_since_seen == 0  # carried with confidence counts as seen
+    # a few may merge into a neighbour (the fallback's fragments do), the rest carry on unprompted
+    assert left >= 8 and kept >= 0.75 * left, (left, kept)
     assert dominant_id(results[-1].labels, gts[-1])[0] == dominant_id(results[1].labels, gts[1])[0]
 
 
