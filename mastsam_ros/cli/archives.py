@@ -157,7 +157,7 @@ class BagWorker:
         from mastsam_ros.core.clustering import build_clustering
         from mastsam_ros.core.tracker import Tracker
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         partial, final = Path(opts.out_dir, PARTIAL, job.name), Path(opts.out_dir, job.name)
         if self.crash_on is not None and self.crash_on == job.name:
             os._exit(CRASH_EXIT)  # the documented testing hook: this worker dies as an OOM kill would end it
@@ -187,6 +187,7 @@ class BagWorker:
             shutil.rmtree(partial, ignore_errors=True)
             record.update(status="failed", output=None, frames=0, skipped=0, error=f"{type(e).__name__}: {e}")
         self.bags_done += 1
+        record["cpu_s"] = round(time.process_time() - cpu0, 3)  # this worker process's CPU time (all threads)
         return finish(record, time.perf_counter() - t0)
 
 
@@ -246,7 +247,7 @@ def run_on_ray(jobs: list[Job], opts: Options, cfg, ro: RayOptions, on_record: C
     from ray.exceptions import RayActorError, RayError
 
     t0 = time.perf_counter()
-    started = False
+    started, actors = False, []
     if not ray.is_initialized():
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         if ro.address:
@@ -269,10 +270,12 @@ def run_on_ray(jobs: list[Job], opts: Options, cfg, ro: RayOptions, on_record: C
         threads = max(1, int(ro.cpus_per_job))
         Worker = ray.remote(BagWorker)
         counter = ray.remote(num_cpus=0)(_Counter).remote()
+        actors.append(counter)
 
         def new_worker():
-            return Worker.options(num_cpus=ro.cpus_per_job, num_gpus=ro.gpus_per_job, max_restarts=0).remote(
-                cfg, threads, crash_on)
+            actors.append(Worker.options(num_cpus=ro.cpus_per_job, num_gpus=ro.gpus_per_job, max_restarts=0).remote(
+                cfg, threads, crash_on))
+            return actors[-1]
 
         workers = [new_worker() for _ in range(n)]
         try:
@@ -316,6 +319,8 @@ def run_on_ray(jobs: list[Job], opts: Options, cfg, ro: RayOptions, on_record: C
         bar.update(sum(ray.get(counter.value.remote()).values()) - shown)
         return {"workers": n, "startup_s": t_ready - t0, "processing_s": time.perf_counter() - t_ready}
     finally:
+        for a in actors:  # free their resources now: a session that goes on (or a cluster) keeps no idle models
+            ray.kill(a, no_restart=True)
         if started:
             ray.shutdown()
 
