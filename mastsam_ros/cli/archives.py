@@ -142,7 +142,6 @@ class BagWorker:
         self.matcher = build_matcher(cfg.matcher)
         # k-means holds an RNG, so each bag gets a new one; resolve "auto" once so that is said once.
         self.clustering_cfg = replace(cfg.clustering, backend=build_clustering(cfg.clustering).name)
-        self.bags_done = 0
 
     def ready(self) -> str:
         return f"{os.getpid()}@{socket.gethostname()}"
@@ -150,7 +149,7 @@ class BagWorker:
     def run(self, job: Job, opts: Options, progress=None) -> dict:
         """Process one bag into ``OUT/.partial/<name>``, rename it to ``OUT/<name>`` on success; a manifest record.
 
-        ``progress``: a callable taking a frame count, or a Ray actor handle with ``add`` (called once a frame).
+        ``progress``: a callable taking a frame count, or a Ray actor handle with ``add(name, count)``.
         Every error is caught and returned as a failed record, so one bad bag never ends the worker.
         """
         from mastsam_ros.cli.bag import process_bag
@@ -161,14 +160,7 @@ class BagWorker:
         partial, final = Path(opts.out_dir, PARTIAL, job.name), Path(opts.out_dir, job.name)
         if self.crash_on is not None and self.crash_on == job.name:
             os._exit(CRASH_EXIT)  # the documented testing hook: this worker dies as an OOM kill would end it
-        if progress is None:
-            on_frame = None
-        elif callable(progress):
-            def on_frame():
-                progress(1)
-        else:
-            def on_frame():
-                progress.add.remote(job.name, 1)
+        on_frame, flush = self._reporter(job, progress)
         record = {"bag": job.bag, "name": job.name, "topic": job.topic, "worker": self.ready()}
         try:
             shutil.rmtree(partial, ignore_errors=True)  # what an earlier, interrupted attempt left
@@ -186,9 +178,37 @@ class BagWorker:
         except Exception as e:  # noqa: BLE001 - any failure belongs to this bag, reported in the manifest
             shutil.rmtree(partial, ignore_errors=True)
             record.update(status="failed", output=None, frames=0, skipped=0, error=f"{type(e).__name__}: {e}")
-        self.bags_done += 1
+        flush(last=True)
         record["cpu_s"] = round(time.process_time() - cpu0, 3)  # this worker process's CPU time (all threads)
         return finish(record, time.perf_counter() - t0)
+
+
+    @staticmethod
+    def _reporter(job: Job, progress) -> tuple[Callable[[], None] | None, Callable[..., None]]:
+        """(per-frame callback, flush) reporting frames to ``progress``; to an actor at most twice a second, so that
+        many fast workers do not flood it. ``flush(last=True)`` waits until the actor has the count, so the driver
+        sees every frame of a bag once it has the bag's record."""
+        if progress is None:
+            return None, lambda last=False: None
+        if callable(progress):
+            return lambda: progress(1), lambda last=False: None
+        import ray
+
+        pending, last_sent = [0], [time.monotonic()]
+
+        def flush(last: bool = False):
+            if pending[0]:
+                ref = progress.add.remote(job.name, pending[0])
+                pending[0], last_sent[0] = 0, time.monotonic()
+                if last:
+                    ray.get(ref)
+
+        def on_frame():
+            pending[0] += 1
+            if time.monotonic() - last_sent[0] >= 0.5:
+                flush()
+
+        return on_frame, flush
 
 
 def finish(record: dict, seconds: float) -> dict:
@@ -200,7 +220,7 @@ def finish(record: dict, seconds: float) -> dict:
 
 def failed(job: Job, error: str, seconds: float = 0.0, worker: str | None = None) -> dict:
     return finish({"bag": job.bag, "name": job.name, "topic": job.topic, "worker": worker, "status": "failed",
-                   "output": None, "frames": 0, "skipped": 0, "error": error}, seconds)
+                   "output": None, "frames": 0, "skipped": 0, "error": error, "cpu_s": None}, seconds)
 
 
 class _Counter:
@@ -285,6 +305,7 @@ def run_on_ray(jobs: list[Job], opts: Options, cfg, ro: RayOptions, on_record: C
         log.info("%d Ray workers ready (%s), %s per job", n, ", ".join(names),
                  f"{ro.cpus_per_job:g} CPU" + (f" + {ro.gpus_per_job:g} GPU" if ro.gpus_per_job else ""))
         t_ready = time.perf_counter()
+        bar.reset(total=bar.total)  # the bar's rate counts from here, not from Ray's start
         idle = list(zip(workers, names))  # (actor, "pid@host"); a replacement's name is learnt from its records
         queue, running, shown = deque(jobs), {}, 0
         while queue or running:
