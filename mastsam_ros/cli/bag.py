@@ -6,6 +6,7 @@
   (mastsam_ros/msg/InstanceArray), the same topics and types the node publishes, plus a copy of the input topic.
   The custom types are registered from msg/*.msg text, so neither this nor ``ros2 bag``/Foxglove reading the result
   needs our messages built;
+- ``process-many INPUT... --output-dir OUT``: many bags, one job each, on Ray (mastsam_ros/cli/archives.py);
 - ``play IN``: publishes a bag's image topic over rclpy at its recorded rate (needs rclpy; raw CDR is sent as is).
 """
 
@@ -110,31 +111,50 @@ def from_images(args) -> int:
 
 
 # --- process ------------------------------------------------------------------------------------------------------
-def process(args) -> int:
-    from rosbags.rosbag2 import Reader, Writer
+class TopicError(ValueError):
+    """The bag has no usable image topic (the one asked for is missing or not an image type)."""
 
+
+def process(args) -> int:
     from mastsam_ros.core.config import Config, parse_overrides
-    from mastsam_ros.core.errors import MastSamError
     from mastsam_ros.core.tracker import Tracker
-    from mastsam_ros.labels_io import LabelMapper
-    from mastsam_ros.node.conversions import compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg
 
     overrides = parse_overrides(args.set)
     cfg = Config.from_yaml(args.config, overrides) if args.config else Config().update(overrides)
+    try:
+        n_ok, n_bad = process_bag(args, Tracker(cfg))
+    except TopicError as e:
+        log.error("%s", e)
+        return 2
+    print(f"processed {n_ok} frames ({n_bad} skipped) from {args.input}:{args.topic} into {args.output}")
+    return 0 if n_ok else 1
+
+
+def process_bag(args, tracker, on_frame=None) -> tuple[int, int]:
+    """One bag through ``tracker`` (fresh: ids from 1) -> (frames written, frames skipped); the body of ``process``.
+
+    ``args`` carries ``input``, ``output``, ``topic``, ``storage``, ``output_prefix``, ``copy_input``, ``verbose``
+    (``process``'s options); ``on_frame()`` is called after each frame written. Raises TopicError, and rosbags'
+    ReaderError / WriterError for unreadable input or an existing output.
+    """
+    from rosbags.rosbag2 import Reader, Writer
+
+    from mastsam_ros.core.errors import MastSamError
+    from mastsam_ros.labels_io import LabelMapper
+    from mastsam_ros.node.conversions import compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg
+
     store = typestore()
     T = bag_types(store)
-    tracker, mapper = Tracker(cfg), LabelMapper()
+    mapper = LabelMapper()
     prefix = args.output_prefix.rstrip("/")
     n_ok = n_bad = 0
     with Reader(args.input) as reader:
         conns = [c for c in reader.connections if c.topic == args.topic]
         if not conns:
             topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
-            log.error("topic %s not in %s; it has: %s", args.topic, args.input, topics)
-            return 2
+            raise TopicError(f"topic {args.topic} not in {args.input}; it has: {topics or 'no topics'}")
         if conns[0].msgtype not in (IMAGE, COMPRESSED):
-            log.error("topic %s is %s, not %s or %s", args.topic, conns[0].msgtype, IMAGE, COMPRESSED)
-            return 2
+            raise TopicError(f"topic {args.topic} is {conns[0].msgtype}, not {IMAGE} or {COMPRESSED}")
         storage = args.storage or ("mcap" if any(Path(args.input).glob("*.mcap")) else "sqlite3")
         with Writer(args.output, version=BAG_VERSION, storage_plugin=_storage(storage)) as writer:
             out_in = writer.add_connection(args.topic, conns[0].msgtype, typestore=store) if args.copy_input else None
@@ -158,10 +178,11 @@ def process(args) -> int:
                 inst = instance_array_msg(T, msg.header, result, label_of)
                 writer.write(out_inst, timestamp, store.serialize_cdr(inst, INSTANCES))
                 n_ok += 1
+                if on_frame is not None:
+                    on_frame()
                 if args.verbose:
                     print(f"frame {result.index}: {len(result.tracks)} tracks, {result.timings.get('total', 0):.0f} ms")
-    print(f"processed {n_ok} frames ({n_bad} skipped) from {args.input}:{args.topic} into {args.output}")
-    return 0 if n_ok else 1
+    return n_ok, n_bad
 
 
 # --- play ---------------------------------------------------------------------------------------------------------
@@ -245,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-copy-input", dest="copy_input", action="store_false", help="do not copy the input topic")
     b.add_argument("-v", "--verbose", action="store_true")
     b.set_defaults(func=process)
+
+    from mastsam_ros.cli import archives
+
+    archives.add_parser(sub)  # process-many
 
     c = sub.add_parser("play", help="publish a bag's image topic over rclpy at its recorded rate")
     c.add_argument("input", help="bag folder")
