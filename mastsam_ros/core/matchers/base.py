@@ -28,6 +28,12 @@ class Matcher(ABC):
         Returns ``(points_cur, confidence)``: (N, 2) float32 and (N,) float32 in [0, 1]; 0 = no trustworthy match.
         """
 
+    def check_size(self, height: int, width: int) -> None:
+        """Raise :class:`FrameError` when this backend cannot process frames of ``height`` x ``width`` pixels.
+
+        Called before any state changes, so a refused frame leaves the tracker as it was. No limit by default.
+        """
+
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Carry a label map from the previous frame into the current one, pixel by pixel.
 
