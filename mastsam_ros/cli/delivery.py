@@ -241,8 +241,8 @@ def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str,
              "-p", "node.diagnostics_period:=0.5"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cpu_t0 = _proc_cpu_s(recv.pid)
-    pub = _child("publish", _env(transport, domain, "publisher"), "--size", size, "--rate", str(rate), "--qos", pub_qos, "--seconds", str(seconds),
-                 "--topic", topic)
+    pub = _child("publish", _env(transport, domain, "publisher"), "--size", size, "--rate", str(rate), "--qos",
+                 pub_qos, "--seconds", str(seconds), "--topic", topic)
     try:
         out, err = pub.communicate(timeout=seconds + 60)
     except subprocess.TimeoutExpired:

@@ -71,21 +71,30 @@ def input_qos(name: str):
                       durability=DurabilityPolicy.VOLATILE)
 
 
-# --- size bounds -------------------------------------------------------------------------------------------------------
+# --- size bounds ---------------------------------------------------------------------------------------------------
 def compressed_size(data) -> tuple[int, int, str]:
-    """(width, height, format) of a compressed image from its header only (PIL's lazy open reads no pixels).
+    """(width, height, format) of a compressed image from its header only: nothing is decoded or allocated.
 
-    Raises :class:`BadImage` (``bad_data``) when the bytes are no image PIL recognises.
+    Uses PIL's format plugins the way ``PIL.Image.open`` does (lazy: a plugin reads the header), but without
+    ``open``'s own decompression-bomb check, which raises instead of giving the size; the caller applies
+    ``node.max_input_pixels``. Raises :class:`BadImage` (``bad_data``) when no plugin recognises the header.
     """
     from PIL import Image as PILImage
 
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # PIL warns about large images here; the caller applies its own bound
-            with PILImage.open(io.BytesIO(bytes(data))) as im:
-                return int(im.width), int(im.height), str(im.format)
-    except Exception as e:  # noqa: BLE001 - PIL raises several types for unreadable headers
-        raise BadImage("bad_data", f"unreadable compressed image header ({type(e).__name__}: {e})") from None
+    raw = bytes(data)
+    PILImage.init()
+    for fmt in PILImage.ID:
+        factory, accept = PILImage.OPEN[fmt]
+        if accept is not None and not accept(raw[:16]):
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                im = factory(io.BytesIO(raw), "")
+            return int(im.size[0]), int(im.size[1]), str(im.format)
+        except Exception:  # noqa: BLE001, S112 - not this format (what PIL.Image.open does too): try the next
+            continue
+    raise BadImage("bad_data", f"unreadable compressed image header ({len(raw)} bytes, no known image format)")
 
 
 def fit_pixels(width: int, height: int, max_pixels: int) -> tuple[int, int]:
@@ -136,7 +145,7 @@ def decode_compressed(data, fmt: str, width: int, height: int, max_pixels: int) 
     return downscale_to(rgb, target), True
 
 
-# --- transport loss ----------------------------------------------------------------------------------------------------
+# --- transport loss ------------------------------------------------------------------------------------------------
 class StampGaps:
     """Frames lost before the callback, estimated from input header stamps.
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -39,11 +41,13 @@ from std_srvs.srv import Trigger
 # are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
 from mastsam_ros.core.config import config_field as _param
-from mastsam_ros.core.errors import MastSamError
+from mastsam_ros.core.errors import FrameError, MastSamError
+from mastsam_ros.core.frames import MIN_SIDE
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
+from mastsam_ros.node import inputs, logbridge
 from mastsam_ros.node.conversions import (
-    BadImage, LabelMapper, check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types,
+    BadImage, LabelMapper, check_image, image_msg, image_to_rgb, instance_array_msg, rclpy_types,
     stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
@@ -67,6 +71,12 @@ class NodeSection:
     )
     reset_on_time_jump: bool = _param(
         True, "Reset the tracker when input stamps go backwards (a bag restarted or looped)."
+    )
+    max_input_pixels: int = _param(
+        1920 * 1080, "Largest frame processed as it is (width x height). A larger raw image, or a JPEG up to 64 times"
+        " larger, is downscaled to fit (counted as downscaled); a larger PNG or other compressed image is refused"
+        " from its header before decoding (counted as too_large). Outputs are at the processed size.",
+        range=(64 * 64, 100_000_000),
     )
 
 
@@ -128,6 +138,9 @@ class TrackerNode(Node):
         self._last_stamp: int | None = None
         self._last_shape: tuple[int, int] | None = None
         self._pending: dict[str, Any] = {}
+        self._gaps = inputs.StampGaps()
+        self._publish_lock = threading.Lock()  # held while publishing one frame's outputs; close() waits for it
+        self._log_handler = logbridge.install(self.get_logger(), THROTTLE_S)
 
         # --- parameters: declared once, from the config dataclasses --------------------------------------
         self._cfg = self._declare_all(Config().fields())
@@ -147,8 +160,7 @@ class TrackerNode(Node):
         self._pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        reliability = ReliabilityPolicy.RELIABLE if self._node.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        in_qos = inputs.input_qos(self._node.qos)
         if self._node.use_compressed:
             # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
             self._input_topic = self.resolve_topic_name("image") + "/compressed"
@@ -215,6 +227,7 @@ class TrackerNode(Node):
         self._count("received")
         try:
             check_image(msg)
+            self._check_size(msg.width, msg.height)
         except BadImage as e:
             self._count(e.kind)
             self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
@@ -227,6 +240,20 @@ class TrackerNode(Node):
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._count("received")
         self._enqueue(msg)  # decoding is real work: the worker does it and counts failures
+
+    def _check_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a ``width`` x ``height`` frame is processed at (after the ``node.max_input_pixels`` bound); raise
+        :class:`BadImage` (``too_small``) when the core would refuse it: under its minimum side, or under what the
+        matcher can process (the flow matcher's bound comes from OpenCV DIS, see core/matchers/flow.py)."""
+        w, h = inputs.fit_pixels(width, height, self._node.max_input_pixels)
+        if min(w, h) < MIN_SIDE:
+            raise BadImage("too_small", f"image of {width}x{height} pixels processed at {w}x{h}: a side is under "
+                                        f"{MIN_SIDE} px")
+        try:
+            self._tracker.matcher.check_size(h, w)
+        except FrameError as e:
+            raise BadImage("too_small", str(e)) from None
+        return w, h
 
     def _enqueue(self, msg) -> None:
         try:
@@ -241,6 +268,9 @@ class TrackerNode(Node):
         """Count stamps that repeat or go backwards; False when the frame must be skipped."""
         ns = stamp_ns(header)
         last, self._last_stamp = self._last_stamp, ns
+        lost = self._gaps.update(ns)
+        if lost:
+            self._count("lost_transport", lost)
         if last is None or ns == 0:  # drivers without a clock send 0: nothing to compare
             return True
         if ns == last:
@@ -263,6 +293,7 @@ class TrackerNode(Node):
     def _on_reset(self, request, response):
         self._tracker.request_reset()
         self._last_stamp = None
+        self._gaps.reset()
         response.success, response.message = True, "the tracker resets before the next frame"
         return response
 
@@ -282,6 +313,9 @@ class TrackerNode(Node):
             except BadImage as e:
                 self._count(e.kind)
                 self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
+            except FrameError as e:  # the core's own size and shape checks: a counted refusal, like the node's
+                self._count("too_small" if "too small" in str(e) else "bad_frame")
+                self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
             except MastSamError as e:
                 self._count("bad_frame")
                 self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
@@ -297,7 +331,7 @@ class TrackerNode(Node):
         for name, value in pending.items():
             self._tracker.cfg.set(name, value)
 
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+        rgb = self._to_rgb(msg)
         if self._last_shape is not None and rgb.shape[:2] != self._last_shape:
             self._count("size_changes")
             self.get_logger().warning(
@@ -314,10 +348,15 @@ class TrackerNode(Node):
         labels16, label_of = self._labels.assign(result)
 
         T = self._msgs
-        self._pub_labels.publish(image_msg(T, msg.header, labels16))
-        self._pub_instances.publish(instance_array_msg(T, msg.header, result, label_of))
+        outputs = [(self._pub_labels, image_msg(T, msg.header, labels16)),
+                   (self._pub_instances, instance_array_msg(T, msg.header, result, label_of))]
         if self._pub_overlay.get_subscription_count() > 0:
-            self._pub_overlay.publish(image_msg(T, msg.header, overlay(rgb, result)))
+            outputs.append((self._pub_overlay, image_msg(T, msg.header, overlay(rgb, result))))
+        with self._publish_lock:  # all of a frame's outputs or none: close() never cuts a frame's set in half
+            if self._stop.is_set():
+                return
+            for pub, out in outputs:
+                pub.publish(out)
 
         now = time.monotonic()
         with self._lock:
@@ -329,6 +368,27 @@ class TrackerNode(Node):
             self._processing.append(step_ms)
             self._published_at.append(now)
 
+    def _to_rgb(self, msg) -> np.ndarray:
+        """Decode and bound one input message: H x W x 3 uint8 RGB with at most ``node.max_input_pixels`` pixels."""
+        limit = self._node.max_input_pixels
+        if isinstance(msg, CompressedImage):
+            width, height, fmt = inputs.compressed_size(msg.data)  # header only: nothing decoded yet
+            self._check_size(width, height)
+            rgb, downscaled = inputs.decode_compressed(msg.data, fmt, width, height, limit)
+        else:
+            width, height = msg.width, msg.height
+            rgb = image_to_rgb(msg)
+            size = inputs.fit_pixels(width, height, limit)
+            downscaled = size != (width, height)
+            if downscaled:
+                rgb = inputs.downscale_to(rgb, size)
+        if downscaled:
+            self._count("downscaled")
+            self.get_logger().warning(
+                f"image of {width}x{height} pixels is over node.max_input_pixels={limit}: processed at "
+                f"{rgb.shape[1]}x{rgb.shape[0]} (outputs at that size)", throttle_duration_sec=THROTTLE_S)
+        return rgb
+
     # --- diagnostics --------------------------------------------------------------------------------------------
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -338,9 +398,10 @@ class TrackerNode(Node):
         self._count("callback_errors")
         self.get_logger().error(f"callback failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
-    BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "stamp_backwards", "stamp_repeated")
-    COUNTERS = ("received", "processed", "dropped", "keyframes", "resets", "size_changes", *BAD_INPUT,
-                "tracker_errors", "callback_errors")
+    BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "too_small", "too_large", "stamp_backwards",
+                 "stamp_repeated")
+    COUNTERS = ("received", "processed", "dropped", "lost_transport", "keyframes", "resets", "size_changes",
+                "downscaled", *BAD_INPUT, "tracker_errors", "callback_errors")
 
     def diagnostics(self) -> DiagnosticStatus:
         """One DiagnosticStatus with rates, latencies, counters (cumulative since start), tracks and backends."""
@@ -370,7 +431,8 @@ class TrackerNode(Node):
             "latency_ms_mean": f"{np.mean(latencies):.1f}" if latencies else "nan",
             "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "nan",
             "processing_ms_mean": f"{np.mean(processing):.1f}" if processing else "nan",
-            **{f"frames_{k}" if k in ("received", "processed", "dropped") else k: str(counters.get(k, 0))
+            **{f"frames_{k}" if k in ("received", "processed", "dropped", "lost_transport") else k:
+               str(counters.get(k, 0))
                for k in self.COUNTERS},
             "tracks": str(tracks),
             "segmenter": c.segmenter.backend,
@@ -394,10 +456,20 @@ class TrackerNode(Node):
             self._callback_error(e)
 
     # --- shutdown -----------------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop the worker (it finishes its current frame) before the node's publishers go away."""
+    def close(self, timeout: float = 1.0) -> bool:
+        """Stop the worker before the node's publishers go away; True when it ended within ``timeout`` seconds.
+
+        A frame still in the tracker after ``timeout`` is abandoned: once this returns nothing more is published
+        (the worker checks the stop flag under the publish lock, which this waits for), so a frame's outputs are
+        published whole or not at all. ``ros2 launch`` escalates to SIGTERM then SIGKILL after 5 s; stopping must
+        fit well inside that even in the middle of a long frame.
+        """
         self._stop.set()
-        self._worker.join(timeout=10.0)
+        self._worker.join(timeout=timeout)
+        with self._publish_lock:
+            pass
+        logbridge.uninstall(self._log_handler)
+        return not self._worker.is_alive()
 
 
 def main(args=None) -> int:
@@ -415,10 +487,19 @@ def main(args=None) -> int:
         (node.get_logger() if node else rclpy.logging.get_logger("tracker")).fatal(str(e))
         code = 1
     finally:
+        abandoned = False
         if node is not None:
-            node.close()
+            abandoned = not node.close()
+            if abandoned:
+                node.get_logger().warning("stopping in the middle of a frame: that frame is abandoned")
             node.destroy_node()
         rclpy.try_shutdown()
+    if abandoned:
+        # The worker thread is still inside the tracker (numpy / OpenCV / torch); interpreter teardown would wait
+        # for it or tear modules down under it. Nothing is left to publish or save: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 
