@@ -104,12 +104,14 @@ def publish(args) -> None:
 def receive(args) -> None:
     """Receiver process (bare subscription with the node's input QoS): count until SIGINT; print a JSON line."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
+    from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image
 
     from ..node.inputs import input_qos
 
-    rclpy.init()
+    stop: list[bool] = []
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     node = rclpy.create_node("delivery_receiver")
     latencies: list[float] = []
     first: list[float] = []
@@ -123,10 +125,8 @@ def receive(args) -> None:
         latencies.append(now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
 
     node.create_subscription(Image, args.topic, on_image, input_qos(args.qos))
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+    while not stop:
+        rclpy.spin_once(node, timeout_sec=0.1)
     wall = time.monotonic() - first[0] if first else 0.0
     cpu = _cpu_s() - first[1] if first else 0.0
     lat = np.array(latencies) * 1e3
@@ -256,7 +256,12 @@ def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str,
     time.sleep(1.0)  # frames in flight arrive
     if receiver == "subscriber":
         recv.send_signal(signal.SIGINT)
-        r = _last_json(recv.communicate(timeout=20)[0])
+        try:
+            r = _last_json(recv.communicate(timeout=20)[0])
+        except subprocess.TimeoutExpired:
+            recv.kill()
+            recv.communicate()
+            raise RuntimeError("the receiver did not stop within 20 s of SIGINT") from None
     else:
         received = _node_received(env, timeout=10)
         cpu = _proc_cpu_s(recv.pid) - cpu_t0
@@ -288,7 +293,7 @@ def markdown(rows: list[Row], command: str, load: str) -> str:
 
 def table(args) -> int:
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    rows = []
+    rows, failed = [], []
     domain = 120 + os.getpid() % 40  # not the tests' range (20-99)
     for transport in args.transports.split(","):
         for size in args.sizes.split(","):
@@ -297,11 +302,17 @@ def table(args) -> int:
                     for node_qos in args.node_qos.split(","):
                         if pub_qos == "sensor_data" and node_qos == "reliable":
                             continue  # a reliable reader never matches a best-effort writer (DDS rule)
-                        row = measure(size, rate, pub_qos, node_qos, transport, args.receiver, args.seconds, domain)
+                        try:
+                            row = measure(size, rate, pub_qos, node_qos, transport, args.receiver, args.seconds,
+                                          domain)
+                        except (RuntimeError, subprocess.TimeoutExpired) as e:
+                            print(f"FAILED {size} {rate} {pub_qos} {node_qos} {transport}: {e}", flush=True)
+                            failed.append(f"{size} {rate:g} Hz {pub_qos} -> {node_qos} {transport}: {e}")
+                            continue
                         rows.append(row)
                         print(json.dumps({**asdict(row), "fraction": round(row.fraction, 3)}), flush=True)
     command = "python -m mastsam_ros.cli.delivery " + " ".join(sys.argv[1:])
-    text = markdown(rows, command, load)
+    text = markdown(rows, command, load) + "".join(f"\nFailed: {f}\n" for f in failed)
     print(text)
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)

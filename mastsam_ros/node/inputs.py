@@ -72,16 +72,14 @@ def input_qos(name: str):
 
 
 # --- size bounds ---------------------------------------------------------------------------------------------------
-def compressed_size(data) -> tuple[int, int, str]:
-    """(width, height, format) of a compressed image from its header only: nothing is decoded or allocated.
+def _pil_open(raw: bytes):
+    """A lazily opened PIL image (header read, no pixels), or None when no format plugin recognises ``raw``.
 
-    Uses PIL's format plugins the way ``PIL.Image.open`` does (lazy: a plugin reads the header), but without
-    ``open``'s own decompression-bomb check, which raises instead of giving the size; the caller applies
-    ``node.max_input_pixels``. Raises :class:`BadImage` (``bad_data``) when no plugin recognises the header.
+    Uses PIL's format plugins the way ``PIL.Image.open`` does, but without ``open``'s own decompression-bomb check,
+    which raises instead of giving the size; the caller applies ``node.max_input_pixels`` itself.
     """
     from PIL import Image as PILImage
 
-    raw = bytes(data)
     PILImage.init()
     for fmt in PILImage.ID:
         factory, accept = PILImage.OPEN[fmt]
@@ -90,11 +88,22 @@ def compressed_size(data) -> tuple[int, int, str]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                im = factory(io.BytesIO(raw), "")
-            return int(im.size[0]), int(im.size[1]), str(im.format)
-        except Exception:  # noqa: BLE001, S112 - not this format (what PIL.Image.open does too): try the next
+                return factory(io.BytesIO(raw), "")
+        except Exception:  # noqa: BLE001, S112 - not this format (PIL.Image.open does the same): try the next
             continue
-    raise BadImage("bad_data", f"unreadable compressed image header ({len(raw)} bytes, no known image format)")
+    return None
+
+
+def compressed_size(data) -> tuple[int, int, str]:
+    """(width, height, format) of a compressed image from its header only: nothing is decoded or allocated.
+
+    Raises :class:`BadImage` (``bad_data``) when no PIL plugin recognises the header.
+    """
+    raw = bytes(data)
+    im = _pil_open(raw)
+    if im is None:
+        raise BadImage("bad_data", f"unreadable compressed image header ({len(raw)} bytes, no known image format)")
+    return int(im.size[0]), int(im.size[1]), str(im.format)
 
 
 def fit_pixels(width: int, height: int, max_pixels: int) -> tuple[int, int]:
@@ -123,7 +132,8 @@ def decode_compressed(data, fmt: str, width: int, height: int, max_pixels: int) 
     """
     if width * height <= max_pixels:
         buf = np.frombuffer(data, np.uint8)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
+        # EXIF orientation ignored: the header's size is what was checked, and cameras send pixels as captured
+        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) if buf.size else None
         if bgr is None:
             raise BadImage("bad_data", f"cannot decode compressed image ({fmt}, {buf.size} bytes)")
         if bgr.shape[1] != width or bgr.shape[0] != height:
@@ -133,11 +143,12 @@ def decode_compressed(data, fmt: str, width: int, height: int, max_pixels: int) 
     if fmt != "JPEG" or width * height > 64 * max_pixels:
         raise BadImage("too_large", f"compressed {fmt} image of {width}x{height} pixels is over node.max_input_pixels "
                                     f"({max_pixels}) and cannot be reduced while decoding: refused undecoded")
-    from PIL import Image as PILImage
-
     target = fit_pixels(width, height, max_pixels)
     try:
-        with PILImage.open(io.BytesIO(bytes(data))) as im:
+        im = _pil_open(bytes(data))
+        if im is None or im.format != "JPEG":
+            raise ValueError("not a JPEG")
+        with im:
             im.draft("RGB", target)  # decodes at the smallest 1/1..1/8 scale still >= target
             rgb = np.asarray(im.convert("RGB"))
     except Exception as e:  # noqa: BLE001

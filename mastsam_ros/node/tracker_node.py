@@ -225,6 +225,7 @@ class TrackerNode(Node):
     # --- input callbacks (executor thread): O(1), never raise ------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         self._count("received")
+        self._count_gap(msg)
         try:
             check_image(msg)
             self._check_size(msg.width, msg.height)
@@ -239,7 +240,18 @@ class TrackerNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._count("received")
+        self._count_gap(msg)
         self._enqueue(msg)  # decoding is real work: the worker does it and counts failures
+
+    def _count_gap(self, msg) -> None:
+        """Frames lost before this callback, from the stamp step (every received message counts, good or bad)."""
+        try:
+            lost = self._gaps.update(stamp_ns(msg.header))
+        except Exception as e:  # noqa: BLE001
+            self._callback_error(e)
+            return
+        if lost:
+            self._count("lost_transport", lost)
 
     def _check_size(self, width: int, height: int) -> tuple[int, int]:
         """The size a ``width`` x ``height`` frame is processed at (after the ``node.max_input_pixels`` bound); raise
@@ -268,9 +280,6 @@ class TrackerNode(Node):
         """Count stamps that repeat or go backwards; False when the frame must be skipped."""
         ns = stamp_ns(header)
         last, self._last_stamp = self._last_stamp, ns
-        lost = self._gaps.update(ns)
-        if lost:
-            self._count("lost_transport", lost)
         if last is None or ns == 0:  # drivers without a clock send 0: nothing to compare
             return True
         if ns == last:
