@@ -124,7 +124,7 @@ def receive(args) -> None:
             first.extend([time.monotonic(), _cpu_s()])
         latencies.append(now - (msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9))
 
-    node.create_subscription(Image, args.topic, on_image, input_qos(args.qos))
+    node.create_subscription(Image, args.topic, on_image, input_qos(args.qos, args.depth))
     while not stop:
         rclpy.spin_once(node, timeout_sec=0.1)
     wall = time.monotonic() - first[0] if first else 0.0
@@ -149,6 +149,7 @@ class Row:
     node_qos: str
     transport: str
     receiver: str
+    depth: int
     published: int
     received: int
     latency_ms_mean: float
@@ -228,17 +229,17 @@ def _node_received(env: dict[str, str], timeout: float) -> int:
 
 
 def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str, receiver: str, seconds: float,
-            domain: int) -> Row:
+            domain: int, depth: int) -> Row:
     env = _env(transport, domain, "receiver")
     topic = "/delivery/image"
     if receiver == "subscriber":
-        recv = _child("receive", env, "--qos", node_qos, "--topic", topic)
+        recv = _child("receive", env, "--qos", node_qos, "--topic", topic, "--depth", str(depth))
     else:
         repo = Path(__file__).resolve().parents[2]
         recv = subprocess.Popen(
             [sys.executable, "-m", "mastsam_ros.node.tracker_node", "--ros-args", "--params-file",
              str(repo / "config" / "tracker.yaml"), "-p", f"node.qos:={node_qos}", "-r", f"image:={topic}",
-             "-p", "node.diagnostics_period:=0.5"],
+             "-p", "node.diagnostics_period:=0.5", "-p", f"node.input_depth:={depth}"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cpu_t0 = _proc_cpu_s(recv.pid)
     pub = _child("publish", _env(transport, domain, "publisher"), "--size", size, "--rate", str(rate), "--qos",
@@ -269,7 +270,7 @@ def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str,
         recv.communicate(timeout=20)
         r = {"received": received, "latency_ms_mean": float("nan"), "latency_ms_p95": float("nan"),
              "cpu_pct": 100.0 * cpu / (p["wall_s"] + 1.0)}
-    return Row(size, rate, pub_qos, node_qos, transport, receiver, p["published"], r["received"],
+    return Row(size, rate, pub_qos, node_qos, transport, receiver, depth, p["published"], r["received"],
                r["latency_ms_mean"], r["latency_ms_p95"], p["cpu_pct"], r["cpu_pct"])
 
 
@@ -280,13 +281,13 @@ def _proc_cpu_s(pid: int) -> float:
 
 def markdown(rows: list[Row], command: str, load: str) -> str:
     lines = [f"`{command}` (load average before: {load})", "",
-             "| size | Hz | publisher QoS | node QoS | transport | receiver | received / published | latency ms mean"
-             " / p95 | CPU % pub / recv |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| size | Hz | publisher QoS | node QoS | depth | transport | receiver | received / published | latency ms"
+             " mean / p95 | CPU % pub / recv |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lat = "-" if np.isnan(r.latency_ms_mean) else f"{r.latency_ms_mean:.1f} / {r.latency_ms_p95:.1f}"
-        lines.append(f"| {r.size} | {r.rate:g} | {r.pub_qos} | {r.node_qos} | {r.transport} | {r.receiver} | "
-                     f"{r.received} / {r.published} ({100 * r.fraction:.0f}%) | {lat} | "
+        lines.append(f"| {r.size} | {r.rate:g} | {r.pub_qos} | {r.node_qos} | {r.depth} | {r.transport} | "
+                     f"{r.receiver} | {r.received} / {r.published} ({100 * r.fraction:.0f}%) | {lat} | "
                      f"{r.pub_cpu_pct:.0f} / {r.recv_cpu_pct:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -304,7 +305,7 @@ def table(args) -> int:
                             continue  # a reliable reader never matches a best-effort writer (DDS rule)
                         try:
                             row = measure(size, rate, pub_qos, node_qos, transport, args.receiver, args.seconds,
-                                          domain)
+                                          domain, args.depth)
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
                             print(f"FAILED {size} {rate} {pub_qos} {node_qos} {transport}: {e}", flush=True)
                             failed.append(f"{size} {rate:g} Hz {pub_qos} -> {node_qos} {transport}: {e}")
@@ -331,6 +332,7 @@ def main(argv=None) -> int:
     t.add_argument("--transports", default="default")
     t.add_argument("--receiver", choices=("subscriber", "node"), default="subscriber")
     t.add_argument("--seconds", type=float, default=3.0)
+    t.add_argument("--depth", type=int, default=1, help="the receiver's subscription depth (node.input_depth)")
     t.add_argument("--markdown", help="also write the table to this file")
     p = sub.add_parser("publish")
     p.add_argument("--size", required=True)
@@ -344,6 +346,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("receive")
     r.add_argument("--qos", choices=("sensor_data", "reliable"), required=True)
     r.add_argument("--topic", required=True)
+    r.add_argument("--depth", type=int, default=1, help="subscription history depth")
     args = ap.parse_args(argv)
     if args.mode == "publish":
         publish(args)

@@ -59,15 +59,15 @@ def dds_environment(profile: str, directory: Path | None = None) -> dict[str, st
     return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path), **extra}
 
 
-def input_qos(name: str):
-    """The image subscription's QoS: keep-last depth 1; ``sensor_data`` = best effort, ``reliable`` = reliable.
+def input_qos(name: str, depth: int = 1):
+    """The image subscription's QoS: keep-last ``depth``; ``sensor_data`` = best effort, ``reliable`` = reliable.
 
     A best-effort reader matches both kinds of publisher; a reliable one never matches a best-effort publisher.
     """
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
     reliability = {"sensor_data": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}[name]
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability,
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=reliability,
                       durability=DurabilityPolicy.VOLATILE)
 
 

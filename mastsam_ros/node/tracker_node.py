@@ -72,6 +72,12 @@ class NodeSection:
     reset_on_time_jump: bool = _param(
         True, "Reset the tracker when input stamps go backwards (a bag restarted or looped)."
     )
+    input_depth: int = _param(
+        1, "History depth of the image subscription (keep-last). Frames the worker has no time for are replaced in"
+        " the node's one-slot buffer either way (counted as frames_dropped); a deeper queue lets frames that arrive"
+        " while the executor is late still reach the callback instead of being replaced inside DDS, uncounted.",
+        range=(1, 100), read_only=True,
+    )
     max_input_pixels: int = _param(
         1920 * 1080, "Largest frame processed as it is (width x height). A larger raw image, or a JPEG up to 64 times"
         " larger, is downscaled to fit (counted as downscaled); a larger PNG or other compressed image is refused"
@@ -160,7 +166,7 @@ class TrackerNode(Node):
         self._pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
-        in_qos = inputs.input_qos(self._node.qos)
+        in_qos = inputs.input_qos(self._node.qos, self._node.input_depth)
         if self._node.use_compressed:
             # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
             self._input_topic = self.resolve_topic_name("image") + "/compressed"
