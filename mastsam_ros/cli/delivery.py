@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..node.inputs import DDS_PROFILES, dds_environment
+from ..node.inputs import DDS_PROFILES, INPUT_DEPTH, dds_environment
 
 TRANSPORTS = ("default", "shm", "udp", "large_data", *(f"profile:{n}" for n in DDS_PROFILES))
 BENCH_FRAME_ID = "delivery_bench"
@@ -332,7 +332,8 @@ def main(argv=None) -> int:
     t.add_argument("--transports", default="default")
     t.add_argument("--receiver", choices=("subscriber", "node"), default="subscriber")
     t.add_argument("--seconds", type=float, default=3.0)
-    t.add_argument("--depth", type=int, default=1, help="the receiver's subscription depth (node.input_depth)")
+    t.add_argument("--depth", type=int, default=INPUT_DEPTH,
+                   help="the receiver's subscription depth (node.input_depth; default: its default)")
     t.add_argument("--markdown", help="also write the table to this file")
     p = sub.add_parser("publish")
     p.add_argument("--size", required=True)
@@ -346,7 +347,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("receive")
     r.add_argument("--qos", choices=("sensor_data", "reliable"), required=True)
     r.add_argument("--topic", required=True)
-    r.add_argument("--depth", type=int, default=1, help="subscription history depth")
+    r.add_argument("--depth", type=int, default=INPUT_DEPTH, help="subscription history depth")
     args = ap.parse_args(argv)
     if args.mode == "publish":
         publish(args)

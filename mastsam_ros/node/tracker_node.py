@@ -60,7 +60,7 @@ class NodeSection:
     """Parameters of the ROS front end only (``node.*``); the core never sees them."""
 
     qos: str = _param(
-        "sensor_data", "Input QoS: sensor_data (best effort) or reliable; history keep-last, depth 1.",
+        "sensor_data", "Input QoS: sensor_data (best effort) or reliable; history keep-last, node.input_depth deep.",
         choices=("sensor_data", "reliable"), read_only=True,
     )
     use_compressed: bool = _param(
@@ -73,7 +73,8 @@ class NodeSection:
         True, "Reset the tracker when input stamps go backwards (a bag restarted or looped)."
     )
     input_depth: int = _param(
-        1, "History depth of the image subscription (keep-last). Frames the worker has no time for are replaced in"
+        inputs.INPUT_DEPTH,
+        "History depth of the image subscription (keep-last). Frames the worker has no time for are replaced in"
         " the node's one-slot buffer either way (counted as frames_dropped); a deeper queue lets frames that arrive"
         " while the executor is late still reach the callback instead of being replaced inside DDS, uncounted.",
         range=(1, 100), read_only=True,
