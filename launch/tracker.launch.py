@@ -15,8 +15,9 @@ A CUDA device asked for where none is usable gives a warning.
 
 from pathlib import Path
 
+import launch.logging
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
@@ -40,8 +41,9 @@ def _start(context):
     values = {name: LaunchConfiguration(name).perform(context) for name in ARGS}
     # A LaunchArgumentError raised here ends the launch with its message and exit code 1, before any process starts.
     p = plan(values, SHARE)
-    actions = [LogInfo(msg=f"[WARN] [tracker.launch]: {w}") for w in p.warnings]
-    actions.append(Node(
+    for w in p.warnings:
+        launch.logging.get_logger("tracker.launch").warning(w)
+    actions = [Node(
         package="mastsam_ros",
         executable="tracker",
         name="tracker",
@@ -50,7 +52,7 @@ def _start(context):
         parameters=[str(p.params_file), *([p.overrides] if p.overrides else [])],
         remappings=[("image", values["image"])],
         additional_env=p.env,
-    ))
+    )]
     if p.rviz:
         actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
                             arguments=["-d", str(SHARE / "config" / "tracker.rviz")]))

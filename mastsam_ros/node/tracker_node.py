@@ -507,7 +507,8 @@ def main(args=None) -> int:
         if node is not None:
             abandoned = not node.close()
             if abandoned:
-                node.get_logger().warning("stopping in the middle of a frame: that frame is abandoned")
+                # Straight to stderr: the signal already shut the context down, so /rosout is gone.
+                print("[WARN] [tracker]: stopping in the middle of a frame: that frame is abandoned", file=sys.stderr)
             node.destroy_node()
         rclpy.try_shutdown()
     if abandoned:
