@@ -5,8 +5,8 @@ left empty here changes nothing, so the launch file cannot drift from the node's
 
 Arguments: image, params_file (absolute, relative to the working directory, or relative to the package share, e.g.
 config/cpu.yaml), device (segmenter and matcher), segmenter, matcher, use_compressed, qos (sensor_data or
-reliable), dds_profile (a Fast DDS profile for the node: large_data (default), udp_receive, data_sharing, a path to
-an .xml, or none), rviz.
+reliable), dds_profile (a Fast DDS profile for the node: large_data (default), data_sharing, a path to an .xml, or
+none), rviz.
 
 Every check (booleans, params file, qos, profile, rviz2 installed) runs before anything starts, in
 ``mastsam_ros.node.launch_args.plan``; a bad argument stops the launch with a message and no process left behind.
@@ -77,8 +77,8 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "dds_profile", default_value=DEFAULT_DDS_PROFILE,
-            description="Fast DDS profile for the node: large_data, udp_receive, data_sharing, a path to an .xml, "
-                        "or none. Give the camera driver the same FASTDDS_DEFAULT_PROFILES_FILE (docs/ROS.md).",
+            description="Fast DDS profile for the node: large_data, data_sharing, a path to an .xml, or none. "
+                        "Start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE (docs/ROS.md).",
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/tracker.rviz."),
         OpaqueFunction(function=_start),

@@ -25,7 +25,6 @@ from mastsam_ros.node.conversions import BadImage
 
 # name -> (file in the package's config/, extra environment); see the comments inside each file.
 DDS_PROFILES: dict[str, tuple[str, dict[str, str]]] = {
-    "udp_receive": ("fastdds_udp_receive.xml", {}),
     "large_data": ("fastdds_large_data.xml", {}),
     "data_sharing": ("fastdds_data_sharing.xml", {"RMW_FASTRTPS_USE_QOS_FROM_XML": "1"}),
 }

@@ -95,7 +95,7 @@ def test_dds_profiles_exist_and_unknown_names_are_refused(tmp_path):
     for name in DDS_PROFILES:
         env = dds_environment(name)
         assert env["FASTDDS_DEFAULT_PROFILES_FILE"].startswith(str(config_dir()))
-    with pytest.raises(ValueError, match="one of: udp_receive, large_data, data_sharing"):
+    with pytest.raises(ValueError, match="one of: large_data, data_sharing"):
         dds_environment("fast")
     with pytest.raises(ValueError, match="does not exist"):
         dds_environment(str(tmp_path / "missing.xml"))
