@@ -41,7 +41,7 @@ from std_srvs.srv import Trigger
 # are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
 from mastsam_ros.core.config import config_field as _param
-from mastsam_ros.core.errors import FrameError, MastSamError
+from mastsam_ros.core.errors import FrameTooSmall, MastSamError
 from mastsam_ros.core.frames import MIN_SIDE
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
@@ -147,7 +147,6 @@ class TrackerNode(Node):
         self._pending: dict[str, Any] = {}
         self._gaps = inputs.StampGaps()
         self._publish_lock = threading.Lock()  # held while publishing one frame's outputs; close() waits for it
-        self._log_handler = logbridge.install(self.get_logger(), THROTTLE_S)
 
         # --- parameters: declared once, from the config dataclasses --------------------------------------
         self._cfg = self._declare_all(Config().fields())
@@ -157,7 +156,13 @@ class TrackerNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # The worker owns the tracker (and its models); nothing else touches it except the thread-safe requests.
-        self._tracker = Tracker(copy.deepcopy(self._cfg))
+        # The core's log records go to this node's logger from here on (backends log while they are built).
+        self._log_handler = logbridge.install(self.get_logger(), THROTTLE_S)
+        try:
+            self._tracker = Tracker(copy.deepcopy(self._cfg))
+        except BaseException:
+            logbridge.uninstall(self._log_handler)
+            raise
         self._labels = LabelMapper()
 
         # --- publishers, subscriptions, services, timers ---------------------------------------------------
@@ -270,7 +275,7 @@ class TrackerNode(Node):
                                         f"{MIN_SIDE} px")
         try:
             self._tracker.matcher.check_size(h, w)
-        except FrameError as e:
+        except FrameTooSmall as e:
             raise BadImage("too_small", str(e)) from None
         return w, h
 
@@ -329,8 +334,8 @@ class TrackerNode(Node):
             except BadImage as e:
                 self._count(e.kind)
                 self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
-            except FrameError as e:  # the core's own size and shape checks: a counted refusal, like the node's
-                self._count("too_small" if "too small" in str(e) else "bad_frame")
+            except FrameTooSmall as e:  # the core's own size check: a counted refusal, like the node's
+                self._count("too_small")
                 self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
             except MastSamError as e:
                 self._count("bad_frame")

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mastsam_ros.core.config import Config
-from mastsam_ros.core.errors import FrameError
+from mastsam_ros.core.errors import FrameTooSmall
 from mastsam_ros.core.matchers.flow import PRESETS, FlowMatcher, dis_size_ok, downscaled_size, min_long_side
 from mastsam_ros.core.tracker import Tracker
 
@@ -63,7 +63,7 @@ def test_the_tracker_refuses_too_small_frames_before_any_state_changes(car_frame
     h, w = downscaled_size(20, 1000, cfg.matcher.max_side)
     assert (h, w) == (10, 480)
     for bad in (np.zeros((11, 11, 3), np.uint8), np.zeros((20, 1000, 3), np.uint8)):
-        with pytest.raises(FrameError, match="too small for the flow matcher"):
+        with pytest.raises(FrameTooSmall, match="too small for the flow matcher"):
             tracker.step(bad)
     result = tracker.step(np.ascontiguousarray(car_frames[0][1][:240, :320]))
     assert not result.reset and result.index == 1  # the refused frames did not count or reset anything
@@ -72,5 +72,5 @@ def test_the_tracker_refuses_too_small_frames_before_any_state_changes(car_frame
 def test_flow_matcher_check_names_the_bound():
     m = FlowMatcher(Config().matcher)
     m.check_size(480, 640)
-    with pytest.raises(FrameError, match="short side >= 16 px and the long side >= 46 px"):
+    with pytest.raises(FrameTooSmall, match="short side >= 16 px and the long side >= 46 px"):
         m.check_size(11, 11)

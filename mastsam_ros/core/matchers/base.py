@@ -29,7 +29,7 @@ class Matcher(ABC):
         """
 
     def check_size(self, height: int, width: int) -> None:
-        """Raise :class:`FrameError` when this backend cannot process frames of ``height`` x ``width`` pixels.
+        """Raise :class:`~mastsam_ros.core.errors.FrameTooSmall` when this backend cannot process frames of ``height`` x ``width`` pixels.
 
         Called before any state changes, so a refused frame leaves the tracker as it was. No limit by default.
         """

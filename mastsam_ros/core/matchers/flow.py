@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from ..config import MatcherSection
-from ..errors import FrameError
+from ..errors import FrameTooSmall
 from .base import Matcher
 
 
@@ -99,7 +99,7 @@ class FlowMatcher(Matcher):
     def check_size(self, height: int, width: int) -> None:
         h, w = downscaled_size(height, width, self.max_side)
         if not dis_size_ok(h, w, self._patch, self._finest):
-            raise FrameError(
+            raise FrameTooSmall(
                 f"frame of {width}x{height} pixels is too small for the flow matcher: downscaled to at most "
                 f"matcher.max_side={self.max_side} it is {w}x{h}, and OpenCV DIS (patch {self._patch} px, finest "
                 f"scale {self._finest}) needs the short side >= {self._patch << self._finest} px and the long side "
