@@ -122,6 +122,8 @@ def test_a_4000x3000_raw_frame_is_downscaled_within_memory_and_the_next_frame_an
     answer_s = time.monotonic() - t0
     peak = default_node.rss_kib("VmHWM")
     c = _counters(probe, "tracker")
+    print(f"4000x3000 raw: processed at {inst.width}x{inst.height}, node peak RSS {peak / 1024:.0f} MiB, "
+          f"next frame answered in {answer_s:.2f} s")
     assert int(c["downscaled"]) == 1, c
     assert peak < 1.5 * GIB_KIB, f"peak RSS {peak / 1024:.0f} MiB"
     assert answer_s < 1.0, answer_s
@@ -155,6 +157,8 @@ def test_a_png_bomb_on_the_compressed_topic_is_refused_from_its_header(ros, tmp_
         answer_s = time.monotonic() - t0
         peak = node.rss_kib("VmHWM")
         c = _counters(probe, "tracker_compressed")
+        print(f"20000x20000 PNG ({len(bomb.data)} bytes): node peak RSS {peak / 1024:.0f} MiB, next frame answered in "
+              f"{answer_s:.2f} s")
         assert int(c["tracker_errors"]) == 0 and not _answered(probe, 401), c
         assert peak < 1.5 * GIB_KIB, f"peak RSS {peak / 1024:.0f} MiB"
         assert answer_s < 1.0, answer_s
@@ -188,6 +192,7 @@ def test_sigint_in_the_middle_of_a_long_frame_exits_0_within_2s(ros, tmp_path):
         node.proc.send_signal(signal.SIGINT)
         code = node.proc.wait(timeout=10)
         exit_s = time.monotonic() - t0
+        print(f"SIGINT mid-frame: exit code {code} after {exit_s:.2f} s")
         probe.spin_until(lambda: False, 0.5)
         assert code == 0, node.log()
         assert exit_s < 2.0, exit_s
