@@ -294,6 +294,7 @@ class Tracker:
         """
         t_start = time.perf_counter()
         frame = check_frame(frame)
+        self.matcher.check_size(*frame.shape[:2])  # before any state changes: a refused frame changes nothing
         with self._flags_lock:
             keyframe_requested, self._keyframe_requested = self._keyframe_requested, False
             reset_requested, self._reset_requested = self._reset_requested, False
