@@ -109,6 +109,7 @@ class FlowMatcher(Matcher):
         self._scale = 1.0
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
         self._grid_xy: tuple[np.ndarray, np.ndarray] | None = None  # pixel x, y maps at the frame size
+        self._maps = None  # (backward flow, map_x, map_y) of the last warp: several maps warp with one computation
 
     def settings(self) -> dict:
         return {"max_side": self.max_side, "max_error_px": self.max_error, "flow_preset": preset_of(self._dis)}
@@ -159,12 +160,13 @@ class FlowMatcher(Matcher):
         if self._prev is None:
             return None
         _, bwd = self._pair_flows()
-        hs, ws = bwd.shape[:2]
         h, w = labels.shape
-        field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
-        gx, gy = self._grid(h, w)
-        map_x = gx + field[..., 0] * (w / ws)
-        map_y = gy + field[..., 1] * (h / hs)
+        if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):  # once per pair and size
+            hs, ws = bwd.shape[:2]
+            field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
+            gx, gy = self._grid(h, w)
+            self._maps = (bwd, gx + field[..., 0] * (w / ws), gy + field[..., 1] * (h / hs))
+        _, map_x, map_y = self._maps
         return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
     def _pair_flows(self) -> tuple[np.ndarray, np.ndarray]:
