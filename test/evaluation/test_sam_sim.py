@@ -1,4 +1,4 @@
-"""The evaluation-only ``sam_sim`` segmenter on real frames: each failure mode appears at its rate, and not at severity 0.
+"""The evaluation-only ``sam_sim`` segmenter on real frames: each failure mode at its rate, none at severity 0.
 
 Every test compares a mode switched on (severity 1, that mode's rate only) against severity 0 or the mode's absence,
 so a mode that stopped firing, or one that fired when it should not, fails here.
