@@ -19,10 +19,8 @@ from mastsam_ros.evaluation import davis
 from mastsam_ros.evaluation.baselines import SuperpixelIoU
 
 GRID = {
-    "felzenszwalb": {
-        "scale": [200.0, 400.0, 800.0, 1600.0, 3200.0], "sigma": [0.8], "min_size_fraction": [0.005, 0.02, 0.05]
-    },
-    "slic": {"n_segments": [4, 8, 16, 32, 64], "compactness": [5.0, 10.0, 20.0, 40.0]},
+    "felzenszwalb": {"scale": [200.0, 800.0, 3200.0], "sigma": [0.8], "min_size_fraction": [0.005, 0.05]},
+    "slic": {"n_segments": [4, 16, 64], "compactness": [10.0, 40.0]},
 }
 
 

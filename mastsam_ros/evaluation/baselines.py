@@ -149,10 +149,11 @@ class Prototype:
         return paint(shape, self._masks, list(range(1, len(self._masks) + 1)))
 
 
-#: Tuned parameters of baselines (d) and (e) at ``SuperpixelIoU.work_side`` (docs/RESULTS.md, "fallback").
+#: Parameters of baselines (d) and (e) at ``SuperpixelIoU.work_side``: the best mean J&F of the grid of
+#: scripts/tune_superpixel_baselines.py on the first 25 frames of the six shared sequences (docs/RESULTS.md).
 SUPERPIXEL_PARAMS = {
-    "baseline_d": {"scale": 800.0, "sigma": 0.8, "min_size_fraction": 0.01},
-    "baseline_e": {"n_segments": 16, "compactness": 20.0},
+    "baseline_d": {"scale": 800.0, "sigma": 0.8, "min_size_fraction": 0.005},
+    "baseline_e": {"n_segments": 16, "compactness": 40.0},
 }
 
 
@@ -179,10 +180,9 @@ class SuperpixelIoU:
 
         p = self.params
         if self.kind == "felzenszwalb":
-            min_size = max(8, int(p.get("min_size_fraction", 0.01) * small.shape[0] * small.shape[1]))
-            return felzenszwalb(small, scale=p.get("scale", 800.0), sigma=p.get("sigma", 0.8), min_size=min_size)
-        return slic(small, n_segments=int(p.get("n_segments", 16)), compactness=p.get("compactness", 20.0),
-                    start_label=0)
+            min_size = max(8, int(p["min_size_fraction"] * small.shape[0] * small.shape[1]))
+            return felzenszwalb(small, scale=p["scale"], sigma=p["sigma"], min_size=min_size)
+        return slic(small, n_segments=int(p["n_segments"]), compactness=p["compactness"], start_label=0)
 
     def step(self, rgb: np.ndarray) -> np.ndarray:
         import cv2
