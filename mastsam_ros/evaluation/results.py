@@ -8,10 +8,10 @@ and appear in every matcher's table. ``sam_sim`` (evaluation only, SAM's failure
 each of ``--severities`` (named ``sam_sim@<severity>``); its J&F against severity is plotted to ``--plot`` (default:
 robustness.png beside ``--out``). Baselines d (per-frame Felzenszwalb) and e (per-frame SLIC) segment by themselves:
 they run once, under the ``classical`` segmenter. Subsets for quick iteration: ``--sequences``, ``--methods``,
-``--segmenters``, ``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run in ``--jobs``
-processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and are scored
-with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning with the same
-``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
+``--segmenters``, ``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run
+in ``--jobs`` processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and
+are scored with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning
+with the same ``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -184,14 +184,14 @@ def render(
         "interrupted invocation with the same --work are reused, see fps for per-job speed)",
         f"- frames: {'all' if limit is None else f'first {limit} per sequence'}",
         "",
-        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of predicted ids",
-        "to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
-        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap id with",
-        "IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from the ground",
-        "truth (objects and a grid of background regions; evaluation only), `sam_sim@s` answers from the ground truth",
-        "with SAM's failure modes at severity s (evaluation only, `mastsam_ros/evaluation/sam_sim.py`), `classical` is",
-        "the weight-free fallback (not SAM). Baselines (a) and (b) use no matcher; their numbers repeat in each",
-        "matcher's table. Baselines (d) and (e) segment by themselves and appear under `classical`.",
+        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of predicted",
+        "ids to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
+        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap id",
+        "with IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from the",
+        "ground truth (objects and a grid of background regions; evaluation only), `sam_sim@s` answers from the",
+        "ground truth with SAM's failure modes at severity s (evaluation only, `mastsam_ros/evaluation/sam_sim.py`),",
+        "`classical` is the weight-free fallback (not SAM). Baselines (a) and (b) use no matcher; their numbers repeat",
+        "in each matcher's table. Baselines (d) and (e) segment by themselves and appear under `classical`.",
         "fps: frames per second of the per-frame loop in one single-threaded process (two jobs ran side by side).",
         "",
         "## Summary (mean over sequences)",
@@ -292,7 +292,7 @@ def robustness_table(records, methods, matchers, sequences) -> list[str]:
     return lines
 
 
-def plot_robustness(records, methods, matchers, sequences, path: Path) -> bool:
+def plot_robustness(records, methods, matchers, sequences, path: Path, limit: int | None = None) -> bool:
     """J&F against sam_sim severity, one line per method (and matcher); False when there is nothing to plot."""
     rob = robustness(records, methods, matchers, sequences)
     if not rob:
@@ -307,7 +307,8 @@ def plot_robustness(records, methods, matchers, sequences, path: Path) -> bool:
         label = METHOD_LABEL[method] + (f" ({mt})" if mt != "-" and len(matchers) > 1 else "")
         ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
     ax.set_xlabel("sam_sim severity (0 = ground truth, 1 = every failure mode at its full rate)")
-    ax.set_ylabel(f"mean J&F over {len(sequences)} DAVIS sequences")
+    frames = "" if limit is None else f", first {limit} frames"
+    ax.set_ylabel(f"mean J&F, {len(sequences)} DAVIS sequences{frames}")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -357,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     wall = time.perf_counter() - t0
     page = render(records, command, wall, args.methods, segmenters, args.matchers, sequences, args.limit, revision)
     plot = args.plot or args.out.parent / "robustness.png"
-    if plot_robustness(records, args.methods, args.matchers, sequences, plot):
+    if plot_robustness(records, args.methods, args.matchers, sequences, plot, args.limit):
         page = page.replace("## Robustness:", f"Plot: `{plot}`.\n\n## Robustness:", 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
