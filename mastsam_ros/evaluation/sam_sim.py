@@ -295,14 +295,6 @@ class SamSimSegmenter(OracleSegmenter):
             out.append([Proposal(m.copy(), sc) for _, m, sc in cands])
         return out
 
-    def last_kind(self, prompt: PointPrompt) -> str:
-        """Which mode answered ``prompt`` in this frame ("whole" when none): tests look the draw up."""
-        self._need_image()
-        saved = dict(self.fired)
-        kind = self._answer(prompt)[0][0]
-        self.fired = saved
-        return kind
-
     # -- automatic ---------------------------------------------------------------------------------------------
     def automatic(self) -> list[tuple[str, int, Proposal]]:
         """This frame's automatic set as (kind, whole index, proposal), best score first; drawn once per frame."""
