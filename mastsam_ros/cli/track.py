@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "%d frames tracked, %d skipped (unreadable or rejected), %d distinct ids -> %s",
         stats["frames"], stats["skipped"], stats["ids"], out,
     )
+    # the one-line summary on stdout, for scripts and the README's demo figure
+    print(f"distinct ids: {stats['ids']} over {stats['frames']} frames ({stats['skipped']} skipped) -> {out}")
     return 0 if stats["frames"] else 1
 
 

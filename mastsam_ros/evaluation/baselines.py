@@ -8,6 +8,11 @@
   to the segmenter as one prompt per mask, one call each; ids are positions in the mask list (a mask that does not
   come back shifts the ids of those after it); every 10 frames the uncovered area is segmented and its new masks are
   appended; no re-segmentation, no filtering, no merging.
+- ``SuperpixelIoU`` (d) Felzenszwalb, (e) SLIC: a plain per-frame superpixel segmentation of every frame (no
+  segmenter, no matcher), each segment taking the id of the previous frame's segment it overlaps best at IoU >= 0.5
+  (greedy, best pairs first), else a new id. The yardstick for the weight-free ``classical`` segmenter: a tracker
+  built on it must beat simply segmenting each frame. Parameters (``SUPERPIXEL_PARAMS``) were tuned on the six shared
+  sequences (docs/RESULTS.md says how).
 
 Every ``step(rgb)`` takes an H x W x 3 uint8 RGB frame and returns an H x W uint32 label map (0 = background). Masks
 are painted largest first, so where masks overlap the smaller one wins.
@@ -144,6 +149,72 @@ class Prototype:
         return paint(shape, self._masks, list(range(1, len(self._masks) + 1)))
 
 
+#: Parameters of baselines (d) and (e) at ``SuperpixelIoU.work_side``: the best mean J&F of the grid of
+#: scripts/tune_superpixel_baselines.py on the first 25 frames of the six shared sequences (docs/RESULTS.md).
+SUPERPIXEL_PARAMS = {
+    "baseline_d": {"scale": 800.0, "sigma": 0.8, "min_size_fraction": 0.005},
+    "baseline_e": {"n_segments": 16, "compactness": 40.0},
+}
+
+
+class SuperpixelIoU:
+    """Baselines (d) per-frame Felzenszwalb and (e) per-frame SLIC with greedy IoU association (module docstring).
+
+    Segments at ``work_side`` pixels on the long side; IoUs come from the pair counts of two label maps, so a frame
+    with hundreds of segments costs one ``bincount``; the label map is upsampled (nearest) to the frame size.
+    """
+
+    work_side = 256
+
+    def __init__(self, kind: str, iou: float = 0.5, **params):
+        if kind not in ("felzenszwalb", "slic"):
+            raise ValueError(f"unknown superpixel kind '{kind}'; choose felzenszwalb or slic")
+        self.kind, self.iou, self.params = kind, iou, params
+        self.name = "baseline_d" if kind == "felzenszwalb" else "baseline_e"
+        self._next_id = 1
+        self._prev: np.ndarray | None = None  # previous frame's id map at the working resolution
+
+    def segment(self, small: np.ndarray) -> np.ndarray:
+        """Segment labels (0-based, int32) of an RGB image at the working resolution."""
+        from skimage.segmentation import felzenszwalb, slic
+
+        p = self.params
+        if self.kind == "felzenszwalb":
+            min_size = max(8, int(p["min_size_fraction"] * small.shape[0] * small.shape[1]))
+            return felzenszwalb(small, scale=p["scale"], sigma=p["sigma"], min_size=min_size)
+        return slic(small, n_segments=int(p["n_segments"]), compactness=p["compactness"], start_label=0)
+
+    def step(self, rgb: np.ndarray) -> np.ndarray:
+        import cv2
+
+        H, W = rgb.shape[:2]
+        scale = min(1.0, self.work_side / max(H, W))
+        small = cv2.resize(rgb, (round(W * scale), round(H * scale)), interpolation=cv2.INTER_AREA)
+        seg = self.segment(small).astype(np.int64)
+        n = int(seg.max()) + 1
+        ids = np.zeros(n, np.int64)
+        if self._prev is not None:
+            prev_vals, prev = np.unique(self._prev, return_inverse=True)
+            prev = prev.reshape(seg.shape)
+            m = len(prev_vals)
+            inter = np.bincount((seg * m + prev).ravel(), minlength=n * m).reshape(n, m).astype(np.float64)
+            union = inter.sum(1)[:, None] + inter.sum(0)[None, :] - inter
+            ious = inter / np.maximum(union, 1)
+            used: set[int] = set()
+            for flat in np.argsort(-ious, axis=None):
+                i, j = divmod(int(flat), m)
+                if ious[i, j] < self.iou:
+                    break
+                if ids[i] == 0 and j not in used:
+                    ids[i] = prev_vals[j]
+                    used.add(j)
+        for i in np.flatnonzero(ids == 0):
+            ids[i] = self._next_id
+            self._next_id += 1
+        self._prev = ids[seg]
+        return cv2.resize(self._prev.astype(np.int32), (W, H), interpolation=cv2.INTER_NEAREST).astype(np.uint32)
+
+
 class TrackerMethod:
     """The MAST-SAM tracker behind the same ``step(rgb) -> labels`` shape as the baselines."""
 
@@ -158,8 +229,13 @@ class TrackerMethod:
         return np.asarray(self.tracker.step(rgb).labels, dtype=np.uint32)
 
 
-METHODS = ("tracker", "baseline_a", "baseline_b", "baseline_c")
-USES_MATCHER = {"tracker": True, "baseline_a": False, "baseline_b": False, "baseline_c": True}
+METHODS = ("tracker", "baseline_a", "baseline_b", "baseline_c", "baseline_d", "baseline_e")
+USES_MATCHER = {
+    "tracker": True, "baseline_a": False, "baseline_b": False, "baseline_c": True, "baseline_d": False,
+    "baseline_e": False,
+}
+#: Methods that segment by themselves (no segmenter): they run once, under the ``classical`` segmenter's name.
+OWN_SEGMENTATION = ("baseline_d", "baseline_e")
 
 
 def build_method(name: str, cfg: Config, segmenter):
@@ -168,6 +244,9 @@ def build_method(name: str, cfg: Config, segmenter):
         return PerFrame(cfg, segmenter)
     if name == "baseline_b":
         return GreedyIoU(cfg, segmenter)
+    if name in OWN_SEGMENTATION:
+        kind = "felzenszwalb" if name == "baseline_d" else "slic"
+        return SuperpixelIoU(kind, **SUPERPIXEL_PARAMS[name])
     from ..core.clustering import build_clustering
     from ..core.matchers import build_matcher
 

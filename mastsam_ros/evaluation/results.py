@@ -2,13 +2,16 @@
 
     python -m mastsam_ros.evaluation.results --davis ../shared/data/davis2016 --out docs/RESULTS.md
 
-Settings: method in {tracker, baseline_a, baseline_b, baseline_c} x segmenter in {oracle, classical} x matcher in
+Settings: method in {tracker, baseline_a .. baseline_e} x segmenter in {oracle, classical, sam_sim} x matcher in
 {flow, xfeat}; the matcher only matters to the tracker and baseline_c, so baselines a and b run once per segmenter
-and appear in every matcher's table. Subsets for quick iteration: ``--sequences``, ``--methods``, ``--segmenters``,
-``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run in ``--jobs``
-processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and are scored
-with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning with the same
-``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
+and appear in every matcher's table. ``sam_sim`` (evaluation only, SAM's failure modes on the ground truth) runs at
+each of ``--severities`` (named ``sam_sim@<severity>``); its J&F against severity is plotted to ``--plot`` (default:
+robustness.png beside ``--out``). Baselines d (per-frame Felzenszwalb) and e (per-frame SLIC) segment by themselves:
+they run once, under the ``classical`` segmenter. Subsets for quick iteration: ``--sequences``, ``--methods``,
+``--segmenters``, ``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run
+in ``--jobs`` processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and
+are scored with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning
+with the same ``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
 """
 
 from __future__ import annotations
@@ -26,15 +29,29 @@ import traceback
 from pathlib import Path
 
 from . import davis
-from .baselines import METHODS, USES_MATCHER
-from .runner import MATCHERS, SEGMENTERS
+from .baselines import METHODS, OWN_SEGMENTATION, USES_MATCHER
+from .runner import MATCHERS, SEGMENTERS, parse_segmenter
 
 METHOD_LABEL = {
     "tracker": "tracker",
     "baseline_a": "(a) per-frame",
     "baseline_b": "(b) greedy IoU",
     "baseline_c": "(c) prototype",
+    "baseline_d": "(d) Felzenszwalb + IoU",
+    "baseline_e": "(e) SLIC + IoU",
 }
+SEVERITIES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def expand_segmenters(segmenters, severities) -> list[str]:
+    """``sam_sim`` becomes one ``sam_sim@<severity>`` per severity; other names stay."""
+    out = []
+    for s in segmenters:
+        if s == "sam_sim":
+            out += [f"sam_sim@{v:g}" for v in severities]
+        else:
+            out.append(s)
+    return out
 
 
 def _limit_threads() -> None:
@@ -75,6 +92,8 @@ def plan(methods, segmenters, matchers, sequences) -> list[tuple[str, str, str |
     jobs = []
     for seg in segmenters:
         for method in methods:
+            if method in OWN_SEGMENTATION and seg != "classical":
+                continue
             for m in matchers if USES_MATCHER[method] else [None]:
                 for seq in sequences:
                     jobs.append((method, seg, m, seq))
@@ -103,7 +122,7 @@ def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
     args = [(m, s, mt, str(davis_root), seq, str(work), overrides, limit) for m, s, mt, seq in todo]
     # slowest first so the two workers finish together: classical before oracle, tracker/c before a/b
     cost = {"classical": 2, "oracle": 0}
-    args.sort(key=lambda a: -(cost.get(a[1], 1) + (1 if a[0] in ("tracker", "baseline_c") else 0)))
+    args.sort(key=lambda a: -(cost.get(parse_segmenter(a[1])[0], 1) + (1 if a[0] in ("tracker", "baseline_c") else 0)))
     if n_proc <= 1:  # in-process: keep the caller's thread settings
         for a in args:
             out.append(_job(a))
@@ -180,12 +199,14 @@ def render(
         "earlier, interrupted invocation with the same --work are reused, see fps for per-job speed)",
         f"- frames: {'all' if limit is None else f'first {limit} per sequence'}",
         "",
-        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of",
-        "predicted ids to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
-        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap",
-        "id with IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from",
-        "the ground truth (objects and a grid of background regions; evaluation only), `classical` is the weight-free",
-        "fallback (not SAM). Baselines (a) and (b) use no matcher; their numbers repeat in each matcher's table.",
+        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of predicted",
+        "ids to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
+        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap id",
+        "with IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from the",
+        "ground truth (objects and a grid of background regions; evaluation only), `sam_sim@s` answers from the",
+        "ground truth with SAM's failure modes at severity s (evaluation only, `mastsam_ros/evaluation/sam_sim.py`),",
+        "`classical` is the weight-free fallback (not SAM). Baselines (a) and (b) use no matcher; their numbers repeat",
+        "in each matcher's table. Baselines (d) and (e) segment by themselves and appear under `classical`.",
         "fps: frames per second of the per-frame loop " + (
             "(jobs ran one at a time in one process, with the libraries' default thread counts)." if processes == 1
             else f"in single-threaded worker processes ({processes} jobs ran side by side)."),
@@ -210,6 +231,7 @@ def render(
                     f"{_mean([r['result']['F'] for r in ok]):.3f} | {_mean([r['result']['ids'] for r in ok]):.1f} | "
                     f"{fps:.2f} |"
                 )
+    lines += robustness_table(records, methods, matchers, sequences)
     for seg in segmenters:
         for mt in matchers:
             present = [m for m in methods if any(get(m, seg, mt, s) for s in sequences)]
@@ -250,6 +272,70 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def robustness(records: list[dict], methods, matchers, sequences) -> dict[tuple[str, str], list[tuple]]:
+    """{(method, matcher): [(severity, mean J&F, mean ids, sequences scored), ...]} over the sam_sim records."""
+    out: dict[tuple[str, str], list[tuple]] = {}
+    by = {(r["method"], r["segmenter"], r["matcher"], r["sequence"]): r for r in records}
+    sevs = sorted({parse_segmenter(r["segmenter"])[1] for r in records if r["segmenter"].startswith("sam_sim@")})
+    for method in methods:
+        for mt in matchers if USES_MATCHER[method] else ["-"]:
+            rows = []
+            for v in sevs:
+                ok = [by.get((method, f"sam_sim@{v:g}", mt, s)) for s in sequences]
+                ok = [r for r in ok if r and "result" in r]
+                if ok:
+                    rows.append((v, _mean([r["result"]["JF"] for r in ok]), _mean([r["result"]["ids"] for r in ok]),
+                                 len(ok)))
+            if rows:
+                out[(method, mt)] = rows
+    return out
+
+
+def robustness_table(records, methods, matchers, sequences) -> list[str]:
+    rob = robustness(records, methods, matchers, sequences)
+    if not rob:
+        return []
+    sevs = sorted({v for rows in rob.values() for v, *_ in rows})
+    lines = [
+        "",
+        "## Robustness: `sam_sim` severity (mean J&F over sequences, mean ids in brackets)",
+        "",
+        "| method | matcher | " + " | ".join(f"{v:g}" for v in sevs) + " |",
+        "|---|---|" + "---|" * len(sevs),
+    ]
+    for (method, mt), rows in rob.items():
+        cell = {v: f"{jf:.3f} ({ids:.1f})" + ("" if n == len(sequences) else f" [{n} seqs]") for v, jf, ids, n in rows}
+        lines.append(f"| {METHOD_LABEL[method]} | {mt} | " + " | ".join(cell.get(v, "") for v in sevs) + " |")
+    return lines
+
+
+def plot_robustness(records, methods, matchers, sequences, path: Path, limit: int | None = None) -> bool:
+    """J&F against sam_sim severity, one line per method (and matcher); False when there is nothing to plot."""
+    rob = robustness(records, methods, matchers, sequences)
+    if not rob:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=120)
+    for (method, mt), rows in rob.items():
+        label = METHOD_LABEL[method] + (f" ({mt})" if mt != "-" and len(matchers) > 1 else "")
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
+    ax.set_xlabel("sam_sim severity (0 = ground truth, 1 = every failure mode at its full rate)")
+    frames = "" if limit is None else f", first {limit} frames"
+    ax.set_ylabel(f"mean J&F, {len(sequences)} DAVIS sequences{frames}")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mastsam_ros.evaluation.results", description=__doc__.split("\n\n")[0])
     ap.add_argument("--davis", required=True, help="DAVIS root (JPEGImages/480p, Annotations/480p)")
@@ -260,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     ap.add_argument("--segmenters", nargs="+", choices=SEGMENTERS, default=list(SEGMENTERS))
     ap.add_argument("--matchers", nargs="+", choices=MATCHERS, default=list(MATCHERS))
+    ap.add_argument("--severities", nargs="+", type=float, default=list(SEVERITIES),
+                    help="sam_sim severities in [0, 1] (default 0 0.25 0.5 0.75 1)")
+    ap.add_argument("--plot", type=Path,
+                    help="PNG of J&F against sam_sim severity (default: robustness.png beside --out)")
     ap.add_argument("--limit", type=int, help="only the first N frames of each sequence (quick runs)")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -270,7 +360,10 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = parse_overrides(args.overrides)
     sequences = args.sequences or davis.sequence_names(args.davis)
-    jobs = plan(args.methods, args.segmenters, args.matchers, sequences)
+    if any(not 0.0 <= v <= 1.0 for v in args.severities):
+        ap.error(f"--severities must lie in [0, 1], got {args.severities}")
+    segmenters = expand_segmenters(args.segmenters, args.severities)
+    jobs = plan(args.methods, segmenters, args.matchers, sequences)
     command = "python -m mastsam_ros.evaluation.results " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     revision = _revision()
     t0 = time.perf_counter()
@@ -280,8 +373,11 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
             records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
     wall = time.perf_counter() - t0
-    page = render(records, command, wall, args.methods, args.segmenters, args.matchers, sequences, args.limit, revision,
+    page = render(records, command, wall, args.methods, segmenters, args.matchers, sequences, args.limit, revision,
                   processes=max(1, min(args.jobs, len(jobs))), accelerator=_accelerator())
+    plot = args.plot or args.out.parent / "robustness.png"
+    if plot_robustness(records, args.methods, args.matchers, sequences, plot, args.limit):
+        page = page.replace("## Robustness:", f"Plot: `{plot}`.\n\n## Robustness:", 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     if args.json:

@@ -17,7 +17,19 @@ from ..labels_io import LabelMapper, save_label_png
 from . import davis
 from .baselines import USES_MATCHER, build_method
 
-SEGMENTERS = ("oracle", "classical")
+SEGMENTERS = ("oracle", "classical", "sam_sim")
+#: Ground-truth (evaluation-only) segmenters; ``sam_sim`` is named ``sam_sim@<severity>`` in a run (sam_sim@0.5).
+GT_SEGMENTERS = ("oracle", "sam_sim")
+
+
+def parse_segmenter(name: str) -> tuple[str, float | None]:
+    """``"sam_sim@0.5"`` -> ("sam_sim", 0.5); other names -> (name, None); ``"sam_sim"`` alone is severity 0.5."""
+    base, _, sev = name.partition("@")
+    if base == "sam_sim":
+        return base, float(sev) if sev else 0.5
+    if sev:
+        raise ValueError(f"only sam_sim takes a severity (sam_sim@0.5), got '{name}'")
+    return base, None
 MATCHERS = ("flow", "xfeat")
 
 
@@ -37,7 +49,7 @@ class RunInfo:
 
 def make_config(segmenter: str, matcher: str | None, overrides: dict | None = None) -> Config:
     cfg = Config()
-    if segmenter != "oracle":
+    if parse_segmenter(segmenter)[0] not in GT_SEGMENTERS:
         cfg.set("segmenter.backend", segmenter)
     if matcher:
         cfg.set("matcher.backend", matcher)
@@ -45,11 +57,16 @@ def make_config(segmenter: str, matcher: str | None, overrides: dict | None = No
 
 
 def build_segmenter_for(name: str, cfg: Config, gt: np.ndarray, frames: list[np.ndarray]):
-    """``oracle`` (ground truth, evaluation only) or any backend of the core registry."""
-    if name == "oracle":
+    """``oracle``, ``sam_sim@<severity>`` (ground truth, evaluation only) or any backend of the core registry."""
+    base, severity = parse_segmenter(name)
+    if base == "oracle":
         from .oracle import OracleSegmenter
 
         return OracleSegmenter(gt, frames=frames)
+    if base == "sam_sim":
+        from .sam_sim import SamSimSegmenter
+
+        return SamSimSegmenter(gt, frames=frames, severity=severity)
     from ..core.segmenters import build_segmenter
 
     return build_segmenter(cfg.segmenter)
@@ -71,7 +88,7 @@ def run_sequence(
     frames = davis.load_frames(davis_root, seq, limit=limit)
     stems = [p.stem for p in davis.frame_paths(davis_root, seq)][: len(frames)]
     gt = None
-    if segmenter == "oracle":
+    if parse_segmenter(segmenter)[0] in GT_SEGMENTERS:
         _, gt = davis.load_gt(davis_root, seq, limit=len(frames))
     seg = build_segmenter_for(segmenter, cfg, gt, frames)
     m = build_method(method, cfg, seg)

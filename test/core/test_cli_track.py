@@ -32,11 +32,14 @@ def test_image_dir_with_a_truncated_file(tmp_path, car_frames, davis_root):
     assert (out / "overlay.mp4").stat().st_size > 0 and any((out / "debug").glob("matches_*.jpg"))
 
 
-def test_demo_runs_on_generated_frames_without_shared(tmp_path, monkeypatch):
+def test_demo_runs_on_generated_frames_without_shared(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(track, "demo_source", lambda: None)
     out = tmp_path / "demo"
     assert track.main(["--demo", "--output-dir", str(out), "--max-frames", "4", "--quiet"]) == 0
     assert len(list(out.glob("*.png"))) == 4
+    # the distinct-id count it prints is the number of ids in tracks.jsonl
+    ids = {t["id"] for line in (out / "tracks.jsonl").read_text().splitlines() for t in json.loads(line)["tracks"]}
+    assert f"distinct ids: {len(ids)} over 4 frames" in capsys.readouterr().out
     assert next(frames_mod.synthetic_frames(1)).shape == (480, 640, 3)
 
 

@@ -128,3 +128,23 @@ def test_results_command_on_a_small_subset(seq10, tmp_path, monkeypatch):
     stamp = [r.stat().st_mtime_ns for r in records]
     assert results.main(argv) == 0
     assert [r.stat().st_mtime_ns for r in records] == stamp
+
+
+def test_results_command_sweeps_sam_sim_severities_and_plots(seq10, tmp_path):
+    from mastsam_ros.evaluation import results
+
+    out = tmp_path / "R.md"
+    plot = tmp_path / "robustness.png"
+    argv = ["--davis", str(DAVIS), "--out", str(out), "--work", str(tmp_path / "work"), "--sequences", SEQ,
+            "--methods", "baseline_b", "baseline_d", "--segmenters", "sam_sim", "classical", "--matchers", "flow",
+            "--severities", "0", "1", "--limit", "4", "--jobs", "1", "--plot", str(plot)]
+    assert results.main(argv) == 0
+    page = out.read_text()
+    assert "## Robustness: `sam_sim` severity" in page
+    row = next(line for line in page.splitlines() if line.startswith("| (b) greedy IoU | - | 1.000"))
+    assert float(row.split("|")[4].split()[0]) < 1.0  # severity 1 costs the greedy baseline J&F
+    assert "| classical | - | (d) Felzenszwalb + IoU |" in page  # (d) runs once, under classical only
+    assert "sam_sim@1 | - | (d)" not in page
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        results.main(argv[:-2] + ["--severities", "1.5"])

@@ -4,7 +4,15 @@ It lets the whole pipeline run on any machine without checkpoints (tests, CI, a 
 masks change from frame to frame much as SAM's do, which is what the tracker exists to smooth over. Its masks follow
 colour edges only; it has no notion of objects.
 
-- Automatic mode: Felzenszwalb-Huttenlocher graph segmentation of the smoothed frame (scikit-image).
+- Automatic mode: hierarchical merging of superpixels. A Felzenszwalb-Huttenlocher graph segmentation
+  (scikit-image) is the bottom level; its region adjacency graph is merged greedily, always across the weakest
+  boundary (mean colour gradient along the shared boundary plus the two regions' mean colour difference, recomputed
+  after each merge; regions under ``min_area`` merge first), until the weakest boundary reaches ``level``. The
+  regions then alive are the masks (a partition). A mask's score is its persistence: how much stronger its weakest
+  outer boundary is than the strongest boundary merged inside it (or, for an unmerged superpixel, its inner
+  texture), in [0, 1]; regions outlined by strong edges and uniform inside score high. Best first, at most
+  ``max_proposals``. (Returning every region of the hierarchy, nested like SAM's automatic masks, was tried and
+  measured worse with the tracker: docs/RESULTS.md.)
 - Point prompts: one marker-controlled watershed on the colour gradient (scikit-image) for all prompts of a call:
   each prompt's positive points are one marker; background markers are a regular grid kept away from every prompt's
   points, plus the prompts' negative points. Each prompt's mask is the basin its marker floods.
@@ -12,6 +20,8 @@ All work happens at reduced resolution (``segmenter.max_side``); masks are retur
 """
 
 from __future__ import annotations
+
+import heapq
 
 import cv2
 import numpy as np
@@ -54,29 +64,107 @@ class ClassicalSegmenter(Segmenter):
         h, w = self._shape
         return cv2.resize(small_mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
 
-    # --- automatic ----------------------------------------------------------------------------------------------
+    # --- automatic ---------------------------------------------------------------------------------------------
+    #: ``level`` was chosen on the first 25 frames of the six shared DAVIS sequences (docs/RESULTS.md, fallback).
+    fine_scale = 400.0  # Felzenszwalb scale of the bottom level
+    colour_weight = 1.0  # weight of the mean-colour difference (Lab, / 100) against the boundary gradient
+    max_proposals = 96
+    min_area = 0.002  # fraction of the frame
+    max_level = 1.0  # boundary strength that counts as the top of the hierarchy (for persistence)
+    level = 0.5  # merging stops when the weakest boundary is this strong (0.35, 0.5, 0.7 tried: 0.5 best)
+
+    def _hierarchy(self) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
+        """Fine labels (small frame) and the regions at ``level`` as (member fine labels, persistence score)."""
+        sh, sw = self._grad.shape
+        fine = felzenszwalb(self._small, scale=self.fine_scale, sigma=0.5, min_size=max(16, sh * sw // 600))
+        n = int(fine.max()) + 1
+        lab = cv2.cvtColor(self._small, cv2.COLOR_RGB2LAB).astype(np.float64)
+        area = np.bincount(fine.ravel(), minlength=n).astype(np.float64)
+        csum = np.stack([np.bincount(fine.ravel(), lab[..., c].ravel(), minlength=n) for c in range(3)], 1)
+        g = self._grad / max(float(self._grad.max()), 1e-6)
+        # boundary gradient sums and lengths of every adjacent pair (4-neighbourhood)
+        a = np.concatenate([fine[:, :-1].ravel(), fine[:-1, :].ravel()])
+        b = np.concatenate([fine[:, 1:].ravel(), fine[1:, :].ravel()])
+        gv = np.concatenate([np.maximum(g[:, :-1], g[:, 1:]).ravel(), np.maximum(g[:-1, :], g[1:, :]).ravel()])
+        sel = a != b
+        lo, hi, gv = np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel]), gv[sel]
+        key = lo.astype(np.int64) * n + hi
+        uk, inv = np.unique(key, return_inverse=True)
+        bsum = np.bincount(inv, gv)
+        blen = np.bincount(inv).astype(np.float64)
+        edges: dict[int, dict[int, list[float]]] = {i: {} for i in range(n)}
+        for k, s_, l_ in zip(uk, bsum, blen):
+            i, j = divmod(int(k), n)
+            edges[i][j] = edges[j][i] = [s_, l_]
+        members = {i: [i] for i in range(n)}
+        # a superpixel is born at its own texture: the mean gradient inside it
+        inner = np.bincount(fine.ravel(), g.ravel(), minlength=n) / np.maximum(area, 1)
+        birth = {i: float(inner[i]) for i in range(n)}
+        min_px = self.min_area * sh * sw
+
+        def weight(i: int, j: int) -> float:
+            s_, l_ = edges[i][j]
+            dc = np.linalg.norm(csum[i] / area[i] - csum[j] / area[j]) / 100.0
+            w = s_ / l_ + self.colour_weight * dc
+            return w * 0.5 if min(area[i], area[j]) < min_px else w  # specks merge first
+
+        heap = [(weight(i, j), i, j) for i in edges for j in edges[i] if i < j]
+        heapq.heapify(heap)
+        alive = set(range(n))
+        nxt = n
+        while heap:
+            w, i, j = heapq.heappop(heap)
+            if i not in alive or j not in alive or j not in edges[i]:
+                continue
+            if w > self.level:
+                break
+            k = nxt
+            nxt += 1
+            area = np.append(area, area[i] + area[j])
+            csum = np.vstack([csum, csum[i] + csum[j]])
+            members[k] = members.pop(i) + members.pop(j)
+            birth[k] = max(w, birth[i], birth[j])
+            edges[k] = {}
+            for r in (i, j):
+                for o, (s_, l_) in edges.pop(r).items():
+                    if o in (i, j):
+                        continue
+                    del edges[o][r]
+                    e = edges[k].setdefault(o, [0.0, 0.0])
+                    e[0] += s_
+                    e[1] += l_
+                    edges[o][k] = e
+            alive -= {i, j}
+            alive.add(k)
+            for o in edges[k]:
+                heapq.heappush(heap, (weight(k, o), min(k, o), max(k, o)))
+        out = []
+        for r in alive:  # the partition at ``level``: each region scored by its weakest outer boundary
+            death = min((weight(r, o) for o in edges[r]), default=self.max_level)
+            if area[r] >= min_px:
+                out.append((np.array(members[r]), _contrast(death, birth[r])))
+        return fine, out
+
     def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:
-        """Graph segments of the frame: all of them, those touching ``region``, or those holding a seed."""
+        """Merged regions, best first: all of them, those touching ``region``, or those holding a seed."""
         sh, sw = self._grad.shape
         if self._segments is None:
-            self._segments = felzenszwalb(self._small, scale=400, sigma=0.5, min_size=max(16, sh * sw // 600))
-        seg = self._segments
-        keep = None
+            fine, cands = self._hierarchy()
+            cands.sort(key=lambda c: -c[1])
+            top = cands[: self.max_proposals]
+            self._segments = fine
+            self._cands = [(np.isin(fine, m), p) for m, p in top]
+        out = []
         if seeds is not None:
             xy = np.clip(np.round(np.asarray(seeds, np.float32) * self._scale).astype(int), 0, [sw - 1, sh - 1])
-            keep = np.zeros(seg.max() + 1, bool)
-            keep[seg[xy[:, 1], xy[:, 0]]] = True
         if region is not None:
             small_region = cv2.resize(region.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST).astype(bool)
-            inside = np.bincount(seg[small_region].ravel(), minlength=seg.max() + 1) > 0
-            keep = inside if keep is None else keep & inside
-        out = []
-        areas = np.bincount(seg.ravel())
-        for label in np.flatnonzero(areas):
-            if keep is not None and not keep[label]:
+        for m, score in self._cands:
+            if seeds is not None and not m[xy[:, 1], xy[:, 0]].any():
                 continue
-            m = seg == label
-            out.append(Proposal(mask=self._full(m), score=self._edge_score(m), stability=1.0))
+            if region is not None and not (m & small_region).any():
+                continue
+            out.append(Proposal(mask=self._full(m), score=score, stability=1.0))
         return out
 
     def _edge_score(self, m: np.ndarray) -> float:
@@ -131,6 +219,11 @@ class ClassicalSegmenter(Segmenter):
             m = basins == i + 1
             out.append(Proposal(mask=self._full(m), score=self._edge_score(m) if m.any() else 0.0, stability=1.0))
         return out
+
+
+def _contrast(death: float, birth: float) -> float:
+    """Persistence as a score in [0, 1]: how much stronger the absorbing boundary is than what lies inside."""
+    return max(0.0, death - birth) / max(death + birth, 1e-6)
 
 
 def _mean_spacing(pts: np.ndarray) -> float:
