@@ -212,3 +212,19 @@ def resize_point_map(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     xs = np.clip(np.floor((np.arange(width) + 0.5) * w / width).astype(np.int64), 0, w - 1)
     ys = np.clip(np.floor((np.arange(height) + 0.5) * h / height).astype(np.int64), 0, h - 1)
     return points[ys[:, None], xs[None, :]]
+
+
+def frame_point_map(points: np.ndarray, confidence: np.ndarray | None, size: tuple[int, int],
+                    min_confidence: float = 0.0) -> np.ndarray:
+    """A predicted point map (h x w x 3, e.g. MASt3R's at its 512-pixel resolution) as an H x W x 3 float32 map
+    registered to the frame of ``size = (width, height)``: points whose ``confidence`` is below ``min_confidence``
+    (or not finite) become NaN, then :func:`resize_point_map` brings the map to the frame size."""
+    if not isinstance(points, np.ndarray) or points.ndim != 3 or points.shape[2] != 3:
+        raise GeometryError(f"point map must be h x w x 3, got {getattr(points, 'shape', type(points).__name__)}")
+    pts = points.astype(np.float32, copy=True)
+    if confidence is not None:
+        if confidence.shape != points.shape[:2]:
+            raise GeometryError(f"confidence {confidence.shape} does not match the point map {points.shape[:2]}")
+        with np.errstate(invalid="ignore"):
+            pts[~(np.isfinite(confidence) & (confidence >= min_confidence))] = np.nan
+    return resize_point_map(pts, size)

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import cv2
 import numpy as np
 
 from mastsam_ros.cli import frames as frames_mod
@@ -42,3 +43,41 @@ def test_demo_runs_on_generated_frames_without_shared(tmp_path, monkeypatch):
 def test_bad_config_and_missing_input_exit_with_an_error(tmp_path):
     assert track.main(["--image-dir", str(tmp_path / "nope"), "--output-dir", str(tmp_path / "o")]) == 2
     assert track.main(["--demo", "--output-dir", str(tmp_path / "o"), "--set", "tracker.max_age=-3"]) == 2
+
+
+def test_depth_folder_writes_3d_objects(tmp_path):
+    """Rendered frames with known geometry (test/scene3d.py) and their 16-bit depth PNGs -> objects.jsonl."""
+    from scene3d import CX, CY, FX, FY, render
+
+    rgb_dir, depth_dir, out = tmp_path / "rgb", tmp_path / "depth", tmp_path / "out"
+    rgb_dir.mkdir()
+    depth_dir.mkdir()
+    truths = {}
+    for i in range(4):
+        rgb, depth, labels, truths[f"{i:05d}"] = render(i)
+        cv2.imwrite(str(rgb_dir / f"{i:05d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        mm = np.round(depth * 1000).astype(np.uint16)
+        if i == 2:
+            mm = mm[::2, ::2]  # not registered to the image: this frame's objects are skipped
+        if i != 3:  # frame 3 has no depth file at all
+            cv2.imwrite(str(depth_dir / f"{i:05d}.png"), mm)
+    args = ["--image-dir", str(rgb_dir), "--output-dir", str(out), "--quiet", "--depth-dir", str(depth_dir)]
+    assert track.main(args) == 2  # no intrinsics
+    assert track.main([*args, "--intrinsics", f"{FX},{FY},{CX},{CY}"]) == 0
+    tracks = {r["frame"]: r for r in map(json.loads, (out / "tracks.jsonl").read_text().splitlines())}
+    objects = [json.loads(line) for line in (out / "objects.jsonl").read_text().splitlines()]
+    assert [o["frame"] for o in objects] == ["00000", "00001"] and len(tracks) == 4
+    for rec in objects:
+        assert [o["id"] for o in rec["objects"]] == [t["id"] for t in tracks[rec["frame"]]["tracks"]]
+        labels = load_label_png(out / f"{rec['frame']}.png")
+        panel = next(t for t in truths[rec["frame"]] if t.id == 1)
+        _, _, gt, _ = render(int(rec["frame"]))
+        best = max(rec["objects"], key=lambda o: ((labels == o["id"]) & (gt == 1)).sum())
+        assert best["valid_fraction"] == 1.0 and best["points"] == best["pixels"]
+        assert np.allclose(best["centroid"], panel.centre, atol=0.05) and abs(best["centroid"][2] - 2.0) < 0.01
+
+
+def test_pointmap_needs_a_matcher_with_points(tmp_path, davis_root):
+    src = davis_root / "JPEGImages" / "480p" / "car-roundabout"
+    code = track.main(["--image-dir", str(src), "--output-dir", str(tmp_path), "--pointmap", "--max-frames", "1"])
+    assert code == 2
