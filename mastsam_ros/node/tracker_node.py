@@ -47,6 +47,7 @@ from mastsam_ros.node.conversions import (
     stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
+from mastsam_ros.node.spatial import Spatial
 
 THROTTLE_S = 5.0  # seconds between two warnings from the same place
 
@@ -132,6 +133,7 @@ class TrackerNode(Node):
         # --- parameters: declared once, from the config dataclasses --------------------------------------
         self._cfg = self._declare_all(Config().fields())
         self._node = self._declare_all(node_fields(NodeSection()), section=NodeSection())
+        self._spatial = Spatial(self, descriptor)  # node.depth.*, node.objects.*: the 3D inputs and outputs
         self._cfg.check()
         self._core_names = {name for name, _, _ in self._cfg.fields()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -146,10 +148,16 @@ class TrackerNode(Node):
         self._pub_instances = self.create_publisher(self._msgs.InstanceArray, "~/instances", 10)
         self._pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self._spatial.wants_objects(self._tracker.matcher):
+            self._spatial.create_publishers(load_messages(), out_qos)
 
         reliability = ReliabilityPolicy.RELIABLE if self._node.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
-        if self._node.use_compressed:
+        if self._spatial.depth_input:
+            self._input_topic = self.resolve_topic_name("image")
+            self._spatial.subscribe(
+                lambda image, depth, info: self._on_image(image, self._spatial.check(image, depth, info)), in_qos)
+        elif self._node.use_compressed:
             # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
             self._input_topic = self.resolve_topic_name("image") + "/compressed"
             self.create_subscription(CompressedImage, self._input_topic, self._on_compressed, in_qos)
@@ -193,11 +201,14 @@ class TrackerNode(Node):
             trial = copy.deepcopy(self._cfg)
             node_updates = {}
             node_fields_by_name = {name: fld for name, fld, _ in node_fields(self._node)}
+            spatial_fields = self._spatial.names()
             for p in params:
                 if p.name in self._core_names:
                     trial.set(p.name, p.value)
                 elif p.name in node_fields_by_name:
                     node_updates[p.name] = validate(p.name, node_fields_by_name[p.name], p.value)
+                elif p.name in spatial_fields:
+                    node_updates[p.name] = validate(p.name, spatial_fields[p.name], p.value)
             trial.check()
         except ConfigError as e:
             return SetParametersResult(successful=False, reason=str(e))
@@ -207,11 +218,15 @@ class TrackerNode(Node):
             self._cfg = trial
             self._pending.update({p.name: p.value for p in params if p.name in self._core_names})
         for name, value in node_updates.items():
-            setattr(self._node, name.split(".", 1)[1], value)
+            if name in spatial_fields:
+                self._spatial.set_parameter(name, value)
+            else:
+                setattr(self._node, name.split(".", 1)[1], value)
         return SetParametersResult(successful=True)
 
     # --- input callbacks (executor thread): O(1), never raise ------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, extra=None) -> None:
+        """``extra``: the frame's checked (depth, camera_info) from the synchronised input, or None."""
         self._count("received")
         try:
             check_image(msg)
@@ -222,17 +237,17 @@ class TrackerNode(Node):
         except Exception as e:  # noqa: BLE001 - a malformed message must not kill spin
             self._callback_error(e)
             return
-        self._enqueue(msg)
+        self._enqueue(msg, extra)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._count("received")
         self._enqueue(msg)  # decoding is real work: the worker does it and counts failures
 
-    def _enqueue(self, msg) -> None:
+    def _enqueue(self, msg, extra=None) -> None:
         try:
             if not self._check_stamp(msg.header):
                 return
-            if self._slot.put((msg, time.monotonic())):
+            if self._slot.put((msg, time.monotonic(), extra)):
                 self._count("dropped")
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
@@ -291,7 +306,7 @@ class TrackerNode(Node):
                 self._count("tracker_errors")
                 self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
-    def _process(self, msg, received: float) -> None:
+    def _process(self, msg, received: float, extra=None) -> None:
         with self._lock:
             pending, self._pending = self._pending, {}
         for name, value in pending.items():
@@ -316,6 +331,7 @@ class TrackerNode(Node):
         T = self._msgs
         self._pub_labels.publish(image_msg(T, msg.header, labels16))
         self._pub_instances.publish(instance_array_msg(T, msg.header, result, label_of))
+        self._spatial.publish(msg.header, result, label_of, extra, self._tracker.matcher)
         if self._pub_overlay.get_subscription_count() > 0:
             self._pub_overlay.publish(image_msg(T, msg.header, overlay(rgb, result)))
 
@@ -364,6 +380,10 @@ class TrackerNode(Node):
                 f"{k} +{new[k]}" for k in (*self.BAD_INPUT, "size_changes") if new[k]
             )
 
+        spatial, spatial_bad = self._spatial.diagnostics(), self._spatial.new_bad()
+        if level == DiagnosticStatus.OK and spatial_bad:
+            level, message = DiagnosticStatus.WARN, "bad depth input: " + ", ".join(spatial_bad)
+
         c = self._cfg
         values = {
             "rate_hz": f"{rate:.2f}",
@@ -378,6 +398,7 @@ class TrackerNode(Node):
             "device": c.segmenter.device,
             "input_topic": self._input_topic,
             "qos": self._node.qos,
+            **spatial,
         }
         return DiagnosticStatus(
             level=level, name=f"{self.get_name()}: tracker", message=message,

@@ -80,6 +80,10 @@ def test_bag_types_match_the_built_messages():
     store = bag.typestore()
     for name in ("mastsam_ros/msg/InstanceArray", "mastsam_ros/msg/Instance"):
         assert store.hash_rihs01(name) == hashes[name]
+    described = Path(sys.prefix, "share", "mastsam_ros", "msg", "Object3DArray.json")
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(described.read_text())["type_hashes"]}
+    for name in ("mastsam_ros/msg/Object3DArray", "mastsam_ros/msg/Object3D"):
+        assert store.hash_rihs01(name) == hashes[name]
 
 
 def test_play_feeds_the_node(ros, image_bag, tmp_path):
