@@ -105,3 +105,19 @@ def test_depth_message_checks(T):
         camera_info_intrinsics(CameraInfo(width=640, height=480, k=info.k), 320, 240)
     with pytest.raises(BadDepth, match="not usable"):
         camera_info_intrinsics(CameraInfo(), 320, 240)
+
+
+def test_params_file_lists_the_3d_parameters_with_their_defaults():
+    import dataclasses
+
+    import yaml
+
+    from mastsam_ros.core.config import flatten, unwrap_ros_params
+    from mastsam_ros.node.spatial import DepthSection, ObjectsSection
+
+    from .conftest import PARAMS
+
+    values = flatten(unwrap_ros_params(yaml.safe_load(PARAMS.read_text())))
+    for prefix, section in (("node.depth", DepthSection()), ("node.objects", ObjectsSection())):
+        for f in dataclasses.fields(section):
+            assert values[f"{prefix}.{f.name}"] == f.default, (prefix, f.name)
