@@ -121,3 +121,15 @@ def test_params_file_lists_the_3d_parameters_with_their_defaults():
     for prefix, section in (("node.depth", DepthSection()), ("node.objects", ObjectsSection())):
         for f in dataclasses.fields(section):
             assert values[f"{prefix}.{f.name}"] == f.default, (prefix, f.name)
+
+
+def test_rviz_config_shows_markers_and_points():
+    import yaml
+
+    from .conftest import REPO
+
+    displays = yaml.safe_load((REPO / "config" / "tracker.rviz").read_text())["Visualization Manager"]["Displays"]
+    by_class = {d["Class"]: d for d in displays}
+    assert by_class["rviz_default_plugins/MarkerArray"]["Topic"]["Value"] == "/tracker/markers"
+    cloud = by_class["rviz_default_plugins/PointCloud2"]
+    assert cloud["Topic"]["Value"] == "/tracker/points" and cloud["Color Transformer"] == "RGB8"
