@@ -3,7 +3,8 @@
 Defaults come from the params file only (config/tracker.yaml unless ``params_file:=`` names another); an argument
 left empty here changes nothing, so the launch file cannot drift from the node's defaults.
 
-Arguments: image, params_file, device (segmenter and matcher), segmenter, matcher, use_compressed, rviz.
+Arguments: image, params_file, device (segmenter and matcher), segmenter, matcher, use_compressed, rviz; for 3D
+instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances").
 """
 
 from pathlib import Path
@@ -32,7 +33,9 @@ OVERRIDES = {
     "segmenter": ("segmenter.backend",),
     "matcher": ("matcher.backend",),
     "use_compressed": ("node.use_compressed",),
+    "depth_enabled": ("node.depth.enabled",),
 }
+BOOLEAN_ARGS = ("use_compressed", "depth_enabled")
 
 
 def _tracker(context):
@@ -40,7 +43,7 @@ def _tracker(context):
     for arg, params in OVERRIDES.items():
         value = LaunchConfiguration(arg).perform(context).strip()
         if value:
-            if arg == "use_compressed":
+            if arg in BOOLEAN_ARGS:
                 value = value.lower() in ("true", "1", "yes")
             overrides.update({p: value for p in params})
     return [
@@ -51,7 +54,8 @@ def _tracker(context):
             output="screen",
             emulate_tty=True,
             parameters=[LaunchConfiguration("params_file"), *([overrides] if overrides else [])],
-            remappings=[("image", LaunchConfiguration("image"))],
+            remappings=[("image", LaunchConfiguration("image")), ("depth", LaunchConfiguration("depth")),
+                        ("camera_info", LaunchConfiguration("camera_info"))],
         )
     ]
 
@@ -68,6 +72,17 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("matcher", default_value="", description="flow, xfeat or mast3r; empty: file."),
         DeclareLaunchArgument(
             "use_compressed", default_value="", description="true: subscribe <image>/compressed; empty: file."
+        ),
+        DeclareLaunchArgument(
+            "depth", default_value="/camera/aligned_depth_to_color/image_raw",
+            description="Registered depth topic (16UC1 mm or 32FC1 m), used with depth_enabled.",
+        ),
+        DeclareLaunchArgument(
+            "camera_info", default_value="/camera/color/camera_info",
+            description="The colour camera's camera_info topic, used with depth_enabled.",
+        ),
+        DeclareLaunchArgument(
+            "depth_enabled", default_value="", description="true: pair image, depth and camera_info; empty: file."
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/tracker.rviz."),
         OpaqueFunction(function=_tracker),

@@ -26,7 +26,8 @@ def test_launch_description_declares_the_documented_arguments():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    assert {"image", "params_file", "device", "segmenter", "matcher"} <= declared
+    expected = {"image", "params_file", "device", "segmenter", "matcher", "depth", "camera_info", "depth_enabled"}
+    assert expected <= declared
 
 
 def test_launch_file_is_valid_python():
