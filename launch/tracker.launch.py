@@ -4,16 +4,22 @@ Defaults come from the params file only (config/tracker.yaml unless ``params_fil
 left empty here changes nothing, so the launch file cannot drift from the node's defaults.
 
 Arguments: image, params_file, device (segmenter and matcher), segmenter, matcher, use_compressed, rviz; for 3D
-instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances").
+instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances"); managed (default true: the
+lifecycle node, `tracker --managed`) and autostart (default true: configure, then activate, as soon as it starts,
+so a one-line launch tracks at once; false: it waits unconfigured for a lifecycle manager).
 """
 
 from pathlib import Path
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 
 def _share_dir() -> Path:
@@ -46,18 +52,35 @@ def _tracker(context):
             if arg in BOOLEAN_ARGS:
                 value = value.lower() in ("true", "1", "yes")
             overrides.update({p: value for p in params})
-    return [
-        Node(
-            package="mastsam_ros",
-            executable="tracker",
-            name="tracker",
-            output="screen",
-            emulate_tty=True,
-            parameters=[LaunchConfiguration("params_file"), *([overrides] if overrides else [])],
-            remappings=[("image", LaunchConfiguration("image")), ("depth", LaunchConfiguration("depth")),
-                        ("camera_info", LaunchConfiguration("camera_info"))],
-        )
-    ]
+    common = dict(
+        package="mastsam_ros",
+        executable="tracker",
+        name="tracker",
+        output="screen",
+        emulate_tty=True,
+        parameters=[LaunchConfiguration("params_file"), *([overrides] if overrides else [])],
+        remappings=[("image", LaunchConfiguration("image")), ("depth", LaunchConfiguration("depth")),
+                    ("camera_info", LaunchConfiguration("camera_info"))],
+    )
+    if not _true(LaunchConfiguration("managed").perform(context)):
+        return [Node(**common)]
+    node = LifecycleNode(namespace="", arguments=["--managed"], **common)
+    if not _true(LaunchConfiguration("autostart").perform(context)):
+        return [node]
+
+    def change(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+
+    # Activate once configuring has succeeded (start_state: not again after a later deactivate).
+    activate = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        entities=[change(Transition.TRANSITION_ACTIVATE)],
+    ))
+    return [node, activate, change(Transition.TRANSITION_CONFIGURE)]
+
+
+def _true(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "yes")
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -83,6 +106,12 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "depth_enabled", default_value="", description="true: pair image, depth and camera_info; empty: file."
+        ),
+        DeclareLaunchArgument(
+            "managed", default_value="true", description="true: the lifecycle node; false: the plain node."
+        ),
+        DeclareLaunchArgument(
+            "autostart", default_value="true", description="Managed only: configure and activate at start."
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/tracker.rviz."),
         OpaqueFunction(function=_tracker),

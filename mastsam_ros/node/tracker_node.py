@@ -17,7 +17,10 @@ reads between frames. No callback lets an exception escape: it is logged (thrott
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
+import gc
+import sys
 import threading
 import time
 from collections import Counter, deque
@@ -119,6 +122,15 @@ class TrackerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("tracker", **kwargs)
+        # Unmanaged: all three phases at once. The managed node (mastsam_ros/node/lifecycle.py) runs them, and
+        # their reverses, on lifecycle transitions.
+        self._setup()
+        self._configure()
+        self._activate()
+
+    # --- phases: setup (parameters), configure (models, outputs), activate (inputs, worker) -------------------
+    def _setup(self) -> None:
+        """Parameters and bookkeeping only; no model is built and nothing is published or subscribed."""
         self._msgs = rclpy_types(load_messages())
         self._lock = threading.Lock()  # guards counters, stats and pending parameter changes
         self._counters: Counter[str] = Counter()
@@ -137,12 +149,21 @@ class TrackerNode(Node):
         self._cfg.check()
         self._core_names = {name for name, _, _ in self._cfg.fields()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._tracker: Tracker | None = None
+        self._outputs: list = []  # publishers and services of the configured node
+        self._inputs: list = []  # subscriptions and timers of the active node
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._slot = _Slot()
+        self._input_topic = self.resolve_topic_name("image")
 
+    def _configure(self) -> None:
+        """Build the tracker and its models, the publishers and the services. Raises what the backends raise."""
         # The worker owns the tracker (and its models); nothing else touches it except the thread-safe requests.
         self._tracker = Tracker(copy.deepcopy(self._cfg))
         self._labels = LabelMapper()
+        self._last_stamp, self._last_shape = None, None
 
-        # --- publishers, subscriptions, services, timers ---------------------------------------------------
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self._pub_labels = self.create_publisher(Image, "~/labels", out_qos)
         self._pub_instances = self.create_publisher(self._msgs.InstanceArray, "~/instances", 10)
@@ -150,7 +171,14 @@ class TrackerNode(Node):
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         if self._spatial.wants_objects(self._tracker.matcher):
             self._spatial.create_publishers(load_messages(), out_qos)
+        self._outputs = [
+            self._pub_labels, self._pub_instances, self._pub_overlay, self._pub_diag,
+            self.create_service(Trigger, "~/reset", self._on_reset),
+            self.create_service(Trigger, "~/resegment", self._on_resegment),
+        ]
 
+    def _activate(self) -> None:
+        """Subscribe, start the diagnostics timer and the worker thread."""
         reliability = ReliabilityPolicy.RELIABLE if self._node.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
         if self._spatial.depth_input:
@@ -160,14 +188,12 @@ class TrackerNode(Node):
         elif self._node.use_compressed:
             # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
             self._input_topic = self.resolve_topic_name("image") + "/compressed"
-            self.create_subscription(CompressedImage, self._input_topic, self._on_compressed, in_qos)
+            self._inputs.append(
+                self.create_subscription(CompressedImage, self._input_topic, self._on_compressed, in_qos))
         else:
             self._input_topic = self.resolve_topic_name("image")
-            self.create_subscription(Image, "image", self._on_image, in_qos)
-
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_service(Trigger, "~/resegment", self._on_resegment)
-        self.create_timer(self._node.diagnostics_period, self._publish_diagnostics)
+            self._inputs.append(self.create_subscription(Image, "image", self._on_image, in_qos))
+        self._inputs.append(self.create_timer(self._node.diagnostics_period, self._publish_diagnostics))
 
         self._slot = _Slot()
         self._stop = threading.Event()
@@ -414,20 +440,56 @@ class TrackerNode(Node):
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
 
+    def _deactivate(self) -> None:
+        """Unsubscribe and stop the worker (it finishes its current frame); a frame still waiting is dropped."""
+        self._spatial.unsubscribe()
+        for entity in self._inputs:
+            (self.destroy_timer if hasattr(entity, "timer_period_ns") else self.destroy_subscription)(entity)
+        self._inputs = []
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        self._slot.take(timeout=0.0)
+
+    def _cleanup(self) -> None:
+        """Destroy the outputs and release the tracker and its models (and torch's cached GPU memory)."""
+        self._spatial.destroy_publishers()
+        for entity in self._outputs:
+            (self.destroy_service if hasattr(entity, "srv_type") else self.destroy_publisher)(entity)
+        self._outputs = []
+        self._tracker = None
+        gc.collect()  # the backends hold reference cycles (modules, hooks); free their tensors now
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        try:  # glibc keeps freed heap pages for reuse; hand them back so the release shows in the process's RSS
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: the memory is free for the process to reuse, just not returned to the system
+
     # --- shutdown -----------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the worker (it finishes its current frame) before the node's publishers go away."""
-        self._stop.set()
-        self._worker.join(timeout=10.0)
+        self._deactivate()
 
 
 def main(args=None) -> int:
-    """Entry point of ``ros2 run mastsam_ros tracker`` and the ``tracker`` console script."""
+    """Entry point of ``ros2 run mastsam_ros tracker`` and the ``tracker`` console script.
+
+    ``tracker --managed``: the lifecycle node (mastsam_ros/node/lifecycle.py), which starts unconfigured.
+    """
     rclpy.init(args=args)
     node = None
     code = 0
+    managed = "--managed" in rclpy.utilities.remove_ros_args(sys.argv if args is None else args)[1:]
     try:
-        node = TrackerNode()
+        if managed:
+            from mastsam_ros.node.lifecycle import ManagedTrackerNode  # noqa: PLC0415 - imports this module
+
+            node = ManagedTrackerNode()
+        else:
+            node = TrackerNode()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: rclpy's signal handler shut the context down; fall through to cleanup
