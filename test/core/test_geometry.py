@@ -93,6 +93,19 @@ def test_invalid_depth_is_counted_not_used():
         assert objs[i].points == 0 and objs[i].valid_fraction == 0.0 and objs[i].pixels > 0
         assert all(math.isnan(v) for v in objs[i].centroid + objs[i].min + objs[i].max)
     assert objs[99].pixels == 0 and objs[99].points == 0
+    # Bounds and medians equal a per-object brute force, also next to objects without any valid point.
+    pts = backproject(depth_to_metres(f), K)
+    for i in (1, 2, 3):
+        p = pts[labels == i]
+        p = p[np.isfinite(p).all(axis=1)]
+        if len(p):
+            assert np.allclose(objs[i].min, p.min(axis=0)) and np.allclose(objs[i].max, p.max(axis=0))
+            assert np.allclose(objs[i].centroid, np.median(p, axis=0))
+    f[labels == 1] = np.nan  # now the first object has none and the second all
+    f[labels == 2] = depth[labels == 2]
+    two = objects_from_depth(labels, f, K, ids=[1, 2])[1]
+    p = backproject(depth, K)[labels == 2]
+    assert np.allclose(two.min, p.min(axis=0)) and np.allclose(two.max, p.max(axis=0)) and two.points == len(p)
     d = objs[2].as_dict()
     assert d["centroid"] == [None, None, None] and d["points"] == 0  # JSON has no NaN
 
@@ -188,3 +201,30 @@ def test_tracked_masks_on_the_rendered_sequence():
             if truth.id == 1:
                 assert np.linalg.norm(np.array(o.centroid[:2]) - truth.centre[:2]) < 0.05
                 assert abs(o.centroid[2] - truth.centre[2]) < 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_grouping_equals_a_per_object_brute_force(seed):
+    """Random labels (ids up to 70000: the uint32 path too), random invalid points, absent ids, trim or not."""
+    rng = np.random.default_rng(seed)
+    h, w = 60, 80
+    ids_pool = np.array([0, 3, 7, 8, 500, 70000 if seed == 2 else 9])
+    labels = ids_pool[rng.integers(0, len(ids_pool), (h, w))].astype(np.uint32)
+    pts = rng.normal(size=(h, w, 3)).astype(np.float32)
+    pts[rng.random((h, w)) < 0.3] = np.nan
+    pts[labels == 8] = np.nan  # one object without any valid point
+    asked = [int(i) for i in ids_pool[1:]] + [12345]
+    for trim in (0.0, 0.1):
+        got = {o.id: o for o in objects_3d(labels, pts, asked, trim)}
+        assert list(got) == asked
+        for i in asked:
+            p = pts[labels == i]
+            assert got[i].pixels == len(p)
+            p = p[np.isfinite(p).all(axis=1)]
+            assert got[i].points == len(p)
+            if not len(p):
+                assert math.isnan(got[i].centroid[0])
+                continue
+            lo, hi = (p.min(axis=0), p.max(axis=0)) if trim == 0 else np.quantile(p, [trim, 1 - trim], axis=0)
+            assert np.allclose(got[i].centroid, np.median(p, axis=0), atol=1e-6)
+            assert np.allclose(got[i].min, lo, atol=1e-6) and np.allclose(got[i].max, hi, atol=1e-6)
