@@ -67,7 +67,7 @@ class ManagedTrackerNode(TrackerNode, LifecycleNode):
 
     def close(self) -> None:
         if self._active:
-            self._deactivate()
+            self._deactivate(timeout=10.0)
             self._active = False
         if self._configured:
             self._cleanup()

@@ -46,7 +46,7 @@ class DepthSection:
     queue_size: int = _param(10, "Messages per topic the synchroniser keeps while looking for partners.",
                              range=(1, 100), read_only=True)
     wait: float = _param(0.5, "Seconds an image waits for its partners; after that it is tracked without 3D objects"
-                         " (counted as depth_unsynced).", range=(0.0, 10.0), read_only=True)
+                         " (counted as depth_unsynced).", range=(0.05, 10.0), read_only=True)
 
 
 @dataclass

@@ -197,7 +197,8 @@ class TrackerNode(Node):
 
         self._slot = _Slot()
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="mastsam_tracker", daemon=True)
+        # The worker gets its own stop event: one that outlives a deactivation (a long frame) never sees the next.
+        self._worker = threading.Thread(target=self._work, args=(self._stop,), name="mastsam_tracker", daemon=True)
         self._worker.start()
         c = self._cfg
         self.get_logger().info(
@@ -313,8 +314,8 @@ class TrackerNode(Node):
         return response
 
     # --- the worker ---------------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             item = self._slot.take(timeout=0.2)
             if item is None:
                 continue
@@ -327,7 +328,7 @@ class TrackerNode(Node):
                 self._count("bad_frame")
                 self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
-                if self._stop.is_set() or not rclpy.ok():
+                if stop.is_set() or not rclpy.ok():
                     return
                 self._count("tracker_errors")
                 self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
@@ -440,15 +441,18 @@ class TrackerNode(Node):
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
 
-    def _deactivate(self) -> None:
-        """Unsubscribe and stop the worker (it finishes its current frame); a frame still waiting is dropped."""
+    def _deactivate(self, timeout: float = 60.0) -> None:
+        """Unsubscribe and stop the worker (it finishes its current frame, waited for up to ``timeout`` s); a frame
+        still waiting in the slot is dropped."""
         self._spatial.unsubscribe()
         for entity in self._inputs:
             (self.destroy_timer if hasattr(entity, "timer_period_ns") else self.destroy_subscription)(entity)
         self._inputs = []
         self._stop.set()
         if self._worker is not None:
-            self._worker.join(timeout=10.0)
+            self._worker.join(timeout=timeout)
+            if self._worker.is_alive():
+                self.get_logger().warning(f"the worker is still in a frame after {timeout:.0f} s; it stops after it")
             self._worker = None
         self._slot.take(timeout=0.0)
 
@@ -471,7 +475,7 @@ class TrackerNode(Node):
     # --- shutdown -----------------------------------------------------------------------------------------------
     def close(self) -> None:
         """Stop the worker (it finishes its current frame) before the node's publishers go away."""
-        self._deactivate()
+        self._deactivate(timeout=10.0)
 
 
 def main(args=None) -> int:
