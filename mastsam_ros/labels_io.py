@@ -1,9 +1,24 @@
-"""Read and write label maps as PNG files in the DAVIS layout (one file per frame).
+"""Track ids -> pixel values, and label maps as PNG files in the DAVIS layout (one file per frame).
 
-- Label maps with every id below 256 are written as 8-bit indexed ('P' mode) PNGs with the DAVIS colour palette:
-  the pixel value is the id, the palette only colours it for viewers. This is what the DAVIS tools read.
-- Label maps with an id of 256 or more (long runs where ids are never reused) are written as 16-bit greyscale PNGs:
-  the pixel value is still the id, but viewers show them nearly black. Ids above 65535 are refused.
+**The id -> pixel value mapping** (:class:`LabelMapper`), shared by every writer: the node's ``~/labels`` (mono16),
+``mastsam-bag process``, ``mastsam-track`` and the evaluation runner. Track ids are uint32 and never reused, so a long
+run passes 65535, the largest value a 16-bit image holds:
+
+- an id up to 65535 is its own pixel value (so short runs, and every DAVIS evaluation, store plain ids);
+- a larger id takes ``(id - 1) % 65535 + 1``, moved up to the next value no other live track holds, so one frame
+  never shows two objects under one value;
+- a track keeps its value for its whole life; the value is freed when the track retires (or the writer resets).
+
+Each writer also records the value next to the id: ``Instance.label`` in the node and the bag, ``"label"`` in each
+track record of ``tracks.jsonl`` (the sidecar ``mastsam-track`` writes beside its PNGs). :func:`ids_from_values`
+turns a frame's pixel values back into ids with that record; :func:`load_track_ids` does it for a whole output
+directory.
+
+**PNG files** (:func:`save_label_png`, :func:`load_label_png`):
+
+- pixel values all below 256 are written as 8-bit indexed ('P' mode) PNGs with the DAVIS colour palette: the pixel
+  value is the id, the palette only colours it for viewers. This is what the DAVIS tools read;
+- larger values (up to 65535, which the mapping guarantees) as 16-bit greyscale PNGs: viewers show them nearly black.
 
 ``load_label_png`` reads either kind, plus DAVIS-2016 binary masks (0/255 greyscale), and returns the stored values
 unchanged; interpreting 255 (object in DAVIS-2016, void in DAVIS-2017) is the caller's business.
@@ -11,9 +26,89 @@ unchanged; interpreting 255 (object in DAVIS-2016, void in DAVIS-2017) is the ca
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
+
+LABEL_MAX = 65535  # largest pixel value of a 16-bit label image (mono16, 16-bit PNG)
+
+
+class LabelMapper:
+    """Maps track ids (uint32, never reused) to pixel values in 1..65535, stable for each track's life (see above).
+
+    One mapper per output stream; call :meth:`reset` when the tracker resets.
+    """
+
+    def __init__(self) -> None:
+        self._label_of: dict[int, int] = {}
+
+    def reset(self) -> None:
+        self._label_of.clear()
+
+    def assign(self, result) -> tuple[np.ndarray, dict[int, int]]:
+        """(H x W uint16 pixel values, {track id: value}) for a :class:`~mastsam_ros.core.types.FrameResult`."""
+        return self.map(result.labels, [t.id for t in result.tracks])
+
+    def map(self, labels: np.ndarray, ids: Iterable[int] | None = None) -> tuple[np.ndarray, dict[int, int]]:
+        """(H x W uint16 pixel values, {id: value}) for an H x W id map (0 = background).
+
+        ``ids``: the live ids (default: those present in ``labels``); pixels of other ids become 0. An id
+        missing from ``ids`` has retired: its value is freed.
+        """
+        labels = np.asarray(labels)
+        live = {int(i) for i in (np.unique(labels) if ids is None else ids)} - {0}
+        self._label_of = {i: v for i, v in self._label_of.items() if i in live}
+        used = set(self._label_of.values())
+        for i in sorted(live - self._label_of.keys()):
+            value = i if i <= LABEL_MAX else (i - 1) % LABEL_MAX + 1
+            while value in used:
+                value = value % LABEL_MAX + 1
+            self._label_of[i] = value
+            used.add(value)
+        if all(i == v for i, v in self._label_of.items()) and (labels.size == 0 or int(labels.max()) <= LABEL_MAX):
+            return labels.astype(np.uint16), dict(self._label_of)
+        # Slow path, only once ids passed 65535: translate through a sorted lookup table.
+        return _translate(labels, self._label_of).astype(np.uint16), dict(self._label_of)
+
+
+def ids_from_values(values: np.ndarray, label_of: dict[int, int]) -> np.ndarray:
+    """Invert :meth:`LabelMapper.map` for one frame: H x W pixel values -> H x W uint32 ids.
+
+    ``label_of``: that frame's ``{id: value}`` (``Instance.label``, or the ``"label"`` of ``tracks.jsonl``). A value
+    no id holds becomes 0.
+    """
+    return _translate(np.asarray(values), {v: i for i, v in label_of.items()}).astype(np.uint32)
+
+
+def _translate(keys: np.ndarray, table: dict[int, int]) -> np.ndarray:
+    """Replace each element of ``keys`` by ``table[key]`` (0 where the key is not in the table)."""
+    if not table:
+        return np.zeros(keys.shape, np.int64)
+    src = np.array(sorted(table), np.int64)
+    dst = np.array([table[k] for k in src], np.int64)
+    pos = np.clip(np.searchsorted(src, keys), 0, len(src) - 1)
+    return np.where(src[pos] == keys, dst[pos], 0)
+
+
+def load_track_ids(out_dir: str | Path) -> dict[str, np.ndarray]:
+    """The id maps of a ``mastsam-track`` output directory: ``{frame name: H x W uint32 ids}``, decoded from
+    ``<frame>.png`` with the ``"label"`` values its ``tracks.jsonl`` record lists."""
+    out_dir = Path(out_dir)
+    return {name: ids_from_values(load_label_png(out_dir / f"{name}.png"), label_of)
+            for name, label_of in read_label_records(out_dir / "tracks.jsonl").items()}
+
+
+def read_label_records(path: str | Path) -> dict[str, dict[int, int]]:
+    """``{frame name: {id: pixel value}}`` from a ``tracks.jsonl`` written by ``mastsam-track``."""
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            # Files written before "label" existed stored every id as its own value.
+            out[rec["frame"]] = {int(t["id"]): int(t.get("label", t["id"])) for t in rec["tracks"]}
+    return out
 
 
 def davis_palette(n: int = 256) -> np.ndarray:
@@ -37,7 +132,8 @@ def save_label_png(path: str | Path, labels: np.ndarray) -> None:
     """Write ``labels`` (H x W, any integer dtype, 0 = background, ids >= 1) as an indexed or 16-bit PNG.
 
     8-bit 'P' mode with the DAVIS palette when ``labels.max() < 256``, else 16-bit greyscale. Raises ValueError on
-    negative ids, ids above 65535, or an array that is not 2-D integer.
+    negative values, values above 65535 (map ids first with :class:`LabelMapper`), or an array that is not 2-D
+    integer.
     """
     from PIL import Image
 
@@ -46,8 +142,8 @@ def save_label_png(path: str | Path, labels: np.ndarray) -> None:
         raise ValueError(f"label map must be a 2-D integer array, got shape {labels.shape} dtype {labels.dtype}")
     top = int(labels.max()) if labels.size else 0
     low = int(labels.min()) if labels.size else 0
-    if low < 0 or top > 65535:
-        raise ValueError(f"label ids must lie in [0, 65535], got [{low}, {top}]")
+    if low < 0 or top > LABEL_MAX:
+        raise ValueError(f"label values must lie in [0, {LABEL_MAX}], got [{low}, {top}] (map ids with LabelMapper)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if top < 256:

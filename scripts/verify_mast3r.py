@@ -30,9 +30,9 @@ from mastsam_ros.core.matchers import build_matcher  # noqa: E402
 from mastsam_ros.core.matchers.mast3r import PUBLISHED_MODEL, import_mast3r, parse_model_spec  # noqa: E402
 
 #: Same layout as the published model, scaled down (the DPT head needs a decoder of at least 10 blocks).
-TINY_MODEL = PUBLISHED_MODEL.replace("enc_embed_dim=1024, enc_depth=24, enc_num_heads=16", "enc_embed_dim=64, enc_depth=2, enc_num_heads=4").replace(
-    "dec_embed_dim=768, dec_depth=12, dec_num_heads=12", "dec_embed_dim=64, dec_depth=10, dec_num_heads=4"
-)
+TINY_MODEL = PUBLISHED_MODEL.replace(
+    "enc_embed_dim=1024, enc_depth=24, enc_num_heads=16", "enc_embed_dim=64, enc_depth=2, enc_num_heads=4"
+).replace("dec_embed_dim=768, dec_depth=12, dec_num_heads=12", "dec_embed_dim=64, dec_depth=10, dec_num_heads=4")
 
 
 def save_random_checkpoint(mast3r_path: str, spec: str, out: Path, seed: int = 0) -> Path:
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         ckpt = save_random_checkpoint(args.mast3r_path, PUBLISHED_MODEL if args.arch == "published" else TINY_MODEL,
                                       Path(tmp) / "random_mast3r.pth")
-        print(f"random {args.arch} checkpoint: {ckpt.stat().st_size / 2**20:.0f} MiB in {time.perf_counter() - t:.1f} s")
+        size_mib = ckpt.stat().st_size / 2**20
+        print(f"random {args.arch} checkpoint: {size_mib:.0f} MiB in {time.perf_counter() - t:.1f} s")
         cfg = MatcherSection(backend="mast3r", checkpoint=str(ckpt), mast3r_path=args.mast3r_path, device=args.device)
         t = time.perf_counter()
         matcher = build_matcher(cfg)
@@ -107,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  descriptor maps {tuple(d1.shape)} / {tuple(d2.shape)}; desc confidence median "
               f"{float(c1.median()):.3f} / {float(c2.median()):.3f}; reciprocal + border checks passed by "
               f"{int((geo > 0).sum())} of {len(points)} points")
+        matched = cur[conf > 0]
+        inside = bool(np.all((matched >= -0.5) & (matched <= [w - 0.5, h - 0.5])))
         print(f"pair {i - 1}->{i}: {dt:.2f} s (encode {tm['encode']:.2f} s + decode/heads {tm['decode']:.2f} s + "
               f"match {tm['match'] * 1000:.0f} ms); {len(points)} points, {kept} matched with confidence > 0, "
               f"{int((conf >= args.min_confidence).sum())} at >= {args.min_confidence}; "
-              f"matched points inside the frame: {bool(np.all((cur[conf > 0] >= -0.5) & (cur[conf > 0] <= [w - 0.5, h - 0.5])))}")
+              f"matched points inside the frame: {inside}")
     return 0
 
 

@@ -187,9 +187,8 @@ def process(args) -> int:
     from mastsam_ros.core.errors import MastSamError
     from mastsam_ros.core.tracker import Tracker
     from mastsam_ros.core.geometry import GeometryError, objects_from_depth
-    from mastsam_ros.node.conversions import (
-        BadImage, LabelMapper, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg,
-    )
+    from mastsam_ros.labels_io import LabelMapper
+    from mastsam_ros.node.conversions import compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg
     from mastsam_ros.node.depth import BadDepth, camera_info_intrinsics, check_depth, depth_to_array
     from mastsam_ros.node.objects import Types3D, object_array_msg
 
@@ -240,7 +239,7 @@ def process(args) -> int:
                 try:
                     rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
                     result = tracker.step(rgb)
-                except (BadImage, MastSamError) as e:
+                except MastSamError as e:  # BadImage (the conversions) or the tracker refusing a frame
                     n_bad += 1
                     log.warning("skipping the message at %d ns: %s", timestamp, e)
                     return

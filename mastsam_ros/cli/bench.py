@@ -3,6 +3,7 @@
     mastsam-bench --segmenter mobile_sam --random-weights --matcher flow --tracks 8 --json bench.json
     mastsam-bench --segmenter classical --frames 30 --source ../shared/data/bedroom
     mastsam-bench --soak 5000 --soak-size 160x90 --json soak.json          # memory over a long run
+    mastsam-bench --overhead --tracks 8                                     # the tracker's own cost per frame
 
 The main run feeds ``--frames`` frames (JPEG decode timed per frame) through :class:`Tracker` and reports, per
 stage, median / p95 / mean milliseconds from ``FrameResult.timings`` plus what the bench itself measures around the
@@ -23,6 +24,15 @@ the real model's, the masks are meaningless. Random masks would make tracks appe
 (``--stand-in-masks auto``) the segmenter's answers are replaced by ``--tracks`` fixed regions *after* its full
 computation (see :class:`StandInMasks`): the tracker then holds a fixed track count and every SAM call costs what it
 costs. The output says so.
+
+``--overhead`` runs the whole tracker with backends that cost nothing: a segmenter that answers every call with
+``--tracks`` fixed regions already at the tracker's working resolution (:class:`ZeroCostSegmenter`), and the flow
+matcher replaying DIS fields computed before the timed run (:class:`ReplayFlow`: looking up, sampling and warping
+along the field are timed, computing it is not). What ``Tracker.step`` then takes is the tracker's own bookkeeping;
+the last line printed is ``overhead_ms_median: X``.
+
+On CUDA, per-stage timings are synchronised: ``torch.cuda.synchronize`` runs around every timed stage
+(``Tracker.synchronize``), so a stage is charged with the device work it queued.
 
 ``--soak N`` runs N small frames (the source's frames downscaled, played forwards then backwards) and samples RSS
 every 100 frames; it reports RSS after 500 frames and after N, and frame latency while a re-segmentation is under way
@@ -47,10 +57,10 @@ import cv2
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..core.config import Config
+from ..core.config import Config, MatcherSection
 from ..core.errors import MastSamError
 from ..core.matchers.base import Matcher
-from ..core.matchers.flow import downscale
+from ..core.matchers.flow import FlowMatcher, downscale
 from ..core.segmenters import build_segmenter
 from ..core.segmenters.base import Segmenter, grid_points
 from ..core.tracker import Tracker
@@ -147,6 +157,16 @@ def torch_info() -> dict:
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def cuda_synchronizer(cfg: Config):
+    """``torch.cuda.synchronize`` when a backend runs on CUDA (per-stage timings then mean what they say), else
+    None."""
+    if not any(str(d).startswith("cuda") for d in (cfg.segmenter.device, cfg.matcher.device)):
+        return None
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.synchronize if torch.cuda.is_available() else None
 
 
 def gpu_peak_mb() -> float | None:
@@ -309,6 +329,112 @@ class BruteForceMatcher(Matcher):
 
     def reset(self) -> None:
         self._prev = self._cur = None
+
+
+# --- the overhead mode: backends that cost nothing -------------------------------------------------------------------
+class ZeroCostSegmenter(Segmenter):
+    """Fixed regions (:func:`stand_in_regions`) as answers, prepared once at the tracker's working resolution, so a
+    call costs a lookup: predict answers each prompt with the region holding most of its positive points (the
+    nearest region when none does), generate with the regions holding a seed."""
+
+    name = "zero-cost"
+    is_fallback = True
+
+    def __init__(self, shape: tuple[int, int], count: int):
+        self.regions = stand_in_regions(shape, count)
+        self.count = count
+        self._work: dict[tuple[int, int], list[np.ndarray]] = {}
+        ys, xs = np.indices(shape)
+        ids = np.arange(1, count + 1)
+        self._centres = np.stack([ndi.mean(xs, self.regions, ids), ndi.mean(ys, self.regions, ids)], axis=1)
+
+    def set_image(self, image: np.ndarray) -> None:
+        pass
+
+    def _masks(self) -> list[np.ndarray]:
+        shape = self.mask_shape or self.regions.shape
+        if shape not in self._work:
+            small = cv2.resize(self.regions, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+            self._work[shape] = [small == i for i in range(self.count + 1)]
+        return self._work[shape]
+
+    def _lookup(self, pts: np.ndarray) -> np.ndarray:
+        h, w = self.regions.shape
+        xy = np.clip(np.round(pts).astype(int), 0, [w - 1, h - 1])
+        return self.regions[xy[:, 1], xy[:, 0]]
+
+    def generate(self, region=None, seeds=None) -> list[Proposal]:
+        masks = self._masks()
+        pts = grid_points(self.regions.shape, 16) if seeds is None else np.asarray(seeds, np.float32).reshape(-1, 2)
+        ids = sorted({int(i) for i in self._lookup(pts)} - {0})
+        return [Proposal(masks[i].copy(), score=0.95 - 0.01 * i, stability=0.95) for i in ids]
+
+    def predict(self, prompts) -> list[Proposal]:
+        masks, out = self._masks(), []
+        for p in prompts:
+            pos = np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1]
+            hit = self._lookup(pos)
+            hit = hit[hit > 0]
+            best = (int(np.bincount(hit).argmax()) if hit.size
+                    else 1 + int(np.argmin(np.linalg.norm(self._centres - pos.mean(axis=0), axis=1))))
+            out.append(Proposal(masks[best].copy(), score=0.9, stability=0.9))
+        return out
+
+
+class ReplayFlow(FlowMatcher):
+    """The flow matcher with its DIS fields computed before the timed run (:meth:`record`); ``push`` then only
+    steps to the next recorded pair, so carrying points and warping masks cost what they cost and the flow itself
+    nothing."""
+
+    name = "flow-replay"
+
+    def __init__(self, cfg: MatcherSection, frames: list[np.ndarray]):
+        super().__init__(cfg)
+        self._recorded = []  # per frame: (small grey frame, scale, (forward, backward) or None)
+        for frame in frames:
+            super().push(frame)
+            self._recorded.append((self._cur, self._scale, self._pair_flows() if self._prev is not None else None))
+        super().reset()
+        self._next = 0
+
+    def push(self, image: np.ndarray) -> None:
+        small, scale, flows = self._recorded[self._next % len(self._recorded)]
+        self._next += 1
+        self._prev, self._cur, self._scale = self._cur, small, scale
+        self._flows = flows if self._prev is not None else None
+
+    def reset(self) -> None:
+        super().reset()
+        self._next = 0
+
+
+def run_overhead(cfg: Config, files: list[Path], size, tracks: int, progress: bool = True) -> dict:
+    """The tracker's own cost per frame with zero-cost backends (see the module docstring)."""
+    frames = [load_frame(f, size)[0] for f in files]
+    segmenter = ZeroCostSegmenter(frames[0].shape[:2], tracks)
+    tracker = Tracker(cfg, segmenter=segmenter, matcher=ReplayFlow(cfg.matcher, frames))
+    per_stage: dict[str, list[float]] = {}
+    counts = []
+    for i, frame in enumerate(frames):
+        res = tracker.step(frame)
+        if i:
+            counts.append(len(res.tracks))
+            for k, v in res.timings.items():
+                per_stage.setdefault(k, []).append(v)
+        if progress:
+            print(f"\roverhead frame {i + 1}/{len(frames)}  {res.timings['total']:7.2f} ms  tracks {len(res.tracks)}",
+                  end="", file=sys.stderr, flush=True)
+    if progress:
+        print(file=sys.stderr)
+    tracker.close()
+    return {
+        "frames": len(frames),
+        "work_shape": list(tracker.work_shape),
+        "stages": {k: stats(v) for k, v in per_stage.items()},
+        "tracks": {"mean": round(float(np.mean(counts)), 2) if counts else 0,
+                   "min": min(counts, default=0), "max": max(counts, default=0)},
+        "overhead_ms_median": stats(per_stage.get("total", []))["median_ms"],
+    }
 
 
 # --- frames --------------------------------------------------------------------------------------------------------
@@ -543,6 +669,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prototype-frames", type=int, default=None,
                    help="frames for comparison (b), the first excluded (default: --frames, so its periodic "
                         "newly-visible-area work is amortised like the tracker's)")
+    p.add_argument("--overhead", action="store_true",
+                   help="the tracker's own cost per frame with zero-cost backends (see above); last line: "
+                        "overhead_ms_median")
     p.add_argument("--soak", type=int, default=0, metavar="N", help="soak mode: N small frames, RSS every 100")
     p.add_argument("--soak-size", type=parse_size, default=(160, 90), help="soak frame size WxH (default 160x90)")
     p.add_argument("--config", type=Path, default=None, help="params YAML (default: config/tracker.yaml)")
@@ -628,6 +757,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("no frame directory: pass --source DIR (../shared/data not found)")
         return 2
     load_start = [round(x, 2) for x in os.getloadavg()]
+    if args.overhead:
+        return main_overhead(args, source, load_start, argv)
     try:
         cfg = configure(args)
         backend = cfg.segmenter.backend
@@ -640,6 +771,7 @@ def main(argv: list[str] | None = None) -> int:
         if substitute:
             segmenter = StandInMasks(segmenter, args.tracks)
         tracker = Tracker(cfg, segmenter=segmenter)
+        tracker.synchronize = cuda_synchronizer(cfg)
         n = args.soak if args.soak else args.frames
         if args.prototype_frames is None:
             args.prototype_frames = args.frames
@@ -714,6 +846,37 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
         print(f"wrote {args.json}")
+    return 0
+
+
+def main_overhead(args, source: Path, load_start: list[float], argv) -> int:
+    try:
+        cfg = configure(args)
+        files = frame_files(source, args.frames)
+        report = {"run": {"command": "mastsam-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+                          "mode": "overhead", "source": str(source), "max_tracks": cfg.tracker.max_tracks},
+                  "config": cfg.as_dict()}
+        report["overhead"] = o = run_overhead(cfg, files, args.size, args.tracks, progress=not args.quiet)
+    except (MastSamError, FileNotFoundError) as e:
+        log.error("%s", e)
+        return 2
+    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
+                         "cpu_count": os.cpu_count(), "load_start": load_start,
+                         "load_end": [round(x, 2) for x in os.getloadavg()]}
+    first = read_rgb(files[0])
+    res = list(args.size) if args.size else [int(first.shape[1]), int(first.shape[0])]
+    print(f"\nmastsam-bench --overhead: {res[0]}x{res[1]} (working map {o['work_shape'][1]}x{o['work_shape'][0]}), "
+          f"{o['frames']} frames, tracks mean {o['tracks']['mean']} "
+          f"(min {o['tracks']['min']}, max {o['tracks']['max']}),"
+          f" zero-cost segmenter, replayed flow; load {load_start} -> {report['machine']['load_end']}")
+    print(f"{'stage':<15}{'runs':>6}{'median ms':>12}{'p95 ms':>12}{'mean ms':>12}")
+    for key, st in o["stages"].items():
+        print(f"{key:<15}{st['n']:>6}{st['median_ms']:>12.3f}{st['p95_ms']:>12.3f}{st['mean_ms']:>12.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+    print(f"overhead_ms_median: {o['overhead_ms_median']}")
     return 0
 
 

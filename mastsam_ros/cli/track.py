@@ -4,8 +4,10 @@
     mastsam-track --video FILE --output-dir OUT
     mastsam-track --demo --output-dir OUT --debug     # embedded default input
 
-Writes ``OUT/<frame>.png`` (indexed palette PNG, pixel value = track id, stable across frames; 16-bit grey once an
-id reaches 256), ``OUT/tracks.jsonl`` (one line per frame: ids, boxes, areas, scores, timings) and, with
+Writes ``OUT/<frame>.png`` (indexed palette PNG, pixel value = track id, stable across frames; 16-bit grey once a
+value reaches 256; ids past 65535 wrap to a value no other live track holds, see ``mastsam_ros/labels_io.py``),
+``OUT/tracks.jsonl`` (one line per frame: ids, each with its pixel value ``label``, boxes, areas, scores, timings;
+``mastsam_ros.labels_io.load_track_ids(OUT)`` decodes the PNGs back to ids with it) and, with
 ``--debug``, ``OUT/debug/overlay_<frame>.jpg`` (masks, ids, mask points), ``OUT/debug/matches_<frame>.jpg``
 (correspondences of the carried points) and ``OUT/overlay.mp4``.
 
@@ -39,7 +41,7 @@ from ..core.geometry import GeometryError, Intrinsics, frame_point_map, objects_
 from ..core.matchers.base import Matcher
 from ..core.render import correspondences, overlay
 from ..core.tracker import Tracker
-from ..labels_io import save_label_png
+from ..labels_io import LabelMapper, save_label_png
 from .frames import count_frames, demo_source, iter_frames, synthetic_frames
 
 log = logging.getLogger("mastsam_track")
@@ -200,6 +202,7 @@ def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=Non
     video = None
     prev = None
     seen_ids: set[int] = set()
+    mapper = LabelMapper()
     n_ok = n_skip = 0
     with open(out / "tracks.jsonl", "w") as jsonl, \
             (open(out / "objects.jsonl", "w") if objects is not None else _Null()) as objects_jsonl:
@@ -215,9 +218,12 @@ def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=Non
                 n_skip += 1
                 continue
             n_ok += 1
-            save_label_png(out / f"{name}.png", result.labels)
+            if result.reset:
+                mapper.reset()
+            values, label_of = mapper.assign(result)
+            save_label_png(out / f"{name}.png", values)
             seen_ids.update(t.id for t in result.tracks)
-            jsonl.write(json.dumps(record(name, result)) + "\n")
+            jsonl.write(json.dumps(record(name, result, label_of)) + "\n")
             if objects is not None:
                 objs = objects(name, result)
                 if objs is not None:
@@ -254,15 +260,16 @@ class _Null:
         return False
 
 
-def record(name: str, result) -> dict:
+def record(name: str, result, label_of: dict[int, int]) -> dict:
+    """One line of tracks.jsonl; ``label`` is the track's pixel value in the frame's PNG (``LabelMapper``)."""
     return {
         "frame": name,
         "index": result.index,
         "keyframe": result.keyframe,
         "reset": result.reset,
         "tracks": [
-            {"id": t.id, "score": round(t.score, 4), "area": t.area, "bbox": list(t.bbox), "age": t.age,
-             "frames_since_seen": t.frames_since_seen}
+            {"id": t.id, "label": label_of[t.id], "score": round(t.score, 4), "area": t.area, "bbox": list(t.bbox),
+             "age": t.age, "frames_since_seen": t.frames_since_seen}
             for t in result.tracks
         ],
         "new_ids": result.new_ids,

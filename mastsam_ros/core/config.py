@@ -10,6 +10,7 @@ the two equal.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -54,13 +55,34 @@ class TrackerSection:
         " (docs/PERFORMANCE.md).",
         range=(0, 1024),
     )
-    max_tracks: int = config_field(64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024))
-    max_age: int = config_field(10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000))
+    work_max_side: int = config_field(
+        256,
+        "Track masks, warps, checks, merging, new-area search and point sampling run on a label map whose longer side"
+        " is at most this many pixels (SAM's decoder answers at 256); only the published label map is full size.",
+        range=(32, 4096), read_only=True,
+    )
+    retry_rejected: bool = config_field(
+        True,
+        "A track whose answer is rejected is prompted once more in the same frame, from the innermost pixel of its"
+        " warped mask (its carried points may have slid off the object); costs a decoder pass only on rejection.",
+    )
+    overlap_matcher: bool = config_field(
+        True,
+        "Prepare the matcher's pair (DIS flow) in a second thread while the segmenter encodes the frame, so on a GPU"
+        " the CPU flow is off the critical path.",
+    )
+    max_tracks: int = config_field(
+        64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024)
+    )
+    max_age: int = config_field(
+        10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000)
+    )
     min_area_fraction: float = config_field(
         0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
     )
-    points_min: int = config_field(3, "Fewest mask points per track (several, so one lost point does not lose the track).",
-                         range=(1, 64))
+    points_min: int = config_field(
+        3, "Fewest mask points per track (several, so one lost point does not lose the track).", range=(1, 64)
+    )
     points_max: int = config_field(8, "Most mask points per track.", range=(1, 64))
     area_per_point: float = config_field(
         0.01, "One mask point per this fraction of the image area covered by the mask (then clamped).",
@@ -71,7 +93,8 @@ class TrackerSection:
     )
     isolation_factor: float = config_field(
         2.5,
-        "A carried point farther from its track's median point than this many times the median such distance is dropped.",
+        "A carried point farther from its track's median point than this many times the median such distance is"
+        " dropped.",
         range=(0.5, 100.0),
     )
     negative_points: bool = config_field(True, "Prompt each track with other nearby tracks' points as negatives.")
@@ -126,7 +149,9 @@ class SegmenterSection:
     half_precision: bool = config_field(False, "Run the SAM image encoder in float16 on CUDA.", read_only=True)
     points_per_side: int = config_field(16, "Automatic segmentation grid: points per image side.", range=(2, 128))
     points_per_batch: int = config_field(64, "Prompts decoded per batch in automatic segmentation.", range=(1, 1024))
-    pred_iou_thresh: float = config_field(0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0))
+    pred_iou_thresh: float = config_field(
+        0.8, "Automatic masks with predicted IoU below this are discarded.", range=(0.0, 1.0)
+    )
     stability_score_thresh: float = config_field(
         0.85, "Automatic masks with a stability score below this are discarded.", range=(0.0, 1.0)
     )
@@ -148,8 +173,9 @@ class MatcherSection:
         480, "Frames are downscaled to at most this side before matching (pixels).", range=(32, 8192), rebuild=True
     )
     checkpoint: str = config_field("", "MASt3R checkpoint path (backend mast3r).", read_only=True)
-    mast3r_path: str = config_field("", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.",
-                          read_only=True)
+    mast3r_path: str = config_field(
+        "", "Path of a naver/mast3r clone, added to sys.path if mast3r is not importable.", read_only=True
+    )
     top_k: int = config_field(4096, "XFeat keypoints per frame.", range=(64, 100000), rebuild=True)
     flow_preset: str = config_field(
         "medium", "OpenCV DIS optical flow preset (backend flow): ultrafast, fast or medium (slower, larger motions).",
@@ -164,12 +190,13 @@ class MatcherSection:
 @dataclass
 class ClusteringSection:
     backend: str = config_field(
-        "auto", "k-means backend: auto (cuml with CUDA, else scipy), cuml, scipy or sklearn.",
-        choices=("auto", "cuml", "scipy", "sklearn"), read_only=True,
+        "auto", "k-means backend: auto (= batch: all tracks at once in NumPy), batch, cuml, scipy or sklearn.",
+        choices=("auto", "batch", "cuml", "scipy", "sklearn"), read_only=True,
     )
     seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1), rebuild=True)
     max_samples: int = config_field(
-        1000, "Pixels sampled per mask before k-means (bounds clustering cost).", range=(16, 10_000_000)
+        128, "Pixels sampled per mask (at the working resolution) before k-means (bounds clustering cost).",
+        range=(16, 10_000_000),
     )
 
 
@@ -232,6 +259,68 @@ class Config:
 
 
 SECTIONS = ("tracker", "segmenter", "matcher", "clustering")
+
+PARAMS_HEADER = (  # paragraphs of the comment that opens config/tracker.yaml
+    "Defaults of every parameter (for any node name: /**), generated from the config metadata"
+    " (mastsam_ros/core/config.py, and NodeSection in mastsam_ros/node/tracker_node.py); test/core/test_config.py and"
+    " test/ros/test_params.py compare. Do not edit by hand; regenerate with:",
+    "python -m mastsam_ros.node.params_file",
+    "Read by the node (--params-file) and the launch file, by mastsam-track (its default --config) and by mastsam-bag"
+    " process when given as --config (without it, mastsam-bag uses the same built-in defaults). Names are the ROS"
+    " parameter names. [lo, hi]: the allowed range. (read-only): fixed when the node starts. (rebuilds the X"
+    " backend): a change at run time rebuilds that backend between two frames. Any other field takes effect on the"
+    " next frame.",
+)
+
+
+def params_yaml(cfg: "Config | None" = None, extra: list[tuple[str, Any, str]] = (), width: int = 120) -> str:
+    """A ROS params file (``/**: ros__parameters:``) holding every field of ``cfg`` (default: the defaults), each
+    under a comment made from its metadata (description, range, read-only / rebuild), wrapped at ``width`` columns.
+
+    ``extra``: more sections as ``(name, dataclass instance, section comment)`` (the node's ``node.*``).
+    ``config/tracker.yaml`` is this text; a test keeps them equal.
+    """
+    cfg = cfg or Config()
+    lines = [line for paragraph in PARAMS_HEADER for line in _comment(paragraph, "", width)]
+    lines += ["/**:", "  ros__parameters:"]
+    sections = [(name, getattr(cfg, name), "") for name in SECTIONS] + list(extra)
+    for name, section, comment in sections:
+        lines.append(f"    {name}:")
+        lines += _comment(comment, " " * 6, width)
+        for f in dataclasses.fields(section):
+            meta = f.metadata
+            tags = []
+            if meta.get("range") is not None:
+                tags.append(f"[{_yaml_scalar(meta['range'][0])}, {_yaml_scalar(meta['range'][1])}]")
+            if meta.get("read_only"):
+                tags.append("(read-only)")
+            if meta.get("rebuild"):
+                tags.append(f"(rebuilds the {name} backend)")
+            # A no-break space keeps each tag on one line; _comment turns it back into a space.
+            text = " ".join([meta["description"], *(t.replace(" ", "\xa0") for t in tags)])
+            lines += _comment(text, " " * 6, width)
+            lines.append(f"      {f.name}: {_yaml_scalar(getattr(section, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _comment(text: str, indent: str, width: int) -> list[str]:
+    import textwrap
+
+    return [indent + "# " + line.replace("\xa0", " ") for line in textwrap.wrap(
+        text, width - len(indent) - 2, break_long_words=False, break_on_hyphens=False)]
+
+
+def _yaml_scalar(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        mantissa, e, exp = text.partition("e")
+        # YAML 1.1 (PyYAML) reads 1e-05 as a string: give the mantissa a dot.
+        return f"{mantissa}.0e{exp}" if e and "." not in mantissa else text
+    if isinstance(value, int):
+        return str(value)
+    return json.dumps(value)
 
 
 def validate(name: str, fld: dataclasses.Field, value: Any) -> Any:

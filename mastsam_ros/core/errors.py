@@ -1,4 +1,4 @@
-"""Project exceptions. All derive from ``ValueError`` so callers can catch bad input broadly."""
+"""Project exceptions: one family, :class:`MastSamError` (a ``ValueError``), so each front end catches one type."""
 
 
 class MastSamError(ValueError):
@@ -19,3 +19,13 @@ class BackendUnavailable(MastSamError):
 
 class CheckpointError(MastSamError):
     """A model checkpoint is missing, unreadable, or does not match the architecture."""
+
+
+class BadImage(MastSamError):
+    """An input image a front end cannot use: unsupported encoding, empty, data shorter than ``step`` x height, or an
+    undecodable compressed image. ``kind`` names the diagnostics counter it raises (``bad_encoding``, ``bad_size``,
+    ``bad_data``). Raised by the ROS conversions (node and ``mastsam-bag``), never by the core itself."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

@@ -48,7 +48,62 @@ def isolated(points: np.ndarray, factor: float) -> np.ndarray:
     n = points.shape[0]
     if n < 3:
         return np.zeros(n, bool)
-    centre = np.median(points, axis=0)
-    d = np.linalg.norm(points - centre, axis=1)
-    spread = max(float(np.median(d)), 1.0)
+    centre = _median(points)
+    d = np.sqrt(((points - centre) ** 2).sum(axis=1))
+    spread = max(float(_median(d)), 1.0)
     return d > factor * spread
+
+
+def _median(a: np.ndarray) -> np.ndarray:
+    """Median along axis 0 of a small array (np.median's own overhead is tens of microseconds a call)."""
+    s = np.sort(a, axis=0)
+    n = s.shape[0]
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def label_points(
+    labels: np.ndarray,
+    ids: list[int],
+    kmeans: KMeans,
+    cfg: TrackerSection,
+    rng: np.random.Generator,
+    max_samples: int,
+    caps: int,
+) -> dict[int, np.ndarray]:
+    """Mask points of every track of an index map at once: ``{id: (k, 2) float32 x y}`` in map pixels.
+
+    ``labels`` is the tracker's working map of small ids (uint16, 0 = background, ``ids`` among 1..max). One sort of
+    its pixels groups them by id; each track gets at most
+    ``max_samples`` random pixels, k from :func:`point_count` (capped at ``caps``), k-means centroids of all tracks in
+    one :meth:`KMeans.centroids_many` call, each snapped onto the nearest sampled pixel of its own track.
+    """
+    flat = labels.ravel()
+    out: dict[int, np.ndarray] = {i: np.zeros((0, 2), np.float32) for i in ids}
+    if not ids:
+        return out
+    order = np.argsort(flat, kind="stable")  # a radix sort for the uint16 index map: pixels grouped by id
+    ends = np.cumsum(np.bincount(flat, minlength=max(ids) + 1))
+    w = labels.shape[1]
+    samples, ks, who = [], [], []
+    for i in ids:
+        a, b = ends[i - 1], ends[i]
+        if b <= a:
+            continue
+        pix = order[a:b]
+        if pix.size > max_samples:  # with replacement: a repeated pixel does not move a k-means centroid much
+            pix = pix[rng.integers(0, pix.size, max_samples)]
+        coords = np.stack([pix % w, pix // w], axis=1).astype(np.float32)
+        samples.append(coords)
+        ks.append(min(point_count(b - a, labels.size, cfg), caps, coords.shape[0]))
+        who.append(i)
+    single = [j for j, k in enumerate(ks) if k == 1]
+    multi = [j for j, k in enumerate(ks) if k > 1]
+    centres: dict[int, np.ndarray] = {j: samples[j].mean(axis=0, keepdims=True) for j in single}
+    if multi:
+        got = kmeans.centroids_many([samples[j] for j in multi], [ks[j] for j in multi])
+        centres.update(zip(multi, got))
+    for j, i in enumerate(who):
+        c, s = centres[j], samples[j]
+        d2 = ((s[None, :, :] - c[:, None, :]) ** 2).sum(-1)
+        out[i] = s[np.argmin(d2, axis=1)].astype(np.float32)
+    return out

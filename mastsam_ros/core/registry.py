@@ -32,5 +32,7 @@ class Registry(Generic[T]):
         try:
             builder = self._builders[name]
         except KeyError:
-            raise ConfigError(f"unknown {self.kind} backend '{name}'; choose one of: {', '.join(self.names())}") from None
+            raise ConfigError(
+                f"unknown {self.kind} backend '{name}'; choose one of: {', '.join(self.names())}"
+            ) from None
         return builder(*args, **kwargs)

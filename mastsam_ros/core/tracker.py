@@ -1,22 +1,27 @@
 """The MAST-SAM tracker: temporally consistent instance masks from a segmenter and a matcher.
 
 Per frame (``Tracker.step``):
-1. embed the frame once (segmenter) and push it to the matcher (whose features of the previous frame are kept);
+1. embed the frame once (segmenter) while the matcher prepares the pair previous -> current in a second thread
+   (``tracker.overlap_matcher``: DIS flow on the CPU runs while the encoder runs);
 2. carry every track's mask points from the previous frame with the matcher; drop points without a trustworthy
    correspondence and points isolated from the bulk of their track (one stray point can join car and road);
-3. prompt the segmenter with each track's carried points (positives) and nearby tracks' points (negatives), all
-   tracks in one batched call (or, under ``tracker.max_prompts_per_frame``, the tracks with the most doubt: low
-   confidence of their carried points, a warped mask that drifted from the segmenter's last answer); keep each
-   mask's main connected parts; reject a mask whose area or position jumps beyond a bound and keep the track's
-   warped previous mask instead (warped pixel by pixel along the matcher's dense field where it has one, ``flow``;
-   moved by its points' median displacement otherwise);
-4. on keyframes (every ``tracker.keyframe_interval`` frames, the first frame, or on request) run automatic
-   segmentation and match its masks to the tracks by IoU so ids persist (a scheduled one is spread over the next
-   frames, ``tracker.resegment_seeds_per_frame`` grid seeds each, so the stream never stalls); between keyframes, every
-   ``tracker.new_region_interval`` frames, segment large uncovered regions (newly visible area) into new tracks;
-5. merge tracks whose masks overlap beyond ``tracker.merge_overlap`` of the smaller with union-find (the older id
-   survives), paint the partition (label map, 0 = background), retire tracks unseen for ``tracker.max_age`` frames;
-6. derive the next mask points: k-means centroids of each track's pixels.
+3. warp the previous label map along the matcher's dense field (``flow``; with a sparse matcher each mask moves by
+   its points' median displacement): where each track is now without asking the segmenter;
+4. prompt the segmenter with each track's carried points (positives) and nearby tracks' points (negatives), all
+   tracks in one batched call, or under ``tracker.max_prompts_per_frame`` the most doubtful ones (``budget.py``);
+   keep each answer's main connected parts; reject an answer whose area or position jumps or that misses its
+   prompts, and keep the warped mask instead;
+5. what the schedule says (``schedule.py``): automatic masks on a keyframe (at once, or a slice of the grid a frame)
+   matched to the tracks by IoU so ids persist, or between keyframes newly visible area segmented into new tracks;
+6. merge tracks whose masks overlap beyond ``tracker.merge_overlap`` of the smaller with union-find (the older id
+   survives; a merge that would multiply the survivor's area is refused: car and road), retire tracks unseen for
+   ``tracker.max_age`` frames, paint the partition;
+7. derive the next mask points: k-means centroids of every track's pixels at once.
+
+All of this runs on one label map at a working resolution (longer side ``tracker.work_max_side``, SAM's decoder
+output size by default), never on full-size masks: segmenter answers arrive at that size (``Segmenter.mask_shape``)
+or are resized to it once. Only the published label map is brought to the frame size, once per frame, by
+nearest-neighbour upsampling; track areas and boxes are those of that published map.
 
 Ids are never reused, not even across :meth:`Tracker.reset`, so a downstream consumer never confuses two objects.
 """
@@ -27,48 +32,149 @@ import copy
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
 from . import masks as M
+from .budget import PromptBudget
 from .clustering import KMeans, build_clustering
 from .config import Config
 from .errors import ConfigError
 from .frames import check_frame
 from .matchers import Matcher, build_matcher
-from .points import isolated, mask_points
+from .points import isolated, label_points
+from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
-from .types import FrameResult, PointPrompt, Proposal, TrackInfo
+from .types import FrameResult, PointPrompt, TrackInfo
 
 log = logging.getLogger(__name__)
-
-#: Doubt a track gains per unprompted frame even when all its points were carried with full confidence.
-DOUBT_FLOOR = 0.1
-#: Weight of a track's measured warp error (1 - IoU of its warped and its prompted mask at its last prompt, per frame
-#: it went unprompted before) in the doubt it gains per frame. 5 was best of 2, 5, 10, 20 (docs/RESULTS.md).
-WARP_WEIGHT = 5.0
 
 
 @dataclass
 class _Track:
-    id: int
-    mask: np.ndarray  # H x W bool, the track's pixels in the latest frame (its part of the partition)
-    points: np.ndarray  # (k, 2) float32 mask points, to be carried into the next frame
-    score: float
-    born: int  # frame index of birth
-    last_seen: int  # frame index of the last segmenter-confirmed (or confidently carried) mask
-    last_prompted: int = -1  # frame index of the last prompt, for the per-frame prompt budget
-    doubt: float = 0.0  # doubt accumulated since the last prompt (prompt budget: the most doubtful go first)
-    warp_error: float = 0.0  # 1 - IoU of warped and prompted mask at the last prompt, per unprompted frame before it
+    """One object: its identity and its mask points. Its pixels are its index in the tracker's working map."""
 
-    @property
-    def area(self) -> int:
-        return int(self.mask.sum())
+    id: int
+    points: np.ndarray  # (k, 2) float32 mask points in frame pixels, carried into the next frame
+    score: float  # segmenter score of its latest accepted mask (0 after a rejected or impossible prompt)
+    born: int  # frame index of birth
+    last_seen: int  # frame index of the last segmenter-confirmed mask (or confident carry while unprompted)
+
+
+class WorkGrid:
+    """The working resolution of one frame size: coordinate maps both ways and the upsampling of a working map.
+
+    Working pixel (x, y) covers the frame pixels whose centres fall in it; the published map is the working map
+    repeated over those pixels (nearest neighbour), so areas and boxes in frame pixels follow exactly from it.
+    """
+
+    def __init__(self, shape: tuple[int, int], max_side: int):
+        fh, fw = shape
+        s = min(1.0, max_side / max(fh, fw))
+        h, w = max(1, round(fh * s)), max(1, round(fw * s))
+        self.frame, self.work = (fh, fw), (h, w)
+        self.scale = np.array([w / fw, h / fh], np.float32)  # working / frame pixels, x and y
+        self.cols = np.minimum(((np.arange(fw) + 0.5) * (w / fw)).astype(np.intp), w - 1)
+        self.rows = np.minimum(((np.arange(fh) + 0.5) * (h / fh)).astype(np.intp), h - 1)
+        self.col_span = (np.searchsorted(self.cols, np.arange(w)), np.searchsorted(self.cols, np.arange(w), "right"))
+        self.row_span = (np.searchsorted(self.rows, np.arange(h)), np.searchsorted(self.rows, np.arange(h), "right"))
+        # frame pixels per working pixel
+        self.weight = ((self.row_span[1] - self.row_span[0])[:, None] * (self.col_span[1] - self.col_span[0])).ravel()
+        self._bilinear_setup()
+
+    def to_work(self, pts: np.ndarray) -> np.ndarray:
+        return (pts + 0.5) * self.scale - 0.5
+
+    def to_frame(self, pts: np.ndarray) -> np.ndarray:
+        return ((pts + 0.5) / self.scale - 0.5).astype(np.float32)
+
+    def upsample(self, work_map: np.ndarray) -> np.ndarray:
+        return work_map.take(self.rows, axis=0).take(self.cols, axis=1)
+
+    def soft(self, prop) -> np.ndarray:
+        """A segmenter's answer as a probability per working pixel (float32): the backend's own where it gives one
+        at this size (SAM: its decoder's logits), else the fraction of each working pixel its mask covers. The hard
+        mask is ``soft >= 0.5``; the fractions let the published map place boundaries between working pixels."""
+        soft = getattr(prop, "soft", None)
+        if soft is not None and soft.shape == self.work:
+            return np.asarray(soft, np.float32)
+        mask = np.asarray(prop.mask, bool)
+        if mask.shape == self.work:
+            return mask.astype(np.float32)
+        h, w = self.work
+        area = cv2.INTER_AREA if mask.shape[0] >= h else cv2.INTER_LINEAR
+        return cv2.resize(mask.view(np.uint8).astype(np.float32), (w, h), interpolation=area)
+
+    def _bilinear_setup(self) -> None:
+        """Each frame pixel centre in working coordinates: the 2 x 2 working cell around it and its weights."""
+        (fh, fw), (h, w) = self.frame, self.work
+        self.fine = h >= 2 and w >= 2 and (fh, fw) != (h, w)
+        if not self.fine:
+            return
+        fx = (np.arange(fw) + 0.5) * (w / fw) - 0.5
+        fy = (np.arange(fh) + 0.5) * (h / fh) - 0.5
+        self.cx = np.clip(np.floor(fx).astype(np.intp), 0, w - 2)
+        self.cy = np.clip(np.floor(fy).astype(np.intp), 0, h - 2)
+        self.ax = np.clip(fx - self.cx, 0.0, 1.0).astype(np.float32)
+        self.ay = np.clip(fy - self.cy, 0.0, 1.0).astype(np.float32)
+        cells_x, cells_y = np.arange(w - 1), np.arange(h - 1)
+        self.cell_cols = (np.searchsorted(self.cx, cells_x), np.searchsorted(self.cx, cells_x, "right"))
+        self.cell_rows = (np.searchsorted(self.cy, cells_y), np.searchsorted(self.cy, cells_y, "right"))
+
+    def refine(self, cand: np.ndarray, prob: np.ndarray, owned: np.ndarray):
+        """Labels of the frame pixels near boundaries, by bilinear interpolation of the working probabilities.
+
+        ``cand`` (uint16) is each working pixel's owner, or for a background pixel the track most likely there;
+        ``prob`` its probability (>= 0.5 where owned, < 0.5 on background); ``owned`` = cand where owned else 0.
+        Only the 2 x 2 cells whose corners disagree are visited. A frame pixel takes the label (a corner's ``cand``,
+        or background) with the highest interpolated probability: a track's is its probability where it is the
+        candidate and 0 elsewhere, background's is 1 - the probability everywhere; as bilinear upsampling of one
+        probability map per track would, at the cost of the boundary pixels only. Returns (rows, cols, labels) of
+        the boundary frame pixels, or None."""
+        if not self.fine:
+            return None
+        c, o = cand, owned
+        mixed = (
+            (c[:-1, :-1] != c[:-1, 1:]) | (c[:-1, :-1] != c[1:, :-1]) | (c[:-1, :-1] != c[1:, 1:])
+            | (o[:-1, :-1] != o[:-1, 1:]) | (o[:-1, :-1] != o[1:, :-1]) | (o[:-1, :-1] != o[1:, 1:])
+        )
+        y0, x0 = np.nonzero(mixed)
+        if y0.size == 0:
+            return None
+        r0, c0 = self.cell_rows[0][y0], self.cell_cols[0][x0]
+        nr, nc = self.cell_rows[1][y0] - r0, self.cell_cols[1][x0] - c0
+        count = nr * nc
+        cell = np.repeat(np.arange(y0.size), count)
+        k = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+        rows, cols = r0[cell] + k // nc[cell], c0[cell] + k % nc[cell]
+        y0, x0 = y0[cell], x0[cell]
+        ay, ax = self.ay[rows], self.ax[cols]
+        weights = ((1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax)
+        corners = ((y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1))
+        labels = [c[yy, xx] for yy, xx in corners]
+        probs = [prob[yy, xx] for yy, xx in corners]
+        scores = np.empty((5, rows.size), np.float32)
+        for j in range(4):
+            scores[j] = sum(weights[i] * probs[i] * (labels[i] == labels[j]) for i in range(4))
+        scores[4] = sum(weights[i] * (1 - probs[i]) for i in range(4))
+        choice = np.stack(labels + [np.zeros_like(labels[0])])
+        return rows, cols, choice[scores.argmax(0), np.arange(rows.size)]
+
+    def box(self, sl: tuple[slice, slice] | None) -> tuple[int, int, int, int]:
+        """A working box (find_objects slices) as x, y, width, height in frame pixels."""
+        if sl is None:
+            return 0, 0, 0, 0
+        ys, xs = sl
+        x0, x1 = int(self.col_span[0][xs.start]), int(self.col_span[1][xs.stop - 1])
+        y0, y1 = int(self.row_span[0][ys.start]), int(self.row_span[1][ys.stop - 1])
+        return x0, y0, x1 - x0, y1 - y0
 
 
 class Tracker:
@@ -91,21 +197,31 @@ class Tracker:
         # Backends given by the caller are not ours to rebuild when their config changes (see configure).
         self._owned = {"segmenter": segmenter is None, "matcher": matcher is None, "clustering": clustering is None}
         self._last_frame: np.ndarray | None = None
+        self._pool: ThreadPoolExecutor | None = None  # the matcher's thread (tracker.overlap_matcher)
+        #: Called before and after every timed stage when set (benchmarks set ``torch.cuda.synchronize``), so a stage
+        #: is charged with the device work it queued rather than the next stage that waits for it.
+        self.synchronize = None
         self._next_id = 1
         self._flags_lock = threading.Lock()
         self._keyframe_requested = False
         self._reset_requested = False
+        self.schedule = Resegmentation(self.cfg.tracker)
         self.reset()
 
     # --- control ------------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all tracks and frames. Ids keep counting up."""
         self._tracks: list[_Track] = []
+        self._index_map: np.ndarray | None = None  # working map: k + 1 where track k is, 0 = background
+        self._cand: np.ndarray | None = None  # the owner, or on background the most likely track (0: none)
+        self._prob: np.ndarray | None = None  # probability of ``_cand`` (>= 0.5 where owned, < 0.5 on background)
+        self._softs: dict[int, np.ndarray] = {}  # during a step: each track's probability map at the working size
+        self._grid: WorkGrid | None = None
         self._index = -1
-        self._shape: tuple[int, int] | None = None
         self._rng = np.random.default_rng(self.cfg.clustering.seed)
         self._fresh = True
-        self._pending_seeds: np.ndarray | None = None  # grid seeds of a spread re-segmentation still to decode
+        self.budget = PromptBudget()
+        self.schedule.reset()
         self.matcher.reset()
 
     def request_keyframe(self) -> None:
@@ -117,6 +233,12 @@ class Tracker:
         """Reset before the next frame (thread-safe; for front ends whose worker owns the tracker)."""
         with self._flags_lock:
             self._reset_requested = True
+
+    def close(self) -> None:
+        """Stop the matcher's thread (a step in progress finishes first)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+            self._pool = None
 
     def configure(self, changes: dict) -> list[str]:
         """Apply config changes (``{dotted name: value}``) between two frames; returns the sections rebuilt.
@@ -157,7 +279,12 @@ class Tracker:
 
     @property
     def frame_shape(self) -> tuple[int, int] | None:
-        return self._shape
+        return self._grid.frame if self._grid else None
+
+    @property
+    def work_shape(self) -> tuple[int, int] | None:
+        """The working resolution of the current frame size (None before the first frame)."""
+        return self._grid.work if self._grid else None
 
     # --- the per-frame step -------------------------------------------------------------------------------------
     def step(self, frame: np.ndarray) -> FrameResult:
@@ -172,94 +299,110 @@ class Tracker:
             reset_requested, self._reset_requested = self._reset_requested, False
         if reset_requested:
             self.reset()
-        if self._shape is not None and frame.shape[:2] != self._shape:
-            log.warning("frame size changed from %s to %s: tracker state reset", self._shape, frame.shape[:2])
+        if self._grid is not None and frame.shape[:2] != self._grid.frame:
+            log.warning("frame size changed from %s to %s: tracker state reset", self._grid.frame, frame.shape[:2])
             self.reset()
+        if self._grid is None:
+            self._grid = WorkGrid(frame.shape[:2], self.cfg.tracker.work_max_side)
+            self._index_map = np.zeros(self._grid.work, np.uint16)
+            self._cand = np.zeros(self._grid.work, np.uint16)
+            self._prob = np.zeros(self._grid.work, np.float32)
+        self.segmenter.mask_shape = self._grid.work
         was_fresh, self._fresh = self._fresh, False
-        self._shape = frame.shape[:2]
         self._index += 1
         self._timings: dict[str, float] = {}
-        cfg = self.cfg.tracker
         before = {t.id for t in self._tracks}
 
-        with self._timed("encoder"):
-            self.segmenter.set_image(frame)
-        with self._timed("matcher"):
-            self.matcher.push(frame)
-        self._last_frame = frame
-
+        self._embed_and_match(frame)
+        masks: dict[int, np.ndarray] = {}
+        self._softs = {}
+        prompted: list[int] = []
         correspondences = None
         if self._tracks:
             with self._timed("matcher"):
                 carried, shifts, correspondences = self._carry()
+            with self._timed("warp"):
+                warped, warped_soft = self._warp(shifts)
             with self._timed("prompt"):
-                self._prompt(carried, shifts)
+                masks, prompted = self._prompt(carried, warped, warped_soft)
 
-        keyframe = (
-            not self._tracks
-            or keyframe_requested
-            or (cfg.keyframe_interval > 0 and self._index % cfg.keyframe_interval == 0)
-        )
-        per_frame = cfg.resegment_seeds_per_frame
-        resegmenting = False
-        if keyframe and (per_frame == 0 or not self._tracks or keyframe_requested):
-            self._pending_seeds = None
+        grid = grid_points(self._grid.frame, self.cfg.segmenter.points_per_side)
+        action = self.schedule.next(self._index, bool(self._tracks), keyframe_requested, grid)
+        if action.kind == "automatic":
             with self._timed("automatic"):
-                self._merge_automatic(self.segmenter.generate())
-        elif keyframe or self._pending_seeds is not None:
-            if self._pending_seeds is None:  # start a spread re-segmentation over the whole grid
-                self._pending_seeds = grid_points(self._shape, self.cfg.segmenter.points_per_side)
-            chunk, rest = self._pending_seeds[:per_frame], self._pending_seeds[per_frame:]
-            self._pending_seeds = rest if len(rest) else None
-            resegmenting = True
+                self._merge_automatic(masks, self.segmenter.generate())
+        elif action.kind == "slice":
             with self._timed("automatic"):
-                self._merge_automatic(self.segmenter.generate(seeds=chunk))
-        elif cfg.new_region_interval > 0 and self._index % cfg.new_region_interval == 0:
+                self._merge_automatic(masks, self.segmenter.generate(seeds=action.seeds))
+        elif action.kind == "new_area":
             with self._timed("new_area"):
-                self._segment_new_area()
+                self._segment_new_area(masks)
 
         with self._timed("merge"):
-            labels = self._partition()
+            self._partition(masks)
         with self._timed("clustering"):
             self._refresh_points()
+        with self._timed("publish"):
+            labels, tracks = self._publish()
 
         after = {t.id for t in self._tracks}
         self._timings["total"] = (time.perf_counter() - t_start) * 1e3
         return FrameResult(
             index=self._index,
             labels=labels,
-            tracks=[self._info(t) for t in self._tracks],
-            keyframe=keyframe,
-            resegmenting=resegmenting,
+            tracks=tracks,
+            keyframe=action.keyframe,
+            resegmenting=action.kind == "slice",
             reset=was_fresh,
             new_ids=sorted(after - before),
             retired_ids=sorted(before - after),
+            prompted=sorted(prompted),
             timings=self._timings,
             correspondences=correspondences,
         )
 
     # --- stages -------------------------------------------------------------------------------------------------
+    def _embed_and_match(self, frame: np.ndarray) -> None:
+        """Segmenter encoder and matcher preparation of the new frame, side by side when configured (both release
+        the GIL in their native code: torch, OpenCV)."""
+        def match() -> float:
+            t0 = time.perf_counter()
+            self.matcher.push(frame)
+            self.matcher.prepare()
+            return (time.perf_counter() - t0) * 1e3
+
+        self._last_frame = frame
+        if not self.cfg.tracker.overlap_matcher:
+            with self._timed("encoder"):
+                self.segmenter.set_image(frame)
+            self._timings["matcher"] = match()
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mastsam-matcher")
+        future = self._pool.submit(match)
+        try:
+            with self._timed("encoder"):
+                self.segmenter.set_image(frame)
+        finally:
+            self._timings["matcher"] = future.result()  # re-raises the matcher's error, after it has finished
+
     def _carry(self):
         """Carry all tracks' points at once; returns per-track kept points, per-track shift, and the kept pairs."""
         cfg = self.cfg.tracker
         counts = [t.points.shape[0] for t in self._tracks]
         src = np.concatenate([t.points for t in self._tracks]) if sum(counts) else np.zeros((0, 2), np.float32)
         dst, conf = self.matcher.carry(src)
-        h, w = self._shape
+        h, w = self._grid.frame
         inside = (dst[:, 0] >= 0) & (dst[:, 0] <= w - 1) & (dst[:, 1] >= 0) & (dst[:, 1] <= h - 1)
         ok = (conf >= cfg.min_match_confidence) & inside
         carried, shifts, keep_src, keep_dst = [], [], [], []
         start = 0
         for t, n in zip(self._tracks, counts):
             p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
-            # Doubt about where the track went: 1 - mean confidence of its points (a lost point counts 0), plus how
-            # fast its warp drifted from the segmenter's answer last time, plus a floor so that every track gets its
-            # turn.
-            point_doubt = 1.0 - (float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
-            t.doubt += DOUBT_FLOOR + point_doubt + WARP_WEIGHT * t.warp_error
+            self.budget.accrue(t.id, float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
             start += n
-            # The track's motion: median displacement of its trustworthy points (None: no idea where it went).
-            shifts.append(np.median(q[good] - p[good], axis=0) if good.any() else None)
+            # The track's motion, for matchers without a dense field: its trustworthy points' displacements.
+            shifts.append(q[good] - p[good])
             q, p = q[good], p[good]
             stray = isolated(q, cfg.isolation_factor)
             carried.append(q[~stray])
@@ -268,85 +411,112 @@ class Tracker:
         pairs = (np.concatenate(keep_src), np.concatenate(keep_dst)) if keep_src else None
         return carried, shifts, pairs
 
-    def _prompt(self, carried: list[np.ndarray], shifts: list) -> None:
+    def _warp(self, shifts: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
+        checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
+        Returns the hard masks and the probability maps.
+
+        With a dense matcher (``flow``) the working maps (owner or candidate, and its probability, packed into one
+        float32 map) are warped pixel by pixel along the correspondence field, so masks follow deformation and parts
+        moving differently; with a sparse one each mask moves rigidly by the median displacement of its carried
+        points (unmoved when none was carried)."""
+        code = self._cand.astype(np.float32) * 256 + np.round(self._prob * 255)  # exact in float32
+        moved = self.matcher.warp_labels(code)
+        n = len(self._tracks)
+        if moved is not None:
+            cand, prob = (moved // 256).astype(np.uint16), (moved % 256).astype(np.float32) / 255
+            soft = [np.where(cand == k + 1, prob, np.float32(0)) for k in range(n)]
+            return [p >= 0.5 for p in soft], soft
+        hard = []
+        for k, moves in enumerate(shifts):
+            mask = self._index_map == k + 1
+            # the median displacement of its trustworthy points; unmoved when none was carried
+            hard.append(M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale)) if len(moves) else mask)
+        return hard, [m.astype(np.float32) for m in hard]
+
+    def _prompt(self, carried: list[np.ndarray], warped: list[np.ndarray], warped_soft: list[np.ndarray]):
+        """Prompt the chosen tracks; returns every track's mask this frame (working size) and the prompted ids."""
         cfg = self.cfg.tracker
-        h, w = self._shape
-        diag = float(np.hypot(h, w))
-        warped = self._warp_masks(shifts)
-        candidates = [i for i, pts in enumerate(carried) if pts.shape[0]]
-        budget = cfg.max_prompts_per_frame
-        if budget and len(candidates) > budget:  # the most doubt since their last prompt first
-            candidates = sorted(candidates, key=lambda i: (-self._tracks[i].doubt, self._tracks[i].last_prompted, i))
-            candidates = candidates[:budget]
-        chosen = set(candidates)
+        g = self._grid
+        diag = float(np.hypot(*g.work))
+        carried_w = [g.to_work(c) for c in carried]
+        candidates = [t.id for t, pts in zip(self._tracks, carried) if pts.shape[0]]
+        chosen = set(self.budget.choose(candidates, cfg.max_prompts_per_frame))
         prompts, who = [], []
-        for i, pts in enumerate(carried):
-            if i not in chosen:
+        for i, t in enumerate(self._tracks):
+            if t.id not in chosen:
                 continue
-            negatives = self._negatives(i, carried, warped[i]) if cfg.negative_points else np.zeros((0, 2), np.float32)
+            neg = self._negatives(i, carried, carried_w, warped[i]) if cfg.negative_points else np.zeros((0, 2))
             prompts.append(
                 PointPrompt(
-                    points=np.concatenate([pts, negatives]).astype(np.float32),
-                    labels=np.concatenate([np.ones(len(pts), np.int32), np.zeros(len(negatives), np.int32)]),
+                    points=np.concatenate([carried[i], neg]).astype(np.float32),
+                    labels=np.concatenate([np.ones(len(carried[i]), np.int32), np.zeros(len(neg), np.int32)]),
                 )
             )
             who.append(i)
-        answers = self.segmenter.predict(prompts) if prompts else []
-        confirmed = {}
-        for i, prop in zip(who, answers):
-            mask = M.main_parts(prop.mask, cfg.secondary_component_fraction, self._min_area())
-            if self._plausible(mask, warped[i], carried[i], diag):
-                confirmed[i] = (mask, prop.score)
+        confirmed = self._answers(prompts, who, [carried_w[i] for i in who], warped, diag)
+        if cfg.retry_rejected:
+            # A rejected answer usually means the carried points slid off the object (occlusion, fast motion) while
+            # the warped mask is still on it: ask once more from the warped mask's innermost pixel.
+            retry = [i for i in who if i not in confirmed and warped[i].any()]
+            inner = [_innermost(warped[i]) for i in retry]
+            prompts = []
+            for i, pw in zip(retry, inner):
+                neg = self._negatives(i, carried, carried_w, warped[i]) if cfg.negative_points else np.zeros((0, 2))
+                prompts.append(
+                    PointPrompt(
+                        points=np.concatenate([g.to_frame(pw), neg]).astype(np.float32),
+                        labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(neg), np.int32)]),
+                    )
+                )
+            confirmed.update(self._answers(prompts, retry, inner, warped, diag))
+        masks = {}
         for i, t in enumerate(self._tracks):
-            if i in confirmed and budget and t.last_prompted >= 0:
-                m = confirmed[i][0]
-                union = int((m | warped[i]).sum())
-                iou = (m & warped[i]).sum() / union if union else 1.0
-                t.warp_error = (1.0 - iou) / max(self._index - t.last_prompted, 1)
-            if i in chosen:
-                t.last_prompted, t.doubt = self._index, 0.0
+            if t.id in chosen:
+                iou = M.iou(confirmed[i][0], warped[i]) if i in confirmed and cfg.max_prompts_per_frame else None
+                self.budget.prompted(t.id, self._index, iou)
             if i in confirmed:
-                t.mask, t.score = confirmed[i]
+                masks[t.id], self._softs[t.id], t.score = confirmed[i]
                 t.last_seen = self._index
-            elif i not in chosen and carried[i].shape[0]:
+            elif t.id not in chosen and carried[i].shape[0]:
                 # Not prompted this frame (budget) but its points were carried with confidence: it moved with them.
-                t.mask = warped[i]
+                masks[t.id], self._softs[t.id] = warped[i], warped_soft[i]
                 t.last_seen = self._index
             else:
-                t.mask, t.score = warped[i], 0.0
+                masks[t.id], self._softs[t.id], t.score = warped[i], warped_soft[i], 0.0
+        return masks, sorted(chosen)
 
-    def _warp_masks(self, shifts: list) -> list[np.ndarray]:
-        """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
-        checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
+    def _answers(self, prompts: list, who: list[int], positives_w: list, warped: list, diag: float) -> dict:
+        """Decode ``prompts`` (for tracks ``who``) in one call; the plausible answers as {track index: (mask,
+        probability map, score)}."""
+        cfg = self.cfg.tracker
+        out = {}
+        answers = self.segmenter.predict(prompts) if prompts else []
+        for i, pos, prop in zip(who, positives_w, answers):
+            soft = self._grid.soft(prop)
+            mask = M.main_parts(soft >= 0.5, cfg.secondary_component_fraction, self._min_area())
+            if self._plausible(mask, warped[i], pos, diag):
+                out[i] = (mask, soft, prop.score)
+        return out
 
-        With a dense matcher (``flow``) the previous masks are warped pixel by pixel along the correspondence field,
-        so they follow deformation and parts moving differently; with a sparse one each mask moves rigidly by the
-        median displacement of its carried points (unmoved when none was carried)."""
-        index = np.zeros(self._shape, np.uint16)  # the masks are a partition (see _partition): one map holds all
-        for k, t in enumerate(self._tracks):
-            index[t.mask] = k + 1
-        moved = self.matcher.warp_labels(index)
-        if moved is not None:
-            return [moved == k + 1 for k in range(len(self._tracks))]
-        return [M.shift_mask(t.mask, *s) if s is not None else t.mask for t, s in zip(self._tracks, shifts)]
-
-    def _negatives(self, i: int, carried: list[np.ndarray], near: np.ndarray) -> np.ndarray:
+    def _negatives(self, i: int, carried: list, carried_w: list, near: np.ndarray) -> np.ndarray:
         """Other tracks' carried points inside track i's expected box: where confusion between them is likely."""
         x, y, bw, bh = M.bbox(near)
         if bw == 0:
             return np.zeros((0, 2), np.float32)
         mx, my = 0.1 * bw, 0.1 * bh
-        others = [c for j, c in enumerate(carried) if j != i and c.shape[0]]
+        others = [j for j, c in enumerate(carried) if j != i and c.shape[0]]
         if not others:
             return np.zeros((0, 2), np.float32)
-        pts = np.concatenate(others)
-        sel = (pts[:, 0] >= x - mx) & (pts[:, 0] <= x + bw + mx) & (pts[:, 1] >= y - my) & (pts[:, 1] <= y + bh + my)
+        pts = np.concatenate([carried[j] for j in others])
+        pw = np.concatenate([carried_w[j] for j in others])
+        sel = (pw[:, 0] >= x - mx) & (pw[:, 0] <= x + bw + mx) & (pw[:, 1] >= y - my) & (pw[:, 1] <= y + bh + my)
         return pts[sel][:8]
 
-    def _plausible(self, mask: np.ndarray, expected: np.ndarray, positives: np.ndarray, diag: float) -> bool:
+    def _plausible(self, mask: np.ndarray, expected: np.ndarray, positives_w: np.ndarray, diag: float) -> bool:
         """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts."""
         cfg = self.cfg.tracker
-        area, ref = int(mask.sum()), int(expected.sum())
+        area, ref = int(np.count_nonzero(mask)), int(np.count_nonzero(expected))
         if area == 0:
             return False
         if ref > 0:
@@ -355,120 +525,125 @@ class Tracker:
                 return False
             if np.hypot(*(_centroid(mask) - _centroid(expected))) > cfg.max_shift_fraction * diag:
                 return False
-        xy = np.round(positives).astype(int)
+        xy = np.round(positives_w).astype(int)
         h, w = mask.shape
         hits = mask[np.clip(xy[:, 1], 0, h - 1), np.clip(xy[:, 0], 0, w - 1)]
         return bool(hits.mean() >= cfg.min_prompt_hits)
 
-    def _merge_automatic(self, props: list[Proposal]) -> None:
+    def _merge_automatic(self, masks: dict, props: list) -> None:
         """Automatic masks (all of a re-segmentation, or a slice): they join tracks by IoU, the rest may be new."""
-        props = self._big_enough(props)
-        if self._tracks and props:
-            used = self._associate(props)
-            props = [p for k, p in enumerate(props) if k not in used]
-        self._add_tracks(props)
+        found = self._big_enough(props)
+        if self._tracks and found:
+            used = self._associate(masks, found)
+            found = [p for k, p in enumerate(found) if k not in used]
+        self._add_tracks(masks, found)
 
-    def _associate(self, props: list[Proposal]) -> set[int]:
-        """Give re-segmentation masks to existing tracks; returns the indices of the proposals used.
+    def _associate(self, masks: dict, found: list) -> set[int]:
+        """Give re-segmentation masks to existing tracks; returns the indices of the masks used.
 
         One Hungarian assignment on IoU (at least ``tracker.match_iou``). A track whose prompt failed this frame holds
-        only its warped previous mask, which drifts; it may still take an unassigned proposal that covers most of
-        that mask and is of a plausible size, so the object comes back under its old id instead of a new one.
+        only its warped previous mask, which drifts; it may still take an unassigned mask that covers most of that
+        mask and is of a plausible size, so the object comes back under its old id instead of a new one.
         """
         cfg = self.cfg.tracker
-        pm = [p.mask for p in props]
-        iou = M.iou_matrix(pm, [t.mask for t in self._tracks])
+        iou = M.iou_matrix([f[0] for f in found], [masks[t.id] for t in self._tracks])
         rows, cols = linear_sum_assignment(-iou)
         used, matched = set(), set()
         for r, c in zip(rows, cols):
             if iou[r, c] >= cfg.match_iou:
                 used.add(int(r))
                 matched.add(int(c))
-                self._refresh(self._tracks[c], props[r])
+                self._refresh(masks, self._tracks[c], found[r])
+        areas = [np.count_nonzero(f[0]) for f in found]
         for c, t in enumerate(self._tracks):
             if c in matched or t.last_seen == self._index:
                 continue
-            area = max(t.area, 1)
+            mine = masks[t.id]
+            area = max(np.count_nonzero(mine), 1)
             best, best_cover = None, 0.5
-            for r, p in enumerate(props):
+            for r, (m, _, _) in enumerate(found):
                 if r in used:
                     continue
-                ratio = p.mask.sum() / area
-                cover = (p.mask & t.mask).sum() / area
+                ratio = areas[r] / area
+                cover = np.count_nonzero(m & mine) / area
                 if cover > best_cover and 1.0 / cfg.max_area_ratio <= ratio <= cfg.max_area_ratio:
                     best, best_cover = r, cover
             if best is not None:
                 used.add(best)
-                self._refresh(t, props[best])
+                self._refresh(masks, t, found[best])
         return used
 
-    def _refresh(self, t: _Track, p: Proposal) -> None:
+    def _refresh(self, masks: dict, t: _Track, found: tuple) -> None:
         if t.last_seen != self._index:  # the prompt failed this frame: take the fresh mask
-            t.mask, t.score = p.mask, p.score
+            masks[t.id], self._softs[t.id], t.score = found
             t.last_seen = self._index
 
-    def _segment_new_area(self) -> None:
+    def _segment_new_area(self, masks: dict) -> None:
         """Segment large regions that no track covers (newly visible area) into new tracks."""
         cfg = self.cfg.tracker
-        h, w = self._shape
-        free = np.ones((h, w), bool)
-        for t in self._tracks:
-            free &= ~t.mask
-        free = cv2.morphologyEx(free.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+        g = self._grid
+        h, w = g.work
+        free = ~_union(masks.values(), g.work)
+        k = max(1, round(5 * float(g.scale.min())))  # the 5-pixel opening of the frame, at the working size
+        free = cv2.morphologyEx(free.view(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
         n, cc, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=8)
         big = np.flatnonzero(stats[:, cv2.CC_STAT_AREA] >= cfg.new_region_fraction * h * w)
         big = big[big > 0]
         if big.size == 0:
             return
         region = np.isin(cc, big)
-        seeds = grid_points(self._shape, self.cfg.segmenter.points_per_side, region)
+        seeds = grid_points(g.work, self.cfg.segmenter.points_per_side, region)
         per_frame = cfg.resegment_seeds_per_frame
         if per_frame and len(seeds) > per_frame:  # bound this frame's work: an even subset of the seeds
             seeds = seeds[np.linspace(0, len(seeds) - 1, per_frame).astype(int)]
-        self._add_tracks(self._big_enough(self.segmenter.generate(region, seeds=seeds)))
+        self._add_tracks(masks, self._big_enough(self.segmenter.generate(seeds=g.to_frame(seeds))))
 
     def _min_area(self) -> float:
-        h, w = self._shape
+        h, w = self._grid.work
         return self.cfg.tracker.min_area_fraction * h * w
 
-    def _big_enough(self, props: list[Proposal]) -> list[Proposal]:
+    def _big_enough(self, props: list) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        """Segmenter proposals as (working mask, probability map, score), those of at least the minimum area."""
         min_area = self._min_area()
-        return [p for p in props if p.mask.sum() >= min_area]
+        out = []
+        for p in props:
+            soft = self._grid.soft(p)
+            mask = soft >= 0.5
+            if np.count_nonzero(mask) >= min_area:
+                out.append((mask, soft, p.score))
+        return out
 
-    def _add_tracks(self, props: list[Proposal]) -> None:
-        """New tracks from proposals that lie mostly on uncovered pixels, best first, each claiming its pixels."""
+    def _add_tracks(self, masks: dict, found: list) -> None:
+        """New tracks from masks that lie mostly on uncovered pixels, best first, each claiming its pixels."""
         cfg = self.cfg.tracker
-        h, w = self._shape
-        taken = np.zeros((h, w), bool)
-        for t in self._tracks:
-            taken |= t.mask
+        taken = _union(masks.values(), self._grid.work)
         min_area = self._min_area()
-        for p in sorted(props, key=lambda p: -p.score):
+        for m, soft, score in sorted(found, key=lambda f: -f[2]):
             if len(self._tracks) >= cfg.max_tracks:
                 break
-            fresh = M.main_parts(p.mask & ~taken, cfg.secondary_component_fraction, min_area)
-            area = int(fresh.sum())
-            if area < min_area or area < 0.5 * p.mask.sum():
+            fresh = M.main_parts(m & ~taken, cfg.secondary_component_fraction, min_area)
+            area = int(np.count_nonzero(fresh))
+            if area < min_area or area < 0.5 * np.count_nonzero(m):
                 continue
-            self._tracks.append(
-                _Track(self._next_id, fresh, np.zeros((0, 2), np.float32), p.score, self._index, self._index)
-            )
+            self._tracks.append(_Track(self._next_id, np.zeros((0, 2), np.float32), score, self._index, self._index))
+            masks[self._next_id], self._softs[self._next_id] = fresh, soft
             self._next_id += 1
             taken |= fresh
 
-    def _partition(self) -> np.ndarray:
-        """Merge overlapping tracks (union-find, older id survives), retire stale ones, paint the label map."""
+    def _partition(self, masks: dict) -> None:
+        """Merge overlapping tracks (union-find, older id survives), retire stale ones, paint the working map."""
         cfg = self.cfg.tracker
-        tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age and t.mask.any()]
+        tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age and masks[t.id].any()]
         merged = []
-        for group in M.merge_groups([t.mask for t in tracks], cfg.merge_overlap):
-            keep = tracks[group[0]]  # tracks are kept in birth order, so the first is the oldest
+        for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap):
+            keep = tracks[group[0]]  # tracks are kept in id (birth) order, so the first is the oldest
             if len(group) > 1:
-                union = np.logical_or.reduce([tracks[g].mask for g in group])
+                union = np.logical_or.reduce([masks[tracks[g].id] for g in group])
                 # A merge that would more than multiply the survivor's area is the car-and-road collapse: refuse it
                 # and let painting split the overlap instead.
-                if union.sum() <= cfg.max_area_ratio * max(keep.area, 1):
-                    keep.mask = union
+                if np.count_nonzero(union) <= cfg.max_area_ratio * max(np.count_nonzero(masks[keep.id]), 1):
+                    masks[keep.id] = union
+                    self._softs[keep.id] = np.maximum.reduce([self._softs[tracks[g].id] for g in group])
                     keep.last_seen = max(tracks[g].last_seen for g in group)
                     merged.append(keep)
                     continue
@@ -477,43 +652,131 @@ class Tracker:
             merged.append(keep)
         merged.sort(key=lambda t: t.id)
         if len(merged) > cfg.max_tracks:  # keep the largest
-            merged = sorted(sorted(merged, key=lambda t: -t.area)[: cfg.max_tracks], key=lambda t: t.id)
-        labels = M.paint(self._shape, [t.mask for t in merged], [t.id for t in merged])
-        # Each track keeps only its visible part, so the stored masks are a partition too.
-        for t in merged:
-            t.mask = labels == t.id
-        self._tracks = [t for t in merged if t.mask.any()]
-        return labels
+            merged = sorted(merged, key=lambda t: -np.count_nonzero(masks[t.id]))[: cfg.max_tracks]
+            merged.sort(key=lambda t: t.id)
+        index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)))
+        present = np.bincount(index.ravel(), minlength=len(merged) + 1)[1:] > 0
+        # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
+        lut = np.zeros(len(merged) + 1, np.uint16)
+        lut[1:][present] = np.arange(1, int(present.sum()) + 1)
+        self._index_map = lut[index]
+        self._tracks = [t for t, p in zip(merged, present) if p]
+        self.budget.keep({t.id for t in self._tracks})
+        self._probabilities()
+
+    def _probabilities(self) -> None:
+        """Owner probability of every owned working pixel (at least 0.5), and on background the most likely track
+        and its probability (below 0.5), from the tracks' probability maps of this frame: what the published map
+        interpolates between working pixels."""
+        idx = self._index_map
+        cand, prob = idx.copy(), np.zeros(idx.shape, np.float32)
+        h, w = idx.shape
+        for k, sl in enumerate(ndi.find_objects(idx, max_label=len(self._tracks))):
+            if sl is None:
+                continue
+            soft = self._softs[self._tracks[k].id]
+            ys = slice(max(sl[0].start - 2, 0), min(sl[0].stop + 2, h))
+            xs = slice(max(sl[1].start - 2, 0), min(sl[1].stop + 2, w))
+            s, i, c, p = soft[ys, xs], idx[ys, xs], cand[ys, xs], prob[ys, xs]  # views: written in place
+            own = i == k + 1
+            p[own] = np.maximum(s[own], 0.5)
+            halo = (i == 0) & (s > p)
+            c[halo] = k + 1
+            p[halo] = np.minimum(s[halo], 0.499)
+        self._cand, self._prob = cand, prob
 
     def _refresh_points(self) -> None:
+        """Next mask points of every track (k-means of all tracks at once)."""
         cfg = self.cfg.tracker
         n = max(len(self._tracks), 1)
         cap = max(1, cfg.max_points_total // n)
-        for t in self._tracks:
-            pts = mask_points(t.mask, self.kmeans, cfg, self._rng, self.cfg.clustering.max_samples)
-            t.points = pts[:cap]
+        got = label_points(
+            self._index_map, list(range(1, len(self._tracks) + 1)), self.kmeans, cfg, self._rng,
+            self.cfg.clustering.max_samples, cap,
+        )
+        for k, t in enumerate(self._tracks):
+            t.points = self._grid.to_frame(got[k + 1])
+
+    def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
+        """The frame-size label map (ids, uint32) and the track records, from the working maps: nearest-neighbour
+        upsampling, then the boundary pixels by interpolated probability (:meth:`WorkGrid.refine`)."""
+        g = self._grid
+        n = len(self._tracks)
+        ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
+        labels = g.upsample(ids[self._index_map])
+        area = np.bincount(self._index_map.ravel(), weights=g.weight, minlength=n + 1)
+        fine = g.refine(self._cand, self._prob, self._index_map)
+        if fine is not None:
+            rows, cols, new = fine
+            old = self._index_map[g.rows[rows], g.cols[cols]]
+            changed = new != old
+            rows, cols, new, old = rows[changed], cols[changed], new[changed], old[changed]
+            labels[rows, cols] = ids[new]
+            area += np.bincount(new, minlength=n + 1) - np.bincount(old, minlength=n + 1)
+        reach = ndi.find_objects(self._cand, max_label=n) if n else []  # owned and candidate pixels
+        tracks = [
+            TrackInfo(
+                id=t.id,
+                score=float(t.score),
+                area=int(area[k + 1]),
+                bbox=_bbox_within(labels, t.id, g.box(_grow(reach[k], g.work))),
+                age=self._index - t.born,
+                frames_since_seen=self._index - t.last_seen,
+                points=t.points.copy(),
+            )
+            for k, t in enumerate(self._tracks)
+        ]
+        return labels, tracks
 
     # --- helpers ------------------------------------------------------------------------------------------------
-    def _info(self, t: _Track) -> TrackInfo:
-        return TrackInfo(
-            id=t.id,
-            score=float(t.score),
-            area=t.area,
-            bbox=M.bbox(t.mask),
-            age=self._index - t.born,
-            frames_since_seen=self._index - t.last_seen,
-            points=t.points.copy(),
-        )
-
     @contextmanager
     def _timed(self, stage: str):
+        if self.synchronize is not None:
+            self.synchronize()
         t0 = time.perf_counter()
         try:
             yield
         finally:
+            if self.synchronize is not None:
+                self.synchronize()
             self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
 
 
+def _grow(sl: tuple[slice, slice] | None, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """A working box one pixel larger on each side (a boundary frame pixel may take a neighbouring cell's label)."""
+    if sl is None:
+        return None
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, shape))
+
+
+def _bbox_within(labels: np.ndarray, value: int, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    """Exact x, y, width, height of ``value`` in ``labels``, searched inside ``box`` (which holds all of it)."""
+    x, y, w, h = box
+    m = labels[y : y + h, x : x + w] == value
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size == 0:
+        return 0, 0, 0, 0
+    return x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+def _innermost(mask: np.ndarray) -> np.ndarray:
+    """The mask pixel farthest from its border ((1, 2) x y, working pixels)."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    crop = np.pad(mask[y : y + h, x : x + w].view(np.uint8), 1)
+    dist = cv2.distanceTransform(crop, cv2.DIST_L2, 3)
+    r, c = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return np.array([[x + c - 1, y + r - 1]], np.float32)
+
+
+def _union(masks, shape: tuple[int, int]) -> np.ndarray:
+    out = np.zeros(shape, bool)
+    for m in masks:
+        out |= m
+    return out
+
+
 def _centroid(mask: np.ndarray) -> np.ndarray:
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.mean(), ys.mean()]) if xs.size else np.zeros(2)
+    u8 = mask.view(np.uint8)
+    x, y, w, h = cv2.boundingRect(u8)
+    m = cv2.moments(u8[y : y + h, x : x + w], binaryImage=True)
+    return np.array([x + m["m10"] / m["m00"], y + m["m01"] / m["m00"]]) if m["m00"] else np.zeros(2)

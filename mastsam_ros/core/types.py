@@ -2,7 +2,8 @@
 
 Conventions everywhere in the core:
 - images are ``H x W x 3`` ``uint8`` **RGB**;
-- masks are ``H x W`` ``bool`` at full frame resolution;
+- masks are ``H x W`` ``bool``: at the frame size, or at the tracker's working resolution where a segmenter honours
+  ``Segmenter.mask_shape``;
 - points are ``float32`` arrays of shape ``(N, 2)`` in **pixel (x, y)** order, origin at the top-left pixel centre.
 """
 
@@ -35,11 +36,15 @@ class TrackInfo:
     """What a front end may know of one track in one frame."""
 
     id: int  # stable across frames, never reused, >= 1
-    score: float  # segmenter score of this frame's mask (0 when the warped previous mask was kept)
+    # segmenter score of the track's latest accepted mask; 0 when this frame's prompt was rejected or impossible (no
+    # carried point) and the warped previous mask was kept; a track left unprompted by the budget keeps its last score
+    score: float
     area: int  # pixels in the label map
     bbox: tuple[int, int, int, int]  # x, y, width, height in pixels
     age: int  # frames since the track was born
-    frames_since_seen: int  # 0 when the segmenter confirmed it this frame
+    # frames since the segmenter last confirmed it (a prompt or a re-segmentation), or since it was last carried with
+    # confident points while the prompt budget left it unprompted; 0 = this frame
+    frames_since_seen: int
     points: np.ndarray  # (N, 2) float32 mask points carried to the next frame
 
 
@@ -50,10 +55,13 @@ class FrameResult:
     index: int  # frame counter since the last reset
     labels: np.ndarray  # H x W uint32 label map, 0 = background, other values = track ids
     tracks: list[TrackInfo]
-    keyframe: bool  # a full automatic segmentation started in this frame (merged at once, or spread: resegmenting)
+    # a re-segmentation started in this frame: the whole automatic grid decoded at once, or the first slice of one
+    # spread over the next frames (those frames have ``resegmenting``)
+    keyframe: bool
     resegmenting: bool = False  # this frame decoded a slice of a re-segmentation spread over frames
     reset: bool = False  # the tracker state was reset before this frame (first frame, size change, request)
     new_ids: list[int] = field(default_factory=list)
     retired_ids: list[int] = field(default_factory=list)
+    prompted: list[int] = field(default_factory=list)  # ids whose carried points prompted the segmenter this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
     correspondences: tuple[np.ndarray, np.ndarray] | None = None  # (prev_pts, cur_pts) of kept carried points

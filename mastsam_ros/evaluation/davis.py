@@ -44,7 +44,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from ..core.frames import read_rgb
-from ..labels_io import load_label_png
+from ..labels_io import ids_from_values, load_label_png, read_label_records
 
 VOID = 255
 BOUND_TH = 0.008
@@ -101,7 +101,9 @@ def read_gt_png(path: str | Path) -> np.ndarray:
     return (arr > 0).astype(np.uint8)
 
 
-def load_gt(root: str | Path, seq: str, resolution: str = "480p", limit: int | None = None) -> tuple[list[str], np.ndarray]:
+def load_gt(
+    root: str | Path, seq: str, resolution: str = "480p", limit: int | None = None
+) -> tuple[list[str], np.ndarray]:
     """Ground truth of ``seq``: (frame stems, T x H x W uint8 array: 0 bg, 1..K objects, 255 void)."""
     d = Path(root) / "Annotations" / resolution / seq
     paths = sorted(d.glob("*.png"))[:limit]
@@ -114,12 +116,18 @@ def load_pred(pred_dir: str | Path, seq: str, stems: list[str]) -> np.ndarray:
     """Predicted label maps of ``seq`` for the given frame stems: T x H x W uint32 (0 = background).
 
     A missing frame is an error: the protocol scores every annotated frame, and a silent gap would score as empty.
+    Where ``mastsam-track`` wrote a ``tracks.jsonl`` beside the PNGs, pixel values are decoded back to track ids with
+    it (they differ only once ids passed 65535, see ``mastsam_ros/labels_io.py``).
     """
     d = Path(pred_dir) / seq
     missing = [s for s in stems if not (d / f"{s}.png").is_file()]
     if missing:
         raise FileNotFoundError(f"{d}: {len(missing)} predicted frames missing (first: {missing[0]}.png)")
-    return np.stack([load_label_png(d / f"{s}.png") for s in stems])
+    values = [load_label_png(d / f"{s}.png") for s in stems]
+    if (d / "tracks.jsonl").is_file():
+        records = read_label_records(d / "tracks.jsonl")
+        values = [ids_from_values(v, records[s]) if s in records else v for s, v in zip(stems, values)]
+    return np.stack(values)
 
 
 # ----------------------------------------------------------------------------------------------------------------

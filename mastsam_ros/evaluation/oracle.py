@@ -146,7 +146,8 @@ class OracleSegmenter(Segmenter):
             keep &= counts >= self.min_seed_pixels
         if seeds is not None:
             H, W = self.shape
-            xy = np.clip(np.rint(np.asarray(seeds, dtype=np.float64).reshape(-1, 2)).astype(np.int64), 0, [W - 1, H - 1])
+            xy = np.rint(np.asarray(seeds, dtype=np.float64).reshape(-1, 2)).astype(np.int64)
+            xy = np.clip(xy, 0, [W - 1, H - 1])
             hit = self._regions[xy[:, 1], xy[:, 0]]
             seeded = np.zeros(len(self._masks), dtype=bool)
             seeded[hit[hit >= 0]] = True

@@ -141,9 +141,23 @@ def _mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def _accelerator() -> str:
+    """What the machine offers: the CUDA device torch sees, or "no GPU" (torch absent or without CUDA)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"GPU {torch.cuda.get_device_name(0)}"
+    except Exception:  # noqa: BLE001 - a broken CUDA install is still "no usable GPU" for this page
+        pass
+    return "no GPU"
+
+
 def render(
-    records: list[dict], command: str, wall: float, methods, segmenters, matchers, sequences, limit, revision: str = ""
+    records: list[dict], command: str, wall: float, methods, segmenters, matchers, sequences, limit, revision: str = "",
+    processes: int = 1, accelerator: str = "no GPU",
 ) -> str:
+    """The Markdown page. ``processes``: jobs that ran side by side; ``accelerator``: :func:`_accelerator`."""
     by = {(r["method"], r["segmenter"], r["matcher"], r["sequence"]): r for r in records}
 
     def get(method, seg, matcher, seq):
@@ -159,19 +173,22 @@ def render(
         "```",
         "",
         f"- date: {dt.datetime.now().strftime('%Y-%m-%d %H:%M')}; code: {revision or _revision()} (at the start)",
-        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; Python {platform.python_version()}; "
-        f"load average at the end {os.getloadavg()[0]:.1f} (other processes slow the jobs down)",
-        f"- wall time of this invocation: {wall / 60:.1f} min ({len(records)} jobs; jobs recorded by an earlier, "
-        "interrupted invocation with the same --work are reused, see fps for per-job speed)",
+        f"- machine: {platform.machine()}, {os.cpu_count()} CPU cores, {accelerator}; "
+        f"Python {platform.python_version()}; load average at the end {os.getloadavg()[0]:.1f} "
+        "(other processes slow the jobs down)",
+        f"- wall time of this invocation: {wall / 60:.1f} min ({len(records)} jobs; jobs recorded by an "
+        "earlier, interrupted invocation with the same --work are reused, see fps for per-job speed)",
         f"- frames: {'all' if limit is None else f'first {limit} per sequence'}",
         "",
-        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of predicted ids",
-        "to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
-        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap id with",
-        "IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from the ground",
-        "truth (objects and a grid of background regions; evaluation only), `classical` is the weight-free fallback",
-        "(not SAM). Baselines (a) and (b) use no matcher; their numbers repeat in each matcher's table.",
-        "fps: frames per second of the per-frame loop in one single-threaded process (two jobs ran side by side).",
+        "Protocol: DAVIS-2017 unsupervised (J region IoU, F boundary F-measure, one Hungarian assignment of",
+        "predicted ids to ground-truth objects per sequence on (J+F)/2, averaged over all frames), implemented in",
+        "`mastsam_ros/evaluation/davis.py`. `ids`: distinct predicted ids that covered the object (largest-overlap",
+        "id with IoU >= 0.5) over the sequence; 1 is ideal, 0 means never covered. Segmenters: `oracle` answers from",
+        "the ground truth (objects and a grid of background regions; evaluation only), `classical` is the weight-free",
+        "fallback (not SAM). Baselines (a) and (b) use no matcher; their numbers repeat in each matcher's table.",
+        "fps: frames per second of the per-frame loop " + (
+            "(jobs ran one at a time in one process, with the libraries' default thread counts)." if processes == 1
+            else f"in single-threaded worker processes ({processes} jobs ran side by side)."),
         "",
         "## Summary (mean over sequences)",
         "",
@@ -263,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
             records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
     wall = time.perf_counter() - t0
-    page = render(records, command, wall, args.methods, args.segmenters, args.matchers, sequences, args.limit, revision)
+    page = render(records, command, wall, args.methods, args.segmenters, args.matchers, sequences, args.limit, revision,
+                  processes=max(1, min(args.jobs, len(jobs))), accelerator=_accelerator())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(page)
     if args.json:

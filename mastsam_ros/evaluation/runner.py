@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.config import Config
-from ..labels_io import save_label_png
+from ..labels_io import LabelMapper, save_label_png
 from . import davis
 from .baselines import USES_MATCHER, build_method
 
@@ -80,8 +80,9 @@ def run_sequence(
     for rgb in frames:
         labels.append(m.step(rgb))
     seconds = time.perf_counter() - t0
+    mapper = LabelMapper()  # the writers' one id -> pixel value mapping (ids stay their own value below 65536)
     for stem, lab in zip(stems, labels):
-        save_label_png(Path(out_dir) / seq / f"{stem}.png", lab)
+        save_label_png(Path(out_dir) / seq / f"{stem}.png", mapper.map(lab)[0])
     return RunInfo(method, segmenter, matcher or "-", seq, len(frames), seconds)
 
 

@@ -5,7 +5,8 @@ rosbags dataclasses in ``mastsam-bag process``; reading needs only attribute acc
 
 Conventions:
 - the core takes H x W x 3 uint8 **RGB**; every supported encoding is converted to that;
-- ``~/labels`` is ``mono16`` (little-endian uint16, 0 = background); see :class:`LabelMapper` for ids > 65535;
+- ``~/labels`` is ``mono16`` (little-endian uint16, 0 = background); pixel value = ``Instance.label``, from the one
+  id -> value mapping of every writer (:class:`mastsam_ros.labels_io.LabelMapper`; ids > 65535 wrap);
 - every output carries the input image's header unchanged (stamp and frame_id).
 """
 
@@ -18,6 +19,7 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from mastsam_ros.core.errors import BadImage
 from mastsam_ros.core.types import FrameResult
 
 # encoding -> (channels, cv2 conversion to RGB or None when the bytes already are RGB / grey)
@@ -28,16 +30,6 @@ ENCODINGS: dict[str, tuple[int, int | None]] = {
     "bgra8": (4, cv2.COLOR_BGRA2RGB),
     "mono8": (1, cv2.COLOR_GRAY2RGB),
 }
-
-LABEL_MAX = 65535  # largest value a mono16 label image holds
-
-
-class BadImage(ValueError):
-    """An input image the node cannot use. ``kind`` names the diagnostics counter it raises."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
 
 
 def check_image(msg: Any) -> None:
@@ -89,42 +81,6 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
 def stamp_ns(header: Any) -> int:
     """A std_msgs/Header's stamp in integer nanoseconds."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-class LabelMapper:
-    """Maps track ids (uint32, never reused) to mono16 label values, stable for each track's life.
-
-    An id up to 65535 is its own label value. A larger id takes ``(id - 1) % 65535 + 1``, moved up to the next
-    value not held by another live track, so one frame never shows two objects with one value. The value of each
-    object is also in ``Instance.label``; consumers that key on ids across long runs should read it from there.
-    """
-
-    def __init__(self) -> None:
-        self._label_of: dict[int, int] = {}
-
-    def reset(self) -> None:
-        self._label_of.clear()
-
-    def assign(self, result: FrameResult) -> tuple[np.ndarray, dict[int, int]]:
-        """Return (H x W uint16 label image, {track id: label value}) for ``result``."""
-        live = {t.id for t in result.tracks}
-        self._label_of = {i: v for i, v in self._label_of.items() if i in live}
-        used = set(self._label_of.values())
-        for i in sorted(live - self._label_of.keys()):
-            value = i if i <= LABEL_MAX else (i - 1) % LABEL_MAX + 1
-            while value in used:
-                value = value % LABEL_MAX + 1
-            self._label_of[i] = value
-            used.add(value)
-        labels = result.labels
-        if all(i == v for i, v in self._label_of.items()):
-            return labels.astype(np.uint16), dict(self._label_of)
-        # Slow path, only once ids passed 65535: translate through a sorted lookup table.
-        ids = np.array(sorted(self._label_of), np.uint32)
-        values = np.array([self._label_of[i] for i in ids], np.uint16)
-        pos = np.clip(np.searchsorted(ids, labels), 0, len(ids) - 1)
-        hit = ids[pos] == labels
-        return np.where(hit, values[pos], 0).astype(np.uint16), dict(self._label_of)
 
 
 @dataclass

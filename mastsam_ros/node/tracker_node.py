@@ -10,8 +10,10 @@ Services: ``~/reset`` and ``~/resegment`` (std_srvs/Trigger).
 
 Threading: the subscription callback only checks the message (O(1)) and overwrites a one-slot buffer; one worker
 thread owns the tracker and always takes the newest frame, so the node never works through a backlog, and every
-overwritten frame is counted as dropped. Parameter changes and service requests reach the worker through flags it
-reads between frames. No callback lets an exception escape: it is logged (throttled) and counted in diagnostics.
+overwritten frame is counted as dropped. Parameter changes (validated in the on-set callback, applied in the
+post-set one) and service requests reach the worker through state it reads between frames: it hands parameter
+changes to ``Tracker.configure``, which rebuilds a backend when a field it copied at build time changed. No callback
+lets an exception escape: it is logged (throttled) and counted in diagnostics.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ from std_srvs.srv import Trigger
 # are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
 from mastsam_ros.core.config import config_field as _param
-from mastsam_ros.core.errors import MastSamError
+from mastsam_ros.core.errors import BadImage, MastSamError
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
+from mastsam_ros.labels_io import LabelMapper
 from mastsam_ros.node.conversions import (
-    BadImage, LabelMapper, check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types,
-    stamp_ns,
+    check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
 from mastsam_ros.node.spatial import Spatial
@@ -149,6 +151,7 @@ class TrackerNode(Node):
         self._cfg.check()
         self._core_names = {name for name, _, _ in self._cfg.fields()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
         self._tracker: Tracker | None = None
         self._outputs: list = []  # publishers and services of the configured node
         self._inputs: list = []  # subscriptions and timers of the active node
@@ -223,33 +226,62 @@ class TrackerNode(Node):
         return target
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        """Validate a change with the core's rules on a copy; refuse all of it with the core's message if any fails."""
+        """Validate only: the change with the core's rules on a copy; refuse all of it with the core's message if any
+        part fails. rclpy then stores the values and calls :meth:`_after_set_parameters`, which applies them."""
         try:
             trial = copy.deepcopy(self._cfg)
-            node_updates = {}
             node_fields_by_name = {name: fld for name, fld, _ in node_fields(self._node)}
             spatial_fields = self._spatial.names()
             for p in params:
                 if p.name in self._core_names:
                     trial.set(p.name, p.value)
                 elif p.name in node_fields_by_name:
-                    node_updates[p.name] = validate(p.name, node_fields_by_name[p.name], p.value)
+                    validate(p.name, node_fields_by_name[p.name], p.value)
                 elif p.name in spatial_fields:
-                    node_updates[p.name] = validate(p.name, spatial_fields[p.name], p.value)
+                    validate(p.name, spatial_fields[p.name], p.value)
             trial.check()
         except ConfigError as e:
             return SetParametersResult(successful=False, reason=str(e))
         except Exception as e:  # noqa: BLE001 - a parameter callback must answer, never raise
             return SetParametersResult(successful=False, reason=f"{type(e).__name__}: {e}")
-        with self._lock:
-            self._cfg = trial
-            self._pending.update({p.name: p.value for p in params if p.name in self._core_names})
-        for name, value in node_updates.items():
-            if name in spatial_fields:
-                self._spatial.set_parameter(name, value)
-            else:
-                setattr(self._node, name.split(".", 1)[1], value)
         return SetParametersResult(successful=True)
+
+    def _after_set_parameters(self, params) -> None:
+        """Post-set: apply accepted values. ``node.*`` at once; core fields go to the worker, which hands them to
+        ``Tracker.configure`` between two frames (a field a backend copied when built rebuilds that backend)."""
+        try:
+            node_fields_by_name = {name: fld for name, fld, _ in node_fields(self._node)}
+            with self._lock:
+                for p in params:
+                    if p.name in self._core_names:
+                        self._cfg.set(p.name, p.value)
+                        self._pending[p.name] = self._cfg.as_dict()[p.name]
+                    elif p.name in node_fields_by_name:
+                        value = validate(p.name, node_fields_by_name[p.name], p.value)
+                        setattr(self._node, p.name.split(".", 1)[1], value)
+                    elif p.name in self._spatial.names():
+                        self._spatial.set_parameter(p.name, validate(p.name, self._spatial.names()[p.name], p.value))
+        except Exception as e:  # noqa: BLE001 - validated already; never let a callback raise
+            self._callback_error(e)
+
+    def _apply_pending(self) -> None:
+        """Worker thread, between two frames: hand accepted parameter changes to the tracker."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        try:
+            rebuilt = self._tracker.configure(pending)
+        except Exception as e:  # noqa: BLE001 - a failed rebuild must not stop the worker
+            self._count("tracker_errors")
+            self.get_logger().error(f"applying {sorted(pending)} failed: {type(e).__name__}: {e}")
+            return
+        self._count("parameter_changes", len(pending))
+        self._count("backend_rebuilds", len(rebuilt))
+        self.get_logger().info(
+            f"applied {', '.join(f'{k}={v}' for k, v in pending.items())}"
+            + (f"; rebuilt {', '.join(rebuilt)}" if rebuilt else "")
+        )
 
     # --- input callbacks (executor thread): O(1), never raise ------------------------------------------------
     def _on_image(self, msg: Image, extra=None) -> None:
@@ -317,6 +349,7 @@ class TrackerNode(Node):
     def _work(self, stop: threading.Event) -> None:
         while not stop.is_set():
             item = self._slot.take(timeout=0.2)
+            self._apply_pending()  # also while no frames arrive, so diagnostics show what is in force
             if item is None:
                 continue
             try:
@@ -334,11 +367,6 @@ class TrackerNode(Node):
                 self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
     def _process(self, msg, received: float, extra=None) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for name, value in pending.items():
-            self._tracker.cfg.set(name, value)
-
         rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
         if self._last_shape is not None and rgb.shape[:2] != self._last_shape:
             self._count("size_changes")
@@ -383,7 +411,7 @@ class TrackerNode(Node):
 
     BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "stamp_backwards", "stamp_repeated")
     COUNTERS = ("received", "processed", "dropped", "keyframes", "resets", "size_changes", *BAD_INPUT,
-                "tracker_errors", "callback_errors")
+                "tracker_errors", "callback_errors", "parameter_changes", "backend_rebuilds")
 
     def diagnostics(self) -> DiagnosticStatus:
         """One DiagnosticStatus with rates, latencies, counters (cumulative since start), tracks and backends."""
@@ -425,6 +453,7 @@ class TrackerNode(Node):
             "device": c.segmenter.device,
             "input_topic": self._input_topic,
             "qos": self._node.qos,
+            **self._backend_settings(),
             **spatial,
         }
         return DiagnosticStatus(
@@ -432,6 +461,13 @@ class TrackerNode(Node):
             hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
+
+    def _backend_settings(self) -> dict[str, str]:
+        """What the built backends hold, read back from them (``matcher.max_side``...), not what was last set."""
+        t = self._tracker
+        return {f"{section}.{k}": str(v) for section, backend in
+                (("segmenter", t.segmenter), ("matcher", t.matcher), ("clustering", t.kmeans))
+                for k, v in backend.settings().items()}
 
     def _publish_diagnostics(self) -> None:
         try:

@@ -149,3 +149,33 @@ def test_random_weights_vit_t(tmp_path, source):
     _sane(r["tracker"]["stages"]["prompt"])
     assert r["tracker"]["tracks"]["max"] == 8  # the stand-in regions hold the track count
     assert r["comparisons"] == {}
+
+
+def test_overhead_mode_costs_nothing_but_the_tracker(tmp_path, source, capsys):
+    """--overhead: zero-cost segmenter (every call a lookup), replayed flow (no DIS in the timed run); the tracker
+    keeps the stand-in track count and the last line printed is the median overhead."""
+    r = _run(tmp_path, "--overhead", "--source", str(source), "--frames", "6", "--size", "320x180", "--tracks", "4")
+    o = r["overhead"]
+    assert r["run"]["mode"] == "overhead" and o["frames"] == 6 and o["work_shape"] == [144, 256]
+    assert o["tracks"]["min"] == o["tracks"]["max"] == 4
+    assert o["stages"]["encoder"]["median_ms"] < 0.5  # the stand-in's set_image does nothing
+    for stage in ("matcher", "warp", "prompt", "merge", "clustering", "publish", "total"):
+        _sane(o["stages"][stage])
+    assert o["overhead_ms_median"] == o["stages"]["total"]["median_ms"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"overhead_ms_median: {o['overhead_ms_median']}"
+
+
+def test_replayed_flow_equals_the_flow_matcher(source):
+    """The overhead mode's matcher carries points exactly as the flow matcher computing its fields would."""
+    from mastsam_ros.core.config import MatcherSection
+    from mastsam_ros.core.matchers.flow import FlowMatcher
+
+    frames = [bench.load_frame(f, (320, 180))[0] for f in bench.frame_files(source, 3)]
+    replay, live = bench.ReplayFlow(MatcherSection(), frames), FlowMatcher(MatcherSection())
+    pts = np.array([[50, 60], [200, 100], [300, 170]], np.float32)
+    for f in frames:
+        replay.push(f)
+        live.push(f)
+    (q1, c1), (q2, c2) = replay.carry(pts), live.carry(pts)
+    assert np.array_equal(q1, q2) and np.array_equal(c1, c2) and c1.max() > 0

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from mastsam_ros.core.config import Config, parse_overrides
+from mastsam_ros.core.config import Config, params_yaml, parse_overrides
 from mastsam_ros.core.errors import ConfigError
 
 YAML = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
@@ -11,6 +11,27 @@ YAML = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
 def test_yaml_defaults_equal_dataclass_defaults():
     # config/tracker.yaml is where users read defaults; it must not drift from the code.
     assert Config.from_yaml(YAML).as_dict() == Config().as_dict()
+
+
+def test_yaml_is_generated_from_the_metadata_comments_included():
+    """config/tracker.yaml is params_yaml's text (then the node's section, compared in test/ros/test_params.py):
+    every comment sits right above its own key. Regenerate with `python -m mastsam_ros.node.params_file`."""
+    text = YAML.read_text()
+    core = params_yaml(Config())
+    assert text[: len(core)] == core, "config/tracker.yaml is stale: run python -m mastsam_ros.node.params_file"
+    assert text[len(core):].startswith("    node:\n")
+
+
+def test_generated_comment_sits_above_its_key_with_range_and_flags():
+    lines = params_yaml(Config()).splitlines()
+    for key, expected in (("merge_overlap", "Two tracks whose masks overlap"), ("flow_preset", "(rebuilds the matcher"),
+                          ("backend", "(read-only)")):
+        i = next(n for n, line in enumerate(lines) if line.strip().startswith(key + ":"))
+        above = []
+        while lines[i - 1 - len(above)].strip().startswith("#"):
+            above.insert(0, lines[i - 1 - len(above)])
+        assert expected in " ".join(above), (key, above)
+    assert all(len(line) <= 120 for line in lines)
 
 
 def test_every_field_is_described_and_bounded():

@@ -5,10 +5,11 @@ Tolerances, and why:
   one pixel footprint (z / f: 6.7 mm at 2 m, 8.8 mm at 2.6 m with f = 300) and a median can sit half a footprint off
   the centre of a symmetric object: 10 mm / 4 mm are allowed;
 - 16UC1 depth is quantised to 1 mm;
-- masks from the tracker (classical segmenter, colour edges) have IoU 0.8-0.96 with the true ones here, and the
-  moving panel's mask lags its leading edge by a few pixels: a mask missing (1 - IoU) of a 0.6 m object moves a
-  median by up to about (1 - IoU) / 2 x 0.6 m = 6 cm, so 5 cm is allowed in x and y; the median's depth is not
-  moved by a few stray pixels, so the panel's z must stay within 1 cm.
+- masks from the tracker (classical segmenter, colour edges) have IoU 0.7-0.96 with the true ones here, and the
+  moving panel's mask lags its leading edge by a few pixels: a mask that differs from the true one by a fraction
+  (1 - IoU) of a 0.6 m wide object moves a median along it by up to about (1 - IoU) / 2 x 0.6 m, so that much plus
+  1 cm is allowed (computed from each frame's IoU); the median's depth is not moved by a few stray pixels, so the
+  panel's z must stay within 1 cm.
 """
 
 from __future__ import annotations
@@ -197,9 +198,10 @@ def test_tracked_masks_on_the_rendered_sequence():
             o = objs[best]
             assert o.valid_fraction == 1.0
             # Against the exact masks' record (what perfect masks give) and, for the panel, the true centre.
-            assert np.linalg.norm(np.array(o.centroid) - exact[truth.id].centroid) < 0.05, (frame, truth.id)
+            allowed = (1 - ious[best]) / 2 * 0.6 + 0.01
+            assert np.linalg.norm(np.array(o.centroid) - exact[truth.id].centroid) < allowed, (frame, truth.id)
             if truth.id == 1:
-                assert np.linalg.norm(np.array(o.centroid[:2]) - truth.centre[:2]) < 0.05
+                assert np.linalg.norm(np.array(o.centroid[:2]) - truth.centre[:2]) < allowed
                 assert abs(o.centroid[2] - truth.centre[2]) < 0.01
 
 

@@ -132,6 +132,30 @@ def test_generate_filters_by_score_and_nms(mobile):
         mobile.cfg = cfg
 
 
+def test_mask_shape_answers_at_the_decoder_resolution(mobile, frame):
+    """With mask_shape set to the frame at 256 on its long side (the tracker's default working size), SAM answers
+    from its decoder's own low-resolution output: the frame's part of it, never upscaled. Those masks agree with the
+    full-size ones (the same logits, bilinearly upscaled) taken down to that size."""
+    h, w = frame.shape[:2]
+    small = (round(h * 256 / max(h, w)), round(w * 256 / max(h, w)))
+    prompts = [PointPrompt(np.array([[480, 270], [500, 260]], np.float32), np.array([1, 1], np.int32))]
+    full = mobile.predict(prompts)[0].mask
+    try:
+        mobile.mask_shape = small
+        low = mobile.predict(prompts)[0].mask
+        auto = mobile.generate()
+    finally:
+        mobile.mask_shape = None
+    assert low.shape == small and low.dtype == np.bool_
+    _check_proposals(auto, small)
+    # the full-size mask at the centre of each working pixel: the same logits, so nearly the same answers (random
+    # weights give noisy, high-frequency masks, hence agreement per pixel rather than IoU)
+    rows = np.minimum(((np.arange(small[0]) + 0.5) * h / small[0]).astype(int), h - 1)
+    cols = np.minimum(((np.arange(small[1]) + 0.5) * w / small[1]).astype(int), w - 1)
+    agree = float((full[rows][:, cols] == low).mean())
+    assert agree > 0.9, agree
+
+
 def test_generate_in_region_reuses_the_embedding(mobile, frame):
     h, w = frame.shape[:2]
     calls = []

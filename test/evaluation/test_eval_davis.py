@@ -107,9 +107,10 @@ def test_eval_cli_end_to_end(seq10, tmp_path, capsys):
     assert cli.main(["--pred", str(pred), "--gt", str(gt_root)]) == 2
 
 
-def test_results_command_on_a_small_subset(seq10, tmp_path):
+def test_results_command_on_a_small_subset(seq10, tmp_path, monkeypatch):
     from mastsam_ros.evaluation import results
 
+    monkeypatch.setattr(results, "_accelerator", lambda: "GPU Test Device")  # the page reports what it found
     out = tmp_path / "RESULTS.md"
     argv = ["--davis", str(DAVIS), "--out", str(out), "--work", str(tmp_path / "work"), "--sequences", SEQ,
             "--methods", "baseline_a", "baseline_b", "--segmenters", "oracle", "--matchers", "flow",
@@ -118,6 +119,9 @@ def test_results_command_on_a_small_subset(seq10, tmp_path):
     page = out.read_text()
     assert "| oracle | - | (b) greedy IoU | 1.000 |" in page  # the oracle with IoU association is perfect
     assert "--limit 4" in page and SEQ in page
+    # It says what happened: one job at a time (--jobs 1), on the machine's accelerator.
+    assert "jobs ran one at a time" in page and "side by side" not in page
+    assert "GPU Test Device" in page and "no GPU" not in page
     # a second run resumes from the records instead of running again
     records = sorted((tmp_path / "work" / "records").glob("*.json"))
     assert len(records) == 2

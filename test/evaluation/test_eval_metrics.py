@@ -162,3 +162,19 @@ def test_gt_reader_handles_2016_and_2017(tmp_path):
     multi[12:18, 20:28] = 2
     save_label_png(tmp_path / "m.png", multi)  # indexed: DAVIS-2017
     assert set(np.unique(davis.read_gt_png(tmp_path / "m.png"))) == {0, 1, 2}
+
+
+def test_resolution_round_trip_keeps_blobs_and_loses_lines():
+    """The working-resolution bound: a large blob survives 854 -> 256 -> 854 almost exactly (the soft way better
+    than nearest), a 1-pixel line does not survive at all."""
+    from mastsam_ros.evaluation.resolution import round_trip
+
+    blob = np.zeros((480, 854), bool)
+    blob[100:301, 200:451] = True
+    nearest, soft = round_trip(blob, 256)
+    iou = lambda m: (m & blob).sum() / (m | blob).sum()  # noqa: E731
+    assert iou(soft) > 0.99 and iou(nearest) > 0.97 and iou(soft) >= iou(nearest)
+    line = np.zeros((480, 854), bool)
+    line[240, 100:700] = True
+    assert not round_trip(line, 256)[1].any()
+    assert np.array_equal(round_trip(blob, 854)[0], blob)  # no working-size reduction: exact

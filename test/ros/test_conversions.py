@@ -8,10 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mastsam_ros.core.types import FrameResult, TrackInfo
-from mastsam_ros.node.conversions import (
-    BadImage, LabelMapper, compressed_to_rgb, image_to_rgb, stamp_ns,
-)
+from mastsam_ros.core.errors import BadImage, MastSamError
+from mastsam_ros.node.conversions import compressed_to_rgb, image_to_rgb, stamp_ns
 
 RNG = np.random.default_rng(0)
 RGB = RNG.integers(0, 256, (5, 7, 3), dtype=np.uint8)
@@ -54,6 +52,8 @@ def test_bad_images_are_refused_with_their_kind(over, kind):
     with pytest.raises(BadImage) as e:
         image_to_rgb(_msg("rgb8", RGB, **over))
     assert e.value.kind == kind
+    # One error family: a front end that catches MastSamError also catches bad images.
+    assert isinstance(e.value, MastSamError)
 
 
 def test_compressed_roundtrip_and_garbage():
@@ -66,27 +66,3 @@ def test_compressed_roundtrip_and_garbage():
 def test_stamp_ns():
     h = SimpleNamespace(stamp=SimpleNamespace(sec=3, nanosec=7))
     assert stamp_ns(h) == 3_000_000_007
-
-
-def _result(ids: list[int]) -> FrameResult:
-    labels = np.zeros((4, len(ids) + 1), np.uint32)
-    for col, i in enumerate(ids):
-        labels[:, col] = i
-    tracks = [TrackInfo(id=i, score=1.0, area=4, bbox=(c, 0, 1, 4), age=0, frames_since_seen=0,
-                        points=np.zeros((0, 2), np.float32)) for c, i in enumerate(ids)]
-    return FrameResult(index=0, labels=labels, tracks=tracks, keyframe=False)
-
-
-def test_label_mapper_keeps_small_ids_and_wraps_large_ones_without_collisions():
-    m = LabelMapper()
-    img, of = m.assign(_result([1, 2, 300]))
-    assert of == {1: 1, 2: 2, 300: 300} and img.dtype == np.uint16 and list(img[0, :3]) == [1, 2, 300]
-    # 65536 wraps to 1, taken by live id 1 -> next free value; 65537 wraps to 2, taken -> next free.
-    img, of = m.assign(_result([1, 2, 300, 65536, 65537]))
-    assert of[65536] == 3 and of[65537] == 4 and len(set(of.values())) == 5
-    assert list(img[0, :5]) == [1, 2, 300, 3, 4]
-    # Stable while the track lives, freed when it retires.
-    _, again = m.assign(_result([65536, 65537]))
-    assert again == {65536: 3, 65537: 4}
-    _, later = m.assign(_result([65537, 131071]))
-    assert later[65537] == 4 and later[131071] == 1

@@ -1,15 +1,14 @@
-"""k-means backends, looked up by ``clustering.backend`` (``auto``: cuML when it imports with CUDA, else SciPy)."""
+"""k-means backends, looked up by ``clustering.backend``.
+
+``auto`` is ``batch`` (all tracks at once in NumPy, ``batch.py``): with at most ``clustering.max_samples`` points per
+track the work is tiny and one call per track (SciPy) or per-call kernel launches (cuML) cost more than the work.
+``cuml``, ``scipy`` and ``sklearn`` stay selectable by name.
+"""
 
 from __future__ import annotations
 
-import logging
-
 from ..config import ClusteringSection
-from ..errors import BackendUnavailable
 from .base import CLUSTERING, KMeans
-
-log = logging.getLogger(__name__)
-
 
 @CLUSTERING.register("sklearn")
 def _sklearn(cfg: ClusteringSection) -> KMeans:
@@ -32,13 +31,12 @@ def _cuml(cfg: ClusteringSection) -> KMeans:
     return CumlKMeans(seed=cfg.seed)
 
 
+@CLUSTERING.register("batch")
 @CLUSTERING.register("auto")
-def _auto(cfg: ClusteringSection) -> KMeans:
-    try:
-        return _cuml(cfg)
-    except BackendUnavailable as e:
-        log.info("clustering: using scipy (%s)", e)
-        return _scipy(cfg)
+def _batch(cfg: ClusteringSection) -> KMeans:
+    from .batch import BatchKMeans
+
+    return BatchKMeans(seed=cfg.seed)
 
 
 def build_clustering(cfg: ClusteringSection) -> KMeans:

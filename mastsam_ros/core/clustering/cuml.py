@@ -41,6 +41,9 @@ class CumlKMeans(KMeans):
         self._cls = _CuKMeans
         self.seed = seed
 
+    def settings(self) -> dict:
+        return {"seed": self.seed}
+
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         coords = np.asarray(coords, dtype=np.float32)
         if coords.ndim != 2 or coords.shape[1] != 2 or not 1 <= k <= coords.shape[0]:

@@ -16,7 +16,11 @@ class ScipyKMeans(KMeans):
     name = "scipy"
 
     def __init__(self, seed: int = 0):
+        self.seed = seed
         self._rng = np.random.default_rng(seed)
+
+    def settings(self) -> dict:
+        return {"seed": self.seed}
 
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         centres, _ = kmeans2(coords.astype(np.float64), k, iter=10, minit="++", seed=self._rng)

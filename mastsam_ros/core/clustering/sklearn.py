@@ -1,4 +1,4 @@
-"""k-means on the CPU with scikit-learn (the default wherever cuML or CUDA is missing)."""
+"""k-means on the CPU with scikit-learn (``clustering.backend: sklearn``; ``auto`` picks scipy on the CPU)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ class SklearnKMeans(KMeans):
 
     def __init__(self, seed: int = 0):
         self.seed = seed
+
+    def settings(self) -> dict:
+        return {"seed": self.seed}
 
     def centroids(self, coords: np.ndarray, k: int) -> np.ndarray:
         # One k-means++ start is enough here: centroids only need to spread over the mask, not be optimal,

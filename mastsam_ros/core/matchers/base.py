@@ -17,6 +17,11 @@ class Matcher(ABC):
 
     name: str = "?"
 
+    def settings(self) -> dict:
+        """The config fields (by name in their section) this backend copied when it was built, read back from the
+        built object. Such fields are marked ``rebuild`` or ``read_only`` in the config; diagnostics show these."""
+        return {}
+
     @abstractmethod
     def push(self, image: np.ndarray) -> None:
         """Make ``image`` (H x W x 3 uint8 RGB) the current frame; the old current frame becomes the previous one."""
@@ -28,12 +33,17 @@ class Matcher(ABC):
         Returns ``(points_cur, confidence)``: (N, 2) float32 and (N,) float32 in [0, 1]; 0 = no trustworthy match.
         """
 
+    def prepare(self) -> None:
+        """Do the work of the newest pair now (dense flow...), so ``carry`` and ``warp_labels`` only look it up.
+        The tracker calls it in a second thread while the segmenter encodes the frame; a no-op by default."""
+
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Carry a label map from the previous frame into the current one, pixel by pixel.
 
-        ``labels`` is H x W ``uint16`` at the frame size, 0 = no label. Returns the map in the current frame, with 0
-        where a pixel has no correspondence in the previous frame (its match falls outside it), or None when this
-        matcher has no dense correspondence field (sparse matchers): the tracker then moves each mask by its points' median displacement.
+        ``labels`` is h x w ``uint16`` at any resolution (the tracker's working one), 0 = no label. Returns the map in
+        the current frame, with 0 where a pixel has no correspondence in the previous frame (its match falls outside
+        it), or None when this matcher has no dense correspondence field (sparse matchers): the tracker then moves
+        each mask by its points' median displacement.
         """
         return None
 

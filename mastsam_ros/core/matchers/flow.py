@@ -39,6 +39,20 @@ def sample(field: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return top * (1 - fy) + bot * fy
 
 
+def _dis_parameters(dis) -> tuple:
+    return (dis.getFinestScale(), dis.getPatchSize(), dis.getPatchStride(), dis.getGradientDescentIterations(),
+            dis.getVariationalRefinementIterations())
+
+
+def preset_of(dis) -> str:
+    """The name of the preset a DIS object was built with, read back from its parameters ("custom" if none)."""
+    mine = _dis_parameters(dis)
+    for name, preset in PRESETS.items():
+        if _dis_parameters(cv2.DISOpticalFlow_create(preset)) == mine:
+            return name
+    return "custom"
+
+
 class FlowMatcher(Matcher):
     """DIS optical flow at reduced resolution, forward and backward, only around the asked-for points' frame.
 
@@ -57,6 +71,9 @@ class FlowMatcher(Matcher):
         self._scale = 1.0
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
         self._grid_xy: tuple[np.ndarray, np.ndarray] | None = None  # pixel x, y maps at the frame size
+
+    def settings(self) -> dict:
+        return {"max_side": self.max_side, "max_error_px": self.max_error, "flow_preset": preset_of(self._dis)}
 
     def push(self, image: np.ndarray) -> None:
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
@@ -81,6 +98,10 @@ class FlowMatcher(Matcher):
         inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
         conf[~inside] = 0.0
         return (q / s).astype(np.float32), conf
+
+    def prepare(self) -> None:
+        if self._prev is not None:
+            self._pair_flows()
 
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Backward warp: each current pixel takes the label where the backward flow lands in the previous frame

@@ -161,7 +161,9 @@ def load_mast3r_model(checkpoint: str, mast3r_path: str = ""):
     except Exception as e:
         raise CheckpointError(f"cannot build MASt3R from the spec of '{path}' ({kwargs}): {e}") from e
     if not hasattr(model, "desc_mode") or "desc" not in str(kwargs.get("output_mode", "")):
-        raise CheckpointError(f"'{path}' is not a MASt3R model with descriptors (output_mode {kwargs.get('output_mode')})")
+        raise CheckpointError(
+            f"'{path}' is not a MASt3R model with descriptors (output_mode {kwargs.get('output_mode')})"
+        )
     try:
         # upstream's load_state_dict copies dec_blocks to dec_blocks2 when absent, then loads; strict=True makes
         # any other missing or unexpected key an error instead of a silently random layer.
@@ -269,6 +271,9 @@ class Mast3rMatcher(Matcher):
         self._pair: tuple | None = None  # (desc1, conf1, desc2, conf2) of (prev, cur)
         self._points: tuple | None = None  # (pts3d, conf) of cur, from the pass (cur, prev)
         self.timings: dict[str, float] = {}  # seconds of the last encoder / decoder run, for benchmarks
+
+    def settings(self) -> dict:
+        return {"max_error_px": self.max_error}
 
     def reset(self) -> None:
         self._prev = self._cur = None

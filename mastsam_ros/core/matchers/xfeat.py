@@ -60,6 +60,9 @@ class XFeatMatcher(Matcher):
         self._prev = self._cur = None  # (keypoints (M,2) in full-res pixels, descriptors (M,64) tensor)
         self._matches: tuple[np.ndarray, np.ndarray] | None = None
 
+    def settings(self) -> dict:
+        return {"max_side": self.max_side, "top_k": int(self._xfeat.top_k)}
+
     def push(self, image: np.ndarray) -> None:
         small, s = downscale(image, self.max_side)
         x = self._torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None].float().div(255)

@@ -39,6 +39,15 @@ class Segmenter(ABC):
     name: str = "?"
     #: True for backends that are not SAM (documented fallbacks); front ends report it.
     is_fallback: bool = False
+    #: Set by the tracker to its working resolution (h, w): masks may then come back at that size instead of the
+    #: frame's (SAM answers from its low-resolution decoder output, never upscaled). Callers resize whatever they
+    #: get, so a backend may ignore it; None = frame size.
+    mask_shape: tuple[int, int] | None = None
+
+    def settings(self) -> dict:
+        """The config fields (by name in their section) this backend copied when it was built, read back from the
+        built object. Such fields are marked ``rebuild`` or ``read_only`` in the config; diagnostics show these."""
+        return {}
 
     @abstractmethod
     def set_image(self, image: np.ndarray) -> None:

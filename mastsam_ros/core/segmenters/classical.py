@@ -32,6 +32,9 @@ class ClassicalSegmenter(Segmenter):
         self.grid = 12  # background seeds per image side for prompted watershed
         self._shape: tuple[int, int] | None = None
 
+    def settings(self) -> dict:
+        return {"max_side": self.max_side}
+
     # --- per frame ----------------------------------------------------------------------------------------------
     def set_image(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]

@@ -196,8 +196,21 @@ class SamSegmenter(Segmenter):
         )
 
     def _upscale(self, low_res):
-        """(B, C, 256, 256) logits -> (B, C, H, W) logits at the original frame size."""
-        return self.model.postprocess_masks(low_res, self._input_size, self._original_size)
+        """(B, C, 256, 256) logits -> (B, C, H, W) logits at the original frame size, or at ``mask_shape`` when the
+        tracker set it: then the decoder's own resolution is kept (the part of its 256 x 256 output that covers the
+        frame, resized only if ``mask_shape`` differs), never upscaled to the frame."""
+        if self.mask_shape is None:
+            return self.model.postprocess_masks(low_res, self._input_size, self._original_size)
+        side = low_res.shape[-1]
+        img = self.model.image_encoder.img_size
+        h = min(side, -(-self._input_size[0] * side // img))
+        w = min(side, -(-self._input_size[1] * side // img))
+        low_res = low_res[..., :h, :w]
+        if (h, w) != tuple(self.mask_shape):
+            low_res = self.torch.nn.functional.interpolate(
+                low_res, tuple(self.mask_shape), mode="bilinear", align_corners=False
+            )
+        return low_res
 
     def _stability(self, logits):
         return self.amg.calculate_stability_score(logits, self.model.mask_threshold, 1.0)
