@@ -84,3 +84,11 @@ def tilted_plane_residual(p: np.ndarray) -> np.ndarray:
     """Signed distance of points (N, 3) from object 3's plane."""
     n = np.array([-np.sin(TILT), 0.0, np.cos(TILT)])
     return (p - np.array([0.0, 0.55, 2.5])) @ n
+
+
+def centroid_tolerance(mask: np.ndarray, true_mask: np.ndarray, width: float = 0.6) -> float:
+    """How far (m) a median centroid from ``mask`` may be from the one of ``true_mask`` (an object ``width`` wide):
+    a mask differing by a fraction (1 - IoU) moves a median by up to about (1 - IoU) / 2 x width; plus 1 cm for the
+    pixel grid."""
+    iou = (mask & true_mask).sum() / max(1, (mask | true_mask).sum())
+    return float((1 - iou) / 2 * width + 0.01)
