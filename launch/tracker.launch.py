@@ -3,23 +3,31 @@
 Defaults come from the params file only (config/tracker.yaml unless ``params_file:=`` names another); an argument
 left empty here changes nothing, so the launch file cannot drift from the node's defaults.
 
-Arguments: image, params_file, device (segmenter and matcher), segmenter, matcher, use_compressed, rviz; for 3D
-instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances"); managed (default true: the
-lifecycle node, `tracker --managed`) and autostart (default true: configure, then activate, as soon as it starts,
-so a one-line launch tracks at once; false: it waits unconfigured for a lifecycle manager).
+Arguments: image, params_file (absolute, relative to the working directory, or relative to the package share, e.g.
+config/cpu.yaml), device (segmenter and matcher), segmenter, matcher, use_compressed, qos (sensor_data or
+reliable), dds_profile (a Fast DDS profile for the node: large_data (default), data_sharing, a path to an .xml, or
+none), rviz; for 3D instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances"); managed
+(default true: the lifecycle node, `tracker --managed`) and autostart (default true: configure, then activate, as
+soon as it starts, so a one-line launch tracks at once; false: it waits unconfigured for a lifecycle manager).
+
+Every check (booleans, params file, topics, qos, profile, rviz2 installed) runs before anything starts, in
+``mastsam_ros.node.launch_args.plan``; a bad argument stops the launch with a message and no process left behind.
+A CUDA device asked for where none is usable gives a warning.
 """
 
 from pathlib import Path
 
+import launch.logging
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
-from launch.conditions import IfCondition
 from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
+
+from mastsam_ros.node.launch_args import DEFAULT_DDS_PROFILE, plan
 
 
 def _share_dir() -> Path:
@@ -32,41 +40,33 @@ def _share_dir() -> Path:
 
 
 SHARE = _share_dir()
-
-# launch argument -> the ROS parameters it overrides when given (non-empty)
-OVERRIDES = {
-    "device": ("segmenter.device", "matcher.device"),
-    "segmenter": ("segmenter.backend",),
-    "matcher": ("matcher.backend",),
-    "use_compressed": ("node.use_compressed",),
-    "depth_enabled": ("node.depth.enabled",),
-}
-BOOLEAN_ARGS = ("use_compressed", "depth_enabled")
+ARGS = ("image", "params_file", "device", "segmenter", "matcher", "use_compressed", "qos", "dds_profile", "rviz",
+        "depth", "camera_info", "depth_enabled", "managed", "autostart")
 
 
-def _tracker(context):
-    overrides = {}
-    for arg, params in OVERRIDES.items():
-        value = LaunchConfiguration(arg).perform(context).strip()
-        if value:
-            if arg in BOOLEAN_ARGS:
-                value = value.lower() in ("true", "1", "yes")
-            overrides.update({p: value for p in params})
+def _start(context):
+    values = {name: LaunchConfiguration(name).perform(context) for name in ARGS}
+    # A LaunchArgumentError raised here ends the launch with its message and exit code 1, before any process starts.
+    p = plan(values, SHARE)
+    for w in p.warnings:
+        launch.logging.get_logger("tracker.launch").warning(w)
     common = dict(
         package="mastsam_ros",
         executable="tracker",
         name="tracker",
         output="screen",
         emulate_tty=True,
-        parameters=[LaunchConfiguration("params_file"), *([overrides] if overrides else [])],
-        remappings=[("image", LaunchConfiguration("image")), ("depth", LaunchConfiguration("depth")),
-                    ("camera_info", LaunchConfiguration("camera_info"))],
+        parameters=[str(p.params_file), *([p.overrides] if p.overrides else [])],
+        remappings=list(p.remappings.items()),
+        additional_env=p.env,
     )
-    if not _true(LaunchConfiguration("managed").perform(context)):
-        return [Node(**common)]
+    rviz = [Node(package="rviz2", executable="rviz2", name="rviz2",
+                 arguments=["-d", str(SHARE / "config" / "tracker.rviz")])] if p.rviz else []
+    if not p.managed:
+        return [Node(**common), *rviz]
     node = LifecycleNode(namespace="", arguments=["--managed"], **common)
-    if not _true(LaunchConfiguration("autostart").perform(context)):
-        return [node]
+    if not p.autostart:
+        return [node, *rviz]
 
     def change(transition_id):
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
@@ -76,11 +76,7 @@ def _tracker(context):
         target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
         entities=[change(Transition.TRANSITION_ACTIVATE)],
     ))
-    return [node, activate, change(Transition.TRANSITION_CONFIGURE)]
-
-
-def _true(value: str) -> bool:
-    return value.strip().lower() in ("true", "1", "yes")
+    return [node, activate, change(Transition.TRANSITION_CONFIGURE), *rviz]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -88,13 +84,21 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument("image", default_value="/camera/image_raw", description="Input sensor_msgs/Image topic."),
         DeclareLaunchArgument(
             "params_file", default_value=str(SHARE / "config" / "tracker.yaml"),
-            description="Parameters file; all defaults live there.",
+            description="Parameters file (absolute, or relative to the working directory or the package share).",
         ),
         DeclareLaunchArgument("device", default_value="", description="Torch device (cpu, cuda, cuda:N); empty: file."),
         DeclareLaunchArgument("segmenter", default_value="", description="sam, mobile_sam or classical; empty: file."),
         DeclareLaunchArgument("matcher", default_value="", description="flow, xfeat or mast3r; empty: file."),
         DeclareLaunchArgument(
             "use_compressed", default_value="", description="true: subscribe <image>/compressed; empty: file."
+        ),
+        DeclareLaunchArgument(
+            "qos", default_value="", description="Input reliability: sensor_data or reliable; empty: file."
+        ),
+        DeclareLaunchArgument(
+            "dds_profile", default_value=DEFAULT_DDS_PROFILE,
+            description="Fast DDS profile for the node: large_data, data_sharing, a path to an .xml, or none. "
+                        "Start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE (docs/ROS.md).",
         ),
         DeclareLaunchArgument(
             "depth", default_value="/camera/aligned_depth_to_color/image_raw",
@@ -114,10 +118,5 @@ def generate_launch_description() -> LaunchDescription:
             "autostart", default_value="true", description="Managed only: configure and activate at start."
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/tracker.rviz."),
-        OpaqueFunction(function=_tracker),
-        Node(
-            package="rviz2", executable="rviz2", name="rviz2",
-            arguments=["-d", str(SHARE / "config" / "tracker.rviz")],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-        ),
+        OpaqueFunction(function=_start),
     ])

@@ -10,7 +10,9 @@
   registered depth topic (16UC1 mm or 32FC1 m) and the colour camera's camera_info, each paired with the image of
   the nearest header stamp within ``--slop`` seconds: ``/tracker/objects`` (mastsam_ros/msg/Object3DArray) and
   one JSON line per frame in ``--objects-jsonl`` (default ``OUT.objects.jsonl``, beside the output bag). An image
-  without a usable partner is tracked as usual and its 3D objects are skipped (logged and counted);
+  without a usable partner is tracked as usual and its 3D objects are skipped (logged and counted). The pairing
+  lives in ``process_bag``; ``process-many`` does not offer the depth options yet (2D only);
+- ``process-many INPUT... --output-dir OUT``: many bags, one job each, on Ray (mastsam_ros/cli/archives.py);
 - ``play IN``: publishes a bag's image topic over rclpy at its recorded rate (needs rclpy; raw CDR is sent as is).
 """
 
@@ -118,6 +120,11 @@ def from_images(args) -> int:
 
 
 # --- process ------------------------------------------------------------------------------------------------------
+class TopicError(ValueError):
+    """The bag has no usable image topic (the one asked for is missing or not an image type), or a depth /
+    camera_info topic asked for is missing or of the wrong type."""
+
+
 def _stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
@@ -181,50 +188,75 @@ class DepthPairing:
 
 
 def process(args) -> int:
+    from mastsam_ros.core.config import Config, parse_overrides
+    from mastsam_ros.core.tracker import Tracker
+
+    if bool(args.depth_topic) != bool(args.camera_info_topic):
+        log.error("--depth-topic and --camera-info-topic go together (the depth needs the camera's intrinsics)")
+        return 2
+    overrides = parse_overrides(args.set)
+    cfg = Config.from_yaml(args.config, overrides) if args.config else Config().update(overrides)
+    stats: dict[str, Any] = {}
+    try:
+        n_ok, n_bad = process_bag(args, Tracker(cfg), stats=stats)
+    except TopicError as e:
+        log.error("%s", e)
+        return 2
+    print(f"processed {n_ok} frames ({n_bad} skipped) from {args.input}:{args.topic} into {args.output}")
+    if "objects_jsonl" in stats:
+        print(f"3D objects for {stats['frames_3d']} frames ({stats['frames_3d_skipped']} without: see warnings) "
+              f"-> {stats['objects_jsonl']}")
+    return 0 if n_ok else 1
+
+
+def process_bag(args, tracker, on_frame=None, stats: dict | None = None) -> tuple[int, int]:
+    """One bag through ``tracker`` (fresh: ids from 1) -> (frames written, frames skipped); the body of ``process``.
+
+    ``args`` carries ``input``, ``output``, ``topic``, ``storage``, ``output_prefix``, ``copy_input``, ``verbose``
+    (``process``'s options) and optionally the 3D ones ``depth_topic``, ``camera_info_topic``, ``slop``,
+    ``objects_jsonl``, ``extent_trim`` (absent or None: 2D only, as ``process-many`` runs it); ``on_frame()`` is
+    called after each frame written; ``stats``, when given, receives the 3D counts (``frames_3d``,
+    ``frames_3d_skipped``, ``objects_jsonl``). Raises TopicError, and rosbags' ReaderError / WriterError for
+    unreadable input or an existing output.
+    """
     from rosbags.rosbag2 import Reader, Writer
 
-    from mastsam_ros.core.config import Config, parse_overrides
     from mastsam_ros.core.errors import MastSamError
-    from mastsam_ros.core.tracker import Tracker
     from mastsam_ros.core.geometry import GeometryError, objects_from_depth
     from mastsam_ros.labels_io import LabelMapper
     from mastsam_ros.node.conversions import compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg
     from mastsam_ros.node.depth import BadDepth, camera_info_intrinsics, check_depth, depth_to_array
     from mastsam_ros.node.objects import Types3D, object_array_msg
 
-    overrides = parse_overrides(args.set)
-    cfg = Config.from_yaml(args.config, overrides) if args.config else Config().update(overrides)
+    depth_topic = getattr(args, "depth_topic", None)
+    info_topic = getattr(args, "camera_info_topic", None)
+    slop = getattr(args, "slop", 0.05)
+    if bool(depth_topic) != bool(info_topic):
+        raise ValueError("depth_topic and camera_info_topic go together (the depth needs the camera's intrinsics)")
     store = typestore()
     T = bag_types(store)
-    tracker, mapper = Tracker(cfg), LabelMapper()
+    mapper = LabelMapper()
     prefix = args.output_prefix.rstrip("/")
     n_ok = n_bad = n_3d = n_3d_skipped = 0
-    if bool(args.depth_topic) != bool(args.camera_info_topic):
-        log.error("--depth-topic and --camera-info-topic go together (the depth needs the camera's intrinsics)")
-        return 2
     with Reader(args.input) as reader:
         by_topic = {}
-        for topic, types in ((args.topic, (IMAGE, COMPRESSED)), (args.depth_topic, (IMAGE,)),
-                             (args.camera_info_topic, (CAMERA_INFO,))):
+        for topic, types in ((args.topic, (IMAGE, COMPRESSED)), (depth_topic, (IMAGE,)), (info_topic, (CAMERA_INFO,))):
             if not topic:
                 continue
             conns = [c for c in reader.connections if c.topic == topic]
             if not conns:
                 topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
-                log.error("topic %s not in %s; it has: %s", topic, args.input, topics)
-                return 2
+                raise TopicError(f"topic {topic} not in {args.input}; it has: {topics or 'no topics'}")
             if conns[0].msgtype not in types:
-                log.error("topic %s is %s, not %s", topic, conns[0].msgtype, " or ".join(types))
-                return 2
+                raise TopicError(f"topic {topic} is {conns[0].msgtype}, not {' or '.join(types)}")
             by_topic[topic] = conns
         conns = by_topic[args.topic]
-        pairing = None
-        if args.depth_topic:
-            pairing = DepthPairing(store, reader, by_topic[args.depth_topic], by_topic[args.camera_info_topic],
-                                   args.slop)
+        pairing = jsonl_path = None
+        if depth_topic:
+            pairing = DepthPairing(store, reader, by_topic[depth_topic], by_topic[info_topic], slop)
             T3 = Types3D(Object3D=store.types["mastsam_ros/msg/Object3D"], Object3DArray=store.types[OBJECTS],
                          Point=store.types["geometry_msgs/msg/Point"], Vector3=store.types["geometry_msgs/msg/Vector3"])
-            jsonl_path = Path(args.objects_jsonl or f"{str(args.output).rstrip('/')}.objects.jsonl")
+            jsonl_path = Path(getattr(args, "objects_jsonl", None) or f"{str(args.output).rstrip('/')}.objects.jsonl")
         storage = args.storage or ("mcap" if any(Path(args.input).glob("*.mcap")) else "sqlite3")
         with Writer(args.output, version=BAG_VERSION, storage_plugin=_storage(storage)) as writer, \
                 (open(jsonl_path, "w") if pairing else _NullFile()) as jsonl:
@@ -250,18 +282,20 @@ def process(args) -> int:
                 inst = instance_array_msg(T, msg.header, result, label_of)
                 writer.write(out_inst, timestamp, store.serialize_cdr(inst, INSTANCES))
                 n_ok += 1
+                if on_frame is not None:
+                    on_frame()
                 if args.verbose:
                     print(f"frame {result.index}: {len(result.tracks)} tracks, {result.timings.get('total', 0):.0f} ms")
                 if pairing is None:
                     return
                 try:
                     if found is None:
-                        raise BadDepth("depth_unsynced", f"no depth and camera_info within {args.slop} s")
+                        raise BadDepth("depth_unsynced", f"no depth and camera_info within {slop} s")
                     depth, info = found
                     check_depth(depth, msg)
                     h, w = result.labels.shape
                     objs = objects_from_depth(result.labels, depth_to_array(depth), camera_info_intrinsics(info, w, h),
-                                              [t.id for t in result.tracks], args.extent_trim)
+                                              [t.id for t in result.tracks], getattr(args, "extent_trim", 0.0))
                 except (BadDepth, GeometryError) as e:
                     n_3d_skipped += 1
                     log.warning("no 3D objects for the image at %d ns: %s", timestamp, e)
@@ -273,7 +307,7 @@ def process(args) -> int:
                 n_3d += 1
 
             waiting: list = []  # images (in bag order) whose partners have not all been read yet
-            partner_topics = {args.depth_topic: "depth", args.camera_info_topic: "info"}
+            partner_topics = {depth_topic: "depth", info_topic: "info"} if pairing else {}
             read = [*conns, *(pairing.depth_conns + pairing.info_conns if pairing else [])]
             for conn, timestamp, raw in reader.messages(connections=read):
                 msg = store.deserialize_cdr(raw, conn.msgtype)
@@ -288,10 +322,9 @@ def process(args) -> int:
                     track(*waiting.pop(0))
             for item in waiting:  # partners indexed but never read back: cannot happen with a consistent bag
                 track(*item)
-    print(f"processed {n_ok} frames ({n_bad} skipped) from {args.input}:{args.topic} into {args.output}")
-    if pairing:
-        print(f"3D objects for {n_3d} frames ({n_3d_skipped} without: see warnings) -> {jsonl_path}")
-    return 0 if n_ok else 1
+    if stats is not None and pairing is not None:
+        stats.update(frames_3d=n_3d, frames_3d_skipped=n_3d_skipped, objects_jsonl=str(jsonl_path))
+    return n_ok, n_bad
 
 
 class _NullFile:
@@ -388,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--extent-trim", type=float, default=0.0, help="bounds from the q and 1-q quantiles (default 0)")
     b.add_argument("-v", "--verbose", action="store_true")
     b.set_defaults(func=process)
+
+    from mastsam_ros.cli import archives
+
+    archives.add_parser(sub)  # process-many
 
     c = sub.add_parser("play", help="publish a bag's image topic over rclpy at its recorded rate")
     c.add_argument("input", help="bag folder")

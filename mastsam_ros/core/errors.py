@@ -9,6 +9,10 @@ class FrameError(MastSamError):
     """A frame the tracker cannot use (empty, wrong dtype, wrong channel count...)."""
 
 
+class FrameTooSmall(FrameError):
+    """A frame smaller than the tracker or one of its backends can process."""
+
+
 class ConfigError(MastSamError):
     """A config value outside its allowed range or choices, or an unknown key."""
 

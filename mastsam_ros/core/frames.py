@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FrameError
+from .errors import FrameError, FrameTooSmall
 
 MIN_SIDE = 8
 
@@ -30,7 +30,7 @@ def check_frame(frame: object) -> np.ndarray:
         raise FrameError(f"expected H x W x 3 RGB (or H x W grey), got shape {frame.shape}; convert RGBA/BGRA first")
     h, w = frame.shape[:2]
     if h < MIN_SIDE or w < MIN_SIDE:
-        raise FrameError(f"frame of {w}x{h} pixels is empty or too small (at least {MIN_SIDE}x{MIN_SIDE})")
+        raise FrameTooSmall(f"frame of {w}x{h} pixels is empty or too small (at least {MIN_SIDE}x{MIN_SIDE})")
     return np.ascontiguousarray(frame)
 
 

@@ -137,7 +137,8 @@ class WorkGrid:
         or background) with the highest interpolated probability: a track's is its probability where it is the
         candidate and 0 elsewhere, background's is 1 - the probability everywhere; as bilinear upsampling of one
         probability map per track would, at the cost of the boundary pixels only. Returns (rows, cols, labels) of
-        the boundary frame pixels, or None."""
+        the boundary frame pixels and the owner of each cell whose corners agree (0 for the others), or None when there
+        is nothing to interpolate (frame and working size equal, or a side under 2)."""
         if not self.fine:
             return None
         c, o = cand, owned
@@ -145,9 +146,11 @@ class WorkGrid:
             (c[:-1, :-1] != c[:-1, 1:]) | (c[:-1, :-1] != c[1:, :-1]) | (c[:-1, :-1] != c[1:, 1:])
             | (o[:-1, :-1] != o[:-1, 1:]) | (o[:-1, :-1] != o[1:, :-1]) | (o[:-1, :-1] != o[1:, 1:])
         )
+        # every frame pixel of a cell whose corners agree takes their owner (nearest neighbour is right there)
+        cells = np.where(mixed, 0, o[:-1, :-1])
         y0, x0 = np.nonzero(mixed)
         if y0.size == 0:
-            return None
+            return np.zeros(0, np.intp), np.zeros(0, np.intp), np.zeros(0, c.dtype), cells
         r0, c0 = self.cell_rows[0][y0], self.cell_cols[0][x0]
         nr, nc = self.cell_rows[1][y0] - r0, self.cell_cols[1][x0] - c0
         count = nr * nc
@@ -157,15 +160,41 @@ class WorkGrid:
         y0, x0 = y0[cell], x0[cell]
         ay, ax = self.ay[rows], self.ax[cols]
         weights = ((1 - ay) * (1 - ax), (1 - ay) * ax, ay * (1 - ax), ay * ax)
-        corners = ((y0, x0), (y0, x0 + 1), (y0 + 1, x0), (y0 + 1, x0 + 1))
-        labels = [c[yy, xx] for yy, xx in corners]
-        probs = [prob[yy, xx] for yy, xx in corners]
+        w = c.shape[1]
+        at = y0 * w + x0
+        corners = (at, at + 1, at + w, at + w + 1)  # flat indices: top left, top right, bottom left, bottom right
+        labels = [c.ravel().take(i) for i in corners]
+        probs = [prob.ravel().take(i) for i in corners]
+        wp = [weights[i] * probs[i] for i in range(4)]
         scores = np.empty((5, rows.size), np.float32)
-        for j in range(4):
-            scores[j] = sum(weights[i] * probs[i] * (labels[i] == labels[j]) for i in range(4))
-        scores[4] = sum(weights[i] * (1 - probs[i]) for i in range(4))
+        scores[:4] = wp
+        for i in range(4):
+            for j in range(i + 1, 4):
+                same = labels[i] == labels[j]
+                scores[i] += wp[j] * same
+                scores[j] += wp[i] * same
+        scores[4] = 1.0 - (wp[0] + wp[1] + wp[2] + wp[3])  # the weights sum to 1
         choice = np.stack(labels + [np.zeros_like(labels[0])])
-        return rows, cols, choice[scores.argmax(0), np.arange(rows.size)]
+        return rows, cols, choice[scores.argmax(0), np.arange(rows.size)], cells
+
+    def boxes(self, cells: np.ndarray, rows: np.ndarray, cols: np.ndarray, labels: np.ndarray, n: int) -> list:
+        """Exact boxes (x, y, width, height, frame pixels) of labels 1..n of the published map: the frame pixels of
+        the agreeing cells (``cells``: their owner, 0 for mixed cells) and the boundary pixels (``rows``, ``cols``,
+        ``labels`` from :meth:`refine`)."""
+        big = 1 << 30
+        x0, y0 = np.full(n + 1, big), np.full(n + 1, big)
+        x1, y1 = np.full(n + 1, -1), np.full(n + 1, -1)
+        for k, sl in enumerate(ndi.find_objects(cells, max_label=n), start=1):
+            if sl is not None:
+                ys, xs = sl
+                y0[k], y1[k] = self.cell_rows[0][ys.start], self.cell_rows[1][ys.stop - 1] - 1
+                x0[k], x1[k] = self.cell_cols[0][xs.start], self.cell_cols[1][xs.stop - 1] - 1
+        np.minimum.at(x0, labels, cols)
+        np.minimum.at(y0, labels, rows)
+        np.maximum.at(x1, labels, cols)
+        np.maximum.at(y1, labels, rows)
+        return [(int(x0[k]), int(y0[k]), int(x1[k] - x0[k] + 1), int(y1[k] - y0[k] + 1)) if x1[k] >= 0
+                else (0, 0, 0, 0) for k in range(1, n + 1)]
 
     def box(self, sl: tuple[slice, slice] | None) -> tuple[int, int, int, int]:
         """A working box (find_objects slices) as x, y, width, height in frame pixels."""
@@ -294,6 +323,7 @@ class Tracker:
         """
         t_start = time.perf_counter()
         frame = check_frame(frame)
+        self.matcher.check_size(*frame.shape[:2])  # before any state changes: a refused frame changes nothing
         with self._flags_lock:
             keyframe_requested, self._keyframe_requested = self._keyframe_requested, False
             reset_requested, self._reset_requested = self._reset_requested, False
@@ -416,17 +446,23 @@ class Tracker:
         checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
         Returns the hard masks and the probability maps.
 
-        With a dense matcher (``flow``) the working maps (owner or candidate, and its probability, packed into one
-        float32 map) are warped pixel by pixel along the correspondence field, so masks follow deformation and parts
+        With a dense matcher (``flow``) the working maps (owner or candidate, and its probability) are warped pixel by
+        pixel along the correspondence field, so masks follow deformation and parts
         moving differently; with a sparse one each mask moves rigidly by the median displacement of its carried
         points (unmoved when none was carried)."""
-        code = self._cand.astype(np.float32) * 256 + np.round(self._prob * 255)  # exact in float32
-        moved = self.matcher.warp_labels(code)
         n = len(self._tracks)
-        if moved is not None:
-            cand, prob = (moved // 256).astype(np.uint16), (moved % 256).astype(np.float32) / 255
-            soft = [np.where(cand == k + 1, prob, np.float32(0)) for k in range(n)]
-            return [p >= 0.5 for p in soft], soft
+        cand = self.matcher.warp_labels(self._cand)
+        if cand is not None:
+            prob = self.matcher.warp_labels(self._prob)  # the same pixel mapping (computed once per pair)
+            hard, soft = [], []
+            for k, sl in enumerate(ndi.find_objects(cand, max_label=n) if n else []):
+                s, m = np.zeros(cand.shape, np.float32), np.zeros(cand.shape, bool)
+                if sl is not None:  # only the track's box is touched
+                    s[sl] = np.where(cand[sl] == k + 1, prob[sl], np.float32(0))
+                    m[sl] = s[sl] >= 0.5
+                hard.append(m)
+                soft.append(s)
+            return hard, soft
         hard = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
@@ -699,27 +735,29 @@ class Tracker:
 
     def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
         """The frame-size label map (ids, uint32) and the track records, from the working maps: nearest-neighbour
-        upsampling, then the boundary pixels by interpolated probability (:meth:`WorkGrid.refine`)."""
+        upsampling, then the boundary pixels by interpolated probability (:meth:`WorkGrid.refine`). Areas and boxes
+        are those of the published map, computed from the working maps and the boundary pixels alone."""
         g = self._grid
         n = len(self._tracks)
         ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
         labels = g.upsample(ids[self._index_map])
         area = np.bincount(self._index_map.ravel(), weights=g.weight, minlength=n + 1)
-        fine = g.refine(self._cand, self._prob, self._index_map)
-        if fine is not None:
-            rows, cols, new = fine
+        fine = g.refine(self._cand, self._prob, self._index_map) if n else None
+        if fine is None:
+            boxes = [g.box(sl) for sl in (ndi.find_objects(self._index_map, max_label=n) if n else [])]
+        else:
+            rows, cols, new, cells = fine
             old = self._index_map[g.rows[rows], g.cols[cols]]
             changed = new != old
-            rows, cols, new, old = rows[changed], cols[changed], new[changed], old[changed]
-            labels[rows, cols] = ids[new]
-            area += np.bincount(new, minlength=n + 1) - np.bincount(old, minlength=n + 1)
-        reach = ndi.find_objects(self._cand, max_label=n) if n else []  # owned and candidate pixels
+            labels[rows[changed], cols[changed]] = ids[new[changed]]
+            area += np.bincount(new[changed], minlength=n + 1) - np.bincount(old[changed], minlength=n + 1)
+            boxes = g.boxes(cells, rows, cols, new, n)
         tracks = [
             TrackInfo(
                 id=t.id,
                 score=float(t.score),
                 area=int(area[k + 1]),
-                bbox=_bbox_within(labels, t.id, g.box(_grow(reach[k], g.work))),
+                bbox=boxes[k],
                 age=self._index - t.born,
                 frames_since_seen=self._index - t.last_seen,
                 points=t.points.copy(),
@@ -740,23 +778,6 @@ class Tracker:
             if self.synchronize is not None:
                 self.synchronize()
             self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
-
-
-def _grow(sl: tuple[slice, slice] | None, shape: tuple[int, int]) -> tuple[slice, slice] | None:
-    """A working box one pixel larger on each side (a boundary frame pixel may take a neighbouring cell's label)."""
-    if sl is None:
-        return None
-    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(sl, shape))
-
-
-def _bbox_within(labels: np.ndarray, value: int, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
-    """Exact x, y, width, height of ``value`` in ``labels``, searched inside ``box`` (which holds all of it)."""
-    x, y, w, h = box
-    m = labels[y : y + h, x : x + w] == value
-    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-    if rows.size == 0:
-        return 0, 0, 0, 0
-    return x + int(cols[0]), y + int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
 
 
 def _innermost(mask: np.ndarray) -> np.ndarray:

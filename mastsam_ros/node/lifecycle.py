@@ -65,10 +65,18 @@ class ManagedTrackerNode(TrackerNode, LifecycleNode):
         self.close()
         return TransitionCallbackReturn.SUCCESS
 
-    def close(self) -> None:
+    def close(self, timeout: float = 1.0) -> bool:
+        """Deactivate and clean up as far as they apply; True when the worker ended within ``timeout`` seconds
+        (as TrackerNode.close: a frame still in the tracker then is abandoned, and the models are not released
+        under it)."""
+        ended = True
         if self._active:
-            self._deactivate(timeout=10.0)
+            ended = self._deactivate(timeout=timeout, warn=False)
             self._active = False
-        if self._configured:
+        elif self._worker is not None:  # a worker abandoned by an earlier close
+            ended = not self._worker.is_alive()
+        if self._configured and ended:
             self._cleanup()
             self._configured = False
+        self._uninstall_log_bridge()
+        return ended

@@ -24,6 +24,7 @@ from mastsam_ros.core.config import config_field as _param
 from mastsam_ros.core.config import validate
 from mastsam_ros.core.geometry import (
     GeometryError, backproject, depth_to_metres, frame_point_map, labelled_points, objects_3d,
+    resize_point_map,
 )
 from mastsam_ros.node.depth import (
     BadDepth, SyncedInput, camera_info_intrinsics, check_depth, depth_to_array, message_filters_module,
@@ -175,17 +176,28 @@ class Spatial:
 
     def publish(self, header, result, label_of: dict[int, int], extra, matcher) -> None:
         """Compute and publish the 3D outputs of one frame; a bad input is counted and skipped, never raised."""
+        for pub, msg in self.outputs(header, result, label_of, extra, matcher):
+            pub.publish(msg)
+
+    def outputs(self, header, result, label_of: dict[int, int], extra, matcher) -> list[tuple[Any, Any]]:
+        """The 3D outputs of one frame as (publisher, message) pairs, not yet published (the node publishes them
+        with the frame's other outputs, under its publish lock); a bad input is counted and skipped, never raised.
+
+        The depth is back-projected at its own size and resized (nearest) to the labels' when the node processed a
+        downscaled frame (``node.max_input_pixels``)."""
         if not self._pubs or self._T is None:
-            return
+            return []
         ids = [t.id for t in result.tracks]
         h, w = result.labels.shape
         try:
             if self.depth_input:
                 if extra is None:
-                    return  # counted where it happened (unsynced or a bad message)
+                    return []  # counted where it happened (unsynced or a bad message)
                 depth_msg, info = extra
                 points = backproject(depth_to_metres(depth_to_array(depth_msg)),
-                                     camera_info_intrinsics(info, w, h))
+                                     camera_info_intrinsics(info, depth_msg.width, depth_msg.height))
+                if points.shape[:2] != (h, w):
+                    points = resize_point_map(points, (w, h))
                 source = "depth"
             elif self.objects.pointmap and self._matcher_has_points(matcher):
                 pm = matcher.point_map()
@@ -194,22 +206,23 @@ class Spatial:
                 points = frame_point_map(*pm, (w, h), self.objects.pointmap_min_conf)
                 source = "pointmap"
             else:
-                return
+                return []
             objs = objects_3d(result.labels, points, ids, self.objects.extent_trim)
         except (BadDepth, GeometryError) as e:
             self.count(getattr(e, "kind", "depth_bad_data"))
             self.node.get_logger().warning(f"no 3D objects for this frame: {e}", throttle_duration_sec=THROTTLE_S)
-            return
+            return []
         without = sum(1 for o in objs if o.points == 0)
         self.count("objects_published")
         if without:
             self.count("objects_without_depth", without)
         T = self._T
-        self._pubs["objects"].publish(object_array_msg(T, header, result.index, objs, label_of, source))
-        self._pubs["markers"].publish(marker_array_msg(T, header, objs))
+        out = [(self._pubs["objects"], object_array_msg(T, header, result.index, objs, label_of, source)),
+               (self._pubs["markers"], marker_array_msg(T, header, objs))]
         if self.objects.publish_points and self._pubs["points"].get_subscription_count() > 0:
             xyz, pids = labelled_points(result.labels, points, self.objects.points_stride)
-            self._pubs["points"].publish(pointcloud_msg(T, header, xyz, pids))
+            out.append((self._pubs["points"], pointcloud_msg(T, header, xyz, pids)))
+        return out
 
     # --- diagnostics ------------------------------------------------------------------------------------------
     BAD = ("depth_bad_encoding", "depth_size_mismatch", "depth_bad_data", "camera_info_bad", "depth_unsynced")

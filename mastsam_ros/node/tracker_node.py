@@ -22,6 +22,7 @@ import copy
 import ctypes
 import dataclasses
 import gc
+import os
 import sys
 import threading
 import time
@@ -44,12 +45,14 @@ from std_srvs.srv import Trigger
 # are declared and validated by exactly the same code as the core's.
 from mastsam_ros.core.config import Config, ConfigError, validate
 from mastsam_ros.core.config import config_field as _param
-from mastsam_ros.core.errors import BadImage, MastSamError
+from mastsam_ros.core.errors import BadImage, FrameTooSmall, MastSamError
+from mastsam_ros.core.frames import MIN_SIDE
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.labels_io import LabelMapper
+from mastsam_ros.node import inputs, logbridge
 from mastsam_ros.node.conversions import (
-    check_image, compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
+    check_image, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
 from mastsam_ros.node.spatial import Spatial
@@ -62,7 +65,7 @@ class NodeSection:
     """Parameters of the ROS front end only (``node.*``); the core never sees them."""
 
     qos: str = _param(
-        "sensor_data", "Input QoS: sensor_data (best effort) or reliable; history keep-last, depth 1.",
+        "sensor_data", "Input QoS: sensor_data (best effort) or reliable; history keep-last, node.input_depth deep.",
         choices=("sensor_data", "reliable"), read_only=True,
     )
     use_compressed: bool = _param(
@@ -73,6 +76,19 @@ class NodeSection:
     )
     reset_on_time_jump: bool = _param(
         True, "Reset the tracker when input stamps go backwards (a bag restarted or looped)."
+    )
+    input_depth: int = _param(
+        inputs.INPUT_DEPTH,
+        "History depth of the image subscription (keep-last). Frames the worker has no time for are replaced in"
+        " the node's one-slot buffer either way (counted as frames_dropped); a deeper queue lets frames that arrive"
+        " while the executor is late still reach the callback instead of being replaced inside DDS, uncounted.",
+        range=(1, 100), read_only=True,
+    )
+    max_input_pixels: int = _param(
+        1920 * 1080, "Largest frame processed as it is (width x height). A larger raw image, or a JPEG up to 64 times"
+        " larger, is downscaled to fit (counted as downscaled); a larger PNG or other compressed image is refused"
+        " from its header before decoding (counted as too_large). Outputs are at the processed size.",
+        range=(64 * 64, 100_000_000),
     )
 
 
@@ -143,6 +159,9 @@ class TrackerNode(Node):
         self._last_stamp: int | None = None
         self._last_shape: tuple[int, int] | None = None
         self._pending: dict[str, Any] = {}
+        self._gaps = inputs.StampGaps()
+        self._publish_lock = threading.Lock()  # held while publishing one frame's outputs; close() waits for it
+        self._log_handler = None  # the core's log records -> this node's logger, while configured
 
         # --- parameters: declared once, from the config dataclasses --------------------------------------
         self._cfg = self._declare_all(Config().fields())
@@ -163,7 +182,13 @@ class TrackerNode(Node):
     def _configure(self) -> None:
         """Build the tracker and its models, the publishers and the services. Raises what the backends raise."""
         # The worker owns the tracker (and its models); nothing else touches it except the thread-safe requests.
-        self._tracker = Tracker(copy.deepcopy(self._cfg))
+        # The core's log records go to this node's logger from here on (backends log while they are built).
+        self._log_handler = logbridge.install(self.get_logger(), THROTTLE_S)
+        try:
+            self._tracker = Tracker(copy.deepcopy(self._cfg))
+        except BaseException:
+            logbridge.uninstall(self._log_handler)
+            raise
         self._labels = LabelMapper()
         self._last_stamp, self._last_shape = None, None
 
@@ -182,8 +207,7 @@ class TrackerNode(Node):
 
     def _activate(self) -> None:
         """Subscribe, start the diagnostics timer and the worker thread."""
-        reliability = ReliabilityPolicy.RELIABLE if self._node.qos == "reliable" else ReliabilityPolicy.BEST_EFFORT
-        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=reliability)
+        in_qos = inputs.input_qos(self._node.qos, self._node.input_depth)
         if self._spatial.depth_input:
             self._input_topic = self.resolve_topic_name("image")
             self._spatial.subscribe(
@@ -287,8 +311,10 @@ class TrackerNode(Node):
     def _on_image(self, msg: Image, extra=None) -> None:
         """``extra``: the frame's checked (depth, camera_info) from the synchronised input, or None."""
         self._count("received")
+        self._count_gap(msg)
         try:
             check_image(msg)
+            self._check_size(msg.width, msg.height)
         except BadImage as e:
             self._count(e.kind)
             self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
@@ -300,7 +326,32 @@ class TrackerNode(Node):
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._count("received")
+        self._count_gap(msg)
         self._enqueue(msg)  # decoding is real work: the worker does it and counts failures
+
+    def _count_gap(self, msg) -> None:
+        """Frames lost before this callback, from the stamp step (every received message counts, good or bad)."""
+        try:
+            lost = self._gaps.update(stamp_ns(msg.header))
+        except Exception as e:  # noqa: BLE001
+            self._callback_error(e)
+            return
+        if lost:
+            self._count("lost_transport", lost)
+
+    def _check_size(self, width: int, height: int) -> tuple[int, int]:
+        """The size a ``width`` x ``height`` frame is processed at (after the ``node.max_input_pixels`` bound); raise
+        :class:`BadImage` (``too_small``) when the core would refuse it: under its minimum side, or under what the
+        matcher can process (the flow matcher's bound comes from OpenCV DIS, see core/matchers/flow.py)."""
+        w, h = inputs.fit_pixels(width, height, self._node.max_input_pixels)
+        if min(w, h) < MIN_SIDE:
+            raise BadImage("too_small", f"image of {width}x{height} pixels processed at {w}x{h}: a side is under "
+                                        f"{MIN_SIDE} px")
+        try:
+            self._tracker.matcher.check_size(h, w)
+        except FrameTooSmall as e:
+            raise BadImage("too_small", str(e)) from None
+        return w, h
 
     def _enqueue(self, msg, extra=None) -> None:
         try:
@@ -337,6 +388,7 @@ class TrackerNode(Node):
     def _on_reset(self, request, response):
         self._tracker.request_reset()
         self._last_stamp = None
+        self._gaps.reset()
         response.success, response.message = True, "the tracker resets before the next frame"
         return response
 
@@ -353,10 +405,13 @@ class TrackerNode(Node):
             if item is None:
                 continue
             try:
-                self._process(*item)
+                self._process(*item, stop=stop)
             except BadImage as e:
                 self._count(e.kind)
                 self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
+            except FrameTooSmall as e:  # the core's own size check: a counted refusal, like the node's
+                self._count("too_small")
+                self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
             except MastSamError as e:
                 self._count("bad_frame")
                 self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
@@ -366,8 +421,11 @@ class TrackerNode(Node):
                 self._count("tracker_errors")
                 self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
-    def _process(self, msg, received: float, extra=None) -> None:
-        rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+    def _process(self, msg, received: float, extra=None, stop: threading.Event | None = None) -> None:
+        """One frame: track, then publish all its outputs (2D and 3D) at once under the publish lock, unless
+        ``stop`` (the worker's stop event; default the current one) was set meanwhile."""
+        stop = self._stop if stop is None else stop
+        rgb = self._to_rgb(msg)
         if self._last_shape is not None and rgb.shape[:2] != self._last_shape:
             self._count("size_changes")
             self.get_logger().warning(
@@ -384,11 +442,16 @@ class TrackerNode(Node):
         labels16, label_of = self._labels.assign(result)
 
         T = self._msgs
-        self._pub_labels.publish(image_msg(T, msg.header, labels16))
-        self._pub_instances.publish(instance_array_msg(T, msg.header, result, label_of))
-        self._spatial.publish(msg.header, result, label_of, extra, self._tracker.matcher)
+        outputs = [(self._pub_labels, image_msg(T, msg.header, labels16)),
+                   (self._pub_instances, instance_array_msg(T, msg.header, result, label_of)),
+                   *self._spatial.outputs(msg.header, result, label_of, extra, self._tracker.matcher)]
         if self._pub_overlay.get_subscription_count() > 0:
-            self._pub_overlay.publish(image_msg(T, msg.header, overlay(rgb, result)))
+            outputs.append((self._pub_overlay, image_msg(T, msg.header, overlay(rgb, result))))
+        with self._publish_lock:  # all of a frame's outputs or none: close() never cuts a frame's set in half
+            if stop.is_set():
+                return
+            for pub, out in outputs:
+                pub.publish(out)
 
         now = time.monotonic()
         with self._lock:
@@ -400,6 +463,27 @@ class TrackerNode(Node):
             self._processing.append(step_ms)
             self._published_at.append(now)
 
+    def _to_rgb(self, msg) -> np.ndarray:
+        """Decode and bound one input message: H x W x 3 uint8 RGB with at most ``node.max_input_pixels`` pixels."""
+        limit = self._node.max_input_pixels
+        if isinstance(msg, CompressedImage):
+            width, height, fmt = inputs.compressed_size(msg.data)  # header only: nothing decoded yet
+            self._check_size(width, height)
+            rgb, downscaled = inputs.decode_compressed(msg.data, fmt, width, height, limit)
+        else:
+            width, height = msg.width, msg.height
+            rgb = image_to_rgb(msg)
+            size = inputs.fit_pixels(width, height, limit)
+            downscaled = size != (width, height)
+            if downscaled:
+                rgb = inputs.downscale_to(rgb, size)
+        if downscaled:
+            self._count("downscaled")
+            self.get_logger().warning(
+                f"image of {width}x{height} pixels is over node.max_input_pixels={limit}: processed at "
+                f"{rgb.shape[1]}x{rgb.shape[0]} (outputs at that size)", throttle_duration_sec=THROTTLE_S)
+        return rgb
+
     # --- diagnostics --------------------------------------------------------------------------------------------
     def _count(self, key: str, n: int = 1) -> None:
         with self._lock:
@@ -409,9 +493,10 @@ class TrackerNode(Node):
         self._count("callback_errors")
         self.get_logger().error(f"callback failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
-    BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "stamp_backwards", "stamp_repeated")
-    COUNTERS = ("received", "processed", "dropped", "keyframes", "resets", "size_changes", *BAD_INPUT,
-                "tracker_errors", "callback_errors", "parameter_changes", "backend_rebuilds")
+    BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "too_small", "too_large", "stamp_backwards",
+                 "stamp_repeated")
+    COUNTERS = ("received", "processed", "dropped", "lost_transport", "keyframes", "resets", "size_changes",
+                "downscaled", *BAD_INPUT, "tracker_errors", "callback_errors", "parameter_changes", "backend_rebuilds")
 
     def diagnostics(self) -> DiagnosticStatus:
         """One DiagnosticStatus with rates, latencies, counters (cumulative since start), tracks and backends."""
@@ -445,7 +530,8 @@ class TrackerNode(Node):
             "latency_ms_mean": f"{np.mean(latencies):.1f}" if latencies else "nan",
             "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "nan",
             "processing_ms_mean": f"{np.mean(processing):.1f}" if processing else "nan",
-            **{f"frames_{k}" if k in ("received", "processed", "dropped") else k: str(counters.get(k, 0))
+            **{f"frames_{k}" if k in ("received", "processed", "dropped", "lost_transport") else k:
+               str(counters.get(k, 0))
                for k in self.COUNTERS},
             "tracks": str(tracks),
             "segmenter": c.segmenter.backend,
@@ -477,20 +563,27 @@ class TrackerNode(Node):
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
 
-    def _deactivate(self, timeout: float = 60.0) -> None:
-        """Unsubscribe and stop the worker (it finishes its current frame, waited for up to ``timeout`` s); a frame
-        still waiting in the slot is dropped."""
+    def _deactivate(self, timeout: float = 60.0, warn: bool = True) -> bool:
+        """Unsubscribe and stop the worker (its current frame is waited for up to ``timeout`` s, then abandoned:
+        it publishes nothing after its stop event is set); a frame still waiting in the slot is dropped. True when
+        the worker has ended."""
         self._spatial.unsubscribe()
         for entity in self._inputs:
             (self.destroy_timer if hasattr(entity, "timer_period_ns") else self.destroy_subscription)(entity)
         self._inputs = []
         self._stop.set()
+        ended = True
         if self._worker is not None:
             self._worker.join(timeout=timeout)
-            if self._worker.is_alive():
+            ended = not self._worker.is_alive()
+            if ended:
+                self._worker = None
+            elif warn:
                 self.get_logger().warning(f"the worker is still in a frame after {timeout:.0f} s; it stops after it")
-            self._worker = None
+        with self._publish_lock:  # a frame being published completes; none is published after this
+            pass
         self._slot.take(timeout=0.0)
+        return ended
 
     def _cleanup(self) -> None:
         """Destroy the outputs and release the tracker and its models (and torch's cached GPU memory)."""
@@ -499,6 +592,7 @@ class TrackerNode(Node):
             (self.destroy_service if hasattr(entity, "srv_type") else self.destroy_publisher)(entity)
         self._outputs = []
         self._tracker = None
+        self._uninstall_log_bridge()
         gc.collect()  # the backends hold reference cycles (modules, hooks); free their tensors now
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
@@ -509,9 +603,22 @@ class TrackerNode(Node):
             pass  # not glibc: the memory is free for the process to reuse, just not returned to the system
 
     # --- shutdown -----------------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Stop the worker (it finishes its current frame) before the node's publishers go away."""
-        self._deactivate(timeout=10.0)
+    def close(self, timeout: float = 1.0) -> bool:
+        """Stop the worker before the node's publishers go away; True when it ended within ``timeout`` seconds.
+
+        A frame still in the tracker after ``timeout`` is abandoned: once this returns nothing more is published
+        (the worker checks its stop flag under the publish lock, which :meth:`_deactivate` waits for), so a frame's
+        outputs are published whole or not at all. ``ros2 launch`` escalates to SIGTERM then SIGKILL after 5 s;
+        stopping must fit well inside that even in the middle of a long frame.
+        """
+        ended = self._deactivate(timeout=timeout, warn=False)
+        self._uninstall_log_bridge()
+        return ended
+
+    def _uninstall_log_bridge(self) -> None:
+        if self._log_handler is not None:
+            logbridge.uninstall(self._log_handler)
+            self._log_handler = None
 
 
 def main(args=None) -> int:
@@ -538,10 +645,20 @@ def main(args=None) -> int:
         (node.get_logger() if node else rclpy.logging.get_logger("tracker")).fatal(str(e))
         code = 1
     finally:
+        abandoned = False
         if node is not None:
-            node.close()
+            abandoned = not node.close()
+            if abandoned:
+                # Straight to stderr: the signal already shut the context down, so /rosout is gone.
+                print("[WARN] [tracker]: stopping in the middle of a frame: that frame is abandoned", file=sys.stderr)
             node.destroy_node()
         rclpy.try_shutdown()
+    if abandoned:
+        # The worker thread is still inside the tracker (numpy / OpenCV / torch); interpreter teardown would wait
+        # for it or tear modules down under it. Nothing is left to publish or save: leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

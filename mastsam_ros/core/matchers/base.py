@@ -37,6 +37,13 @@ class Matcher(ABC):
         """Do the work of the newest pair now (dense flow...), so ``carry`` and ``warp_labels`` only look it up.
         The tracker calls it in a second thread while the segmenter encodes the frame; a no-op by default."""
 
+    def check_size(self, height: int, width: int) -> None:
+        """Raise :class:`~mastsam_ros.core.errors.FrameTooSmall` when this backend cannot process frames of
+        ``height`` x ``width`` pixels.
+
+        Called before any state changes, so a refused frame leaves the tracker as it was. No limit by default.
+        """
+
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Carry a label map from the previous frame into the current one, pixel by pixel.
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
 from ..config import MatcherSection
+from ..errors import FrameTooSmall
 from .base import Matcher
 
 
@@ -23,6 +26,40 @@ def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     if s < 1.0:
         image = cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     return image, s
+
+
+def downscaled_size(height: int, width: int, max_side: int) -> tuple[int, int]:
+    """(h, w) that :func:`downscale` gives for a ``height`` x ``width`` image."""
+    s = min(1.0, max_side / max(height, width))
+    if s >= 1.0:
+        return height, width
+    return max(1, round(height * s)), max(1, round(width * s))
+
+
+def dis_size_ok(height: int, width: int, patch_size: int, finest_scale: int) -> bool:
+    """Whether OpenCV DIS runs its normal coarse-to-fine path on a ``height`` x ``width`` image.
+
+    DIS (opencv/modules/video/src/dis_flow.cpp, ``calc``) picks its coarsest pyramid level as
+    ``min(int(log2(max_side / (4 * patch)) + 0.5), int(log2(min_side / patch)))`` and runs the levels from there down
+    to ``finest_scale``. When that level is below ``finest_scale`` (small images) OpenCV 5 takes a fallback that
+    re-selects patch size and scales from the image *width* alone and keeps them for every later call: it raises on
+    images under 12 px, and on strips (a short height with a long width) it reads outside its pyramid and crashes
+    the process. So a frame is accepted only where the normal path runs, which also leaves the DIS object unchanged.
+    """
+    if min(height, width) < patch_size:
+        return False
+    lo, hi = min(height, width), max(height, width)
+    coarsest = min(int(math.log(hi / (4.0 * patch_size)) / math.log(2.0) + 0.5),
+                   int(math.log(lo / patch_size) / math.log(2.0)))
+    return coarsest >= finest_scale
+
+
+def min_long_side(patch_size: int, finest_scale: int) -> int:
+    """Smallest long side for which :func:`dis_size_ok` can hold (with a short side large enough)."""
+    side = patch_size << finest_scale
+    while not dis_size_ok(side, side, patch_size, finest_scale) and side < 1 << 20:
+        side += 1
+    return side
 
 
 def sample(field: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -66,16 +103,29 @@ class FlowMatcher(Matcher):
         self.max_side = cfg.max_side
         self.max_error = cfg.max_error_px
         self._dis = cv2.DISOpticalFlow_create(PRESETS[cfg.flow_preset])
+        self._patch, self._finest = self._dis.getPatchSize(), self._dis.getFinestScale()
         self._prev: np.ndarray | None = None
         self._cur: np.ndarray | None = None
         self._scale = 1.0
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
         self._grid_xy: tuple[np.ndarray, np.ndarray] | None = None  # pixel x, y maps at the frame size
+        self._maps = None  # (backward flow, map_x, map_y) of the last warp: several maps warp with one computation
 
     def settings(self) -> dict:
         return {"max_side": self.max_side, "max_error_px": self.max_error, "flow_preset": preset_of(self._dis)}
 
+    def check_size(self, height: int, width: int) -> None:
+        h, w = downscaled_size(height, width, self.max_side)
+        if not dis_size_ok(h, w, self._patch, self._finest):
+            raise FrameTooSmall(
+                f"frame of {width}x{height} pixels is too small for the flow matcher: downscaled to at most "
+                f"matcher.max_side={self.max_side} it is {w}x{h}, and OpenCV DIS (patch {self._patch} px, finest "
+                f"scale {self._finest}) needs the short side >= {self._patch << self._finest} px and the long side "
+                f">= {min_long_side(self._patch, self._finest)} px"
+            )
+
     def push(self, image: np.ndarray) -> None:
+        self.check_size(*image.shape[:2])
         grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         small, self._scale = downscale(grey, self.max_side)
         if self._cur is not None and self._cur.shape != small.shape:
@@ -110,12 +160,13 @@ class FlowMatcher(Matcher):
         if self._prev is None:
             return None
         _, bwd = self._pair_flows()
-        hs, ws = bwd.shape[:2]
         h, w = labels.shape
-        field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
-        gx, gy = self._grid(h, w)
-        map_x = gx + field[..., 0] * (w / ws)
-        map_y = gy + field[..., 1] * (h / hs)
+        if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):  # once per pair and size
+            hs, ws = bwd.shape[:2]
+            field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
+            gx, gy = self._grid(h, w)
+            self._maps = (bwd, gx + field[..., 0] * (w / ws), gy + field[..., 1] * (h / hs))
+        _, map_x, map_y = self._maps
         return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
     def _pair_flows(self) -> tuple[np.ndarray, np.ndarray]:
