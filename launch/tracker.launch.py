@@ -6,9 +6,11 @@ left empty here changes nothing, so the launch file cannot drift from the node's
 Arguments: image, params_file (absolute, relative to the working directory, or relative to the package share, e.g.
 config/cpu.yaml), device (segmenter and matcher), segmenter, matcher, use_compressed, qos (sensor_data or
 reliable), dds_profile (a Fast DDS profile for the node: large_data (default), data_sharing, a path to an .xml, or
-none), rviz.
+none), rviz; for 3D instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances"); managed
+(default true: the lifecycle node, `tracker --managed`) and autostart (default true: configure, then activate, as
+soon as it starts, so a one-line launch tracks at once; false: it waits unconfigured for a lifecycle manager).
 
-Every check (booleans, params file, qos, profile, rviz2 installed) runs before anything starts, in
+Every check (booleans, params file, topics, qos, profile, rviz2 installed) runs before anything starts, in
 ``mastsam_ros.node.launch_args.plan``; a bad argument stops the launch with a message and no process left behind.
 A CUDA device asked for where none is usable gives a warning.
 """
@@ -17,9 +19,13 @@ from pathlib import Path
 
 import launch.logging
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.events import matches_action
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 from mastsam_ros.node.launch_args import DEFAULT_DDS_PROFILE, plan
 
@@ -34,7 +40,8 @@ def _share_dir() -> Path:
 
 
 SHARE = _share_dir()
-ARGS = ("image", "params_file", "device", "segmenter", "matcher", "use_compressed", "qos", "dds_profile", "rviz")
+ARGS = ("image", "params_file", "device", "segmenter", "matcher", "use_compressed", "qos", "dds_profile", "rviz",
+        "depth", "camera_info", "depth_enabled", "managed", "autostart")
 
 
 def _start(context):
@@ -43,20 +50,33 @@ def _start(context):
     p = plan(values, SHARE)
     for w in p.warnings:
         launch.logging.get_logger("tracker.launch").warning(w)
-    actions = [Node(
+    common = dict(
         package="mastsam_ros",
         executable="tracker",
         name="tracker",
         output="screen",
         emulate_tty=True,
         parameters=[str(p.params_file), *([p.overrides] if p.overrides else [])],
-        remappings=[("image", values["image"])],
+        remappings=list(p.remappings.items()),
         additional_env=p.env,
-    )]
-    if p.rviz:
-        actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
-                            arguments=["-d", str(SHARE / "config" / "tracker.rviz")]))
-    return actions
+    )
+    rviz = [Node(package="rviz2", executable="rviz2", name="rviz2",
+                 arguments=["-d", str(SHARE / "config" / "tracker.rviz")])] if p.rviz else []
+    if not p.managed:
+        return [Node(**common), *rviz]
+    node = LifecycleNode(namespace="", arguments=["--managed"], **common)
+    if not p.autostart:
+        return [node, *rviz]
+
+    def change(transition_id):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+
+    # Activate once configuring has succeeded (start_state: not again after a later deactivate).
+    activate = RegisterEventHandler(OnStateTransition(
+        target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
+        entities=[change(Transition.TRANSITION_ACTIVATE)],
+    ))
+    return [node, activate, change(Transition.TRANSITION_CONFIGURE), *rviz]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -79,6 +99,23 @@ def generate_launch_description() -> LaunchDescription:
             "dds_profile", default_value=DEFAULT_DDS_PROFILE,
             description="Fast DDS profile for the node: large_data, data_sharing, a path to an .xml, or none. "
                         "Start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE (docs/ROS.md).",
+        ),
+        DeclareLaunchArgument(
+            "depth", default_value="/camera/aligned_depth_to_color/image_raw",
+            description="Registered depth topic (16UC1 mm or 32FC1 m), used with depth_enabled.",
+        ),
+        DeclareLaunchArgument(
+            "camera_info", default_value="/camera/color/camera_info",
+            description="The colour camera's camera_info topic, used with depth_enabled.",
+        ),
+        DeclareLaunchArgument(
+            "depth_enabled", default_value="", description="true: pair image, depth and camera_info; empty: file."
+        ),
+        DeclareLaunchArgument(
+            "managed", default_value="true", description="true: the lifecycle node; false: the plain node."
+        ),
+        DeclareLaunchArgument(
+            "autostart", default_value="true", description="Managed only: configure and activate at start."
         ),
         DeclareLaunchArgument("rviz", default_value="false", description="Also start RViz with config/tracker.rviz."),
         OpaqueFunction(function=_start),

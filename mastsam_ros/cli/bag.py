@@ -6,6 +6,12 @@
   (mastsam_ros/msg/InstanceArray), the same topics and types the node publishes, plus a copy of the input topic.
   The custom types are registered from msg/*.msg text, so neither this nor ``ros2 bag``/Foxglove reading the result
   needs our messages built;
+- ``process ... --depth-topic D --camera-info-topic C``: also 3D instances (mastsam_ros/core/geometry.py) from a
+  registered depth topic (16UC1 mm or 32FC1 m) and the colour camera's camera_info, each paired with the image of
+  the nearest header stamp within ``--slop`` seconds: ``/tracker/objects`` (mastsam_ros/msg/Object3DArray) and
+  one JSON line per frame in ``--objects-jsonl`` (default ``OUT.objects.jsonl``, beside the output bag). An image
+  without a usable partner is tracked as usual and its 3D objects are skipped (logged and counted). The pairing
+  lives in ``process_bag``; ``process-many`` does not offer the depth options yet (2D only);
 - ``process-many INPUT... --output-dir OUT``: many bags, one job each, on Ray (mastsam_ros/cli/archives.py);
 - ``play IN``: publishes a bag's image topic over rclpy at its recorded rate (needs rclpy; raw CDR is sent as is).
 """
@@ -13,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -26,6 +33,8 @@ log = logging.getLogger("mastsam-bag")
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 INSTANCES = "mastsam_ros/msg/InstanceArray"
+OBJECTS = "mastsam_ros/msg/Object3DArray"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 BAG_VERSION = 8  # rosbag2 metadata version read by Jazzy and Kilted
 
@@ -112,65 +121,160 @@ def from_images(args) -> int:
 
 # --- process ------------------------------------------------------------------------------------------------------
 class TopicError(ValueError):
-    """The bag has no usable image topic (the one asked for is missing or not an image type)."""
+    """The bag has no usable image topic (the one asked for is missing or not an image type), or a depth /
+    camera_info topic asked for is missing or of the wrong type."""
+
+
+def _stamp_ns(header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def _nearest(stamps: np.ndarray, t: int, slop_ns: int) -> int | None:
+    """The stamp in sorted ``stamps`` nearest to ``t``, or None when none is within ``slop_ns``."""
+    if len(stamps) == 0:
+        return None
+    i = int(np.searchsorted(stamps, t))
+    best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(int(stamps[j]) - t))
+    return int(stamps[best]) if abs(int(stamps[best]) - t) <= slop_ns else None
+
+
+class DepthPairing:
+    """Pairs each image of a bag with the depth and camera_info of nearest header stamp (within the slop).
+
+    Pass 1 (:meth:`index`) reads only the partner topics' stamps; pass 2 holds just the partner messages some image
+    still needs, and images until their partners have been read, so memory stays at a few messages.
+    """
+
+    def __init__(self, store, reader, depth_conns, info_conns, slop_s: float):
+        self.store, self.slop_ns = store, int(round(slop_s * 1e9))
+        self.depth_conns, self.info_conns = depth_conns, info_conns
+        self.stamps = {}
+        for name, conns in (("depth", depth_conns), ("info", info_conns)):
+            found = [_stamp_ns(store.deserialize_cdr(raw, c.msgtype).header)
+                     for c, _, raw in reader.messages(connections=conns)]
+            self.stamps[name] = np.array(sorted(found), np.int64)
+        self.held: dict[tuple[str, int], object] = {}
+        self.needed: dict[tuple[str, int], int] = {}  # partner -> images still waiting for it
+
+    def want(self, image_stamp: int) -> tuple[int | None, int | None]:
+        """The partner stamps of an image (None: no partner within the slop); marks them as needed."""
+        d, i = (_nearest(self.stamps[k], image_stamp, self.slop_ns) for k in ("depth", "info"))
+        for key in (("depth", d), ("info", i)):
+            if key[1] is not None:
+                self.needed[key] = self.needed.get(key, 0) + 1
+        return d, i
+
+    def offer(self, kind: str, msg) -> None:
+        key = (kind, _stamp_ns(msg.header))
+        if key in self.needed:
+            self.held[key] = msg
+
+    def ready(self, partners) -> bool:
+        d, i = partners
+        return (d is None or ("depth", d) in self.held) and (i is None or ("info", i) in self.held)
+
+    def take(self, partners):
+        """(depth msg, info msg) or None when either is missing; releases what no other image needs."""
+        out = []
+        for kind, stamp in zip(("depth", "info"), partners):
+            key = (kind, stamp)
+            out.append(self.held.get(key))
+            if stamp is not None:
+                self.needed[key] -= 1
+                if self.needed[key] == 0:
+                    del self.needed[key]
+                    self.held.pop(key, None)
+        return None if out[0] is None or out[1] is None else tuple(out)
 
 
 def process(args) -> int:
     from mastsam_ros.core.config import Config, parse_overrides
     from mastsam_ros.core.tracker import Tracker
 
+    if bool(args.depth_topic) != bool(args.camera_info_topic):
+        log.error("--depth-topic and --camera-info-topic go together (the depth needs the camera's intrinsics)")
+        return 2
     overrides = parse_overrides(args.set)
     cfg = Config.from_yaml(args.config, overrides) if args.config else Config().update(overrides)
+    stats: dict[str, Any] = {}
     try:
-        n_ok, n_bad = process_bag(args, Tracker(cfg))
+        n_ok, n_bad = process_bag(args, Tracker(cfg), stats=stats)
     except TopicError as e:
         log.error("%s", e)
         return 2
     print(f"processed {n_ok} frames ({n_bad} skipped) from {args.input}:{args.topic} into {args.output}")
+    if "objects_jsonl" in stats:
+        print(f"3D objects for {stats['frames_3d']} frames ({stats['frames_3d_skipped']} without: see warnings) "
+              f"-> {stats['objects_jsonl']}")
     return 0 if n_ok else 1
 
 
-def process_bag(args, tracker, on_frame=None) -> tuple[int, int]:
+def process_bag(args, tracker, on_frame=None, stats: dict | None = None) -> tuple[int, int]:
     """One bag through ``tracker`` (fresh: ids from 1) -> (frames written, frames skipped); the body of ``process``.
 
     ``args`` carries ``input``, ``output``, ``topic``, ``storage``, ``output_prefix``, ``copy_input``, ``verbose``
-    (``process``'s options); ``on_frame()`` is called after each frame written. Raises TopicError, and rosbags'
-    ReaderError / WriterError for unreadable input or an existing output.
+    (``process``'s options) and optionally the 3D ones ``depth_topic``, ``camera_info_topic``, ``slop``,
+    ``objects_jsonl``, ``extent_trim`` (absent or None: 2D only, as ``process-many`` runs it); ``on_frame()`` is
+    called after each frame written; ``stats``, when given, receives the 3D counts (``frames_3d``,
+    ``frames_3d_skipped``, ``objects_jsonl``). Raises TopicError, and rosbags' ReaderError / WriterError for
+    unreadable input or an existing output.
     """
     from rosbags.rosbag2 import Reader, Writer
 
     from mastsam_ros.core.errors import MastSamError
+    from mastsam_ros.core.geometry import GeometryError, objects_from_depth
     from mastsam_ros.labels_io import LabelMapper
     from mastsam_ros.node.conversions import compressed_to_rgb, image_msg, image_to_rgb, instance_array_msg
+    from mastsam_ros.node.depth import BadDepth, camera_info_intrinsics, check_depth, depth_to_array
+    from mastsam_ros.node.objects import Types3D, object_array_msg
 
+    depth_topic = getattr(args, "depth_topic", None)
+    info_topic = getattr(args, "camera_info_topic", None)
+    slop = getattr(args, "slop", 0.05)
+    if bool(depth_topic) != bool(info_topic):
+        raise ValueError("depth_topic and camera_info_topic go together (the depth needs the camera's intrinsics)")
     store = typestore()
     T = bag_types(store)
     mapper = LabelMapper()
     prefix = args.output_prefix.rstrip("/")
-    n_ok = n_bad = 0
+    n_ok = n_bad = n_3d = n_3d_skipped = 0
     with Reader(args.input) as reader:
-        conns = [c for c in reader.connections if c.topic == args.topic]
-        if not conns:
-            topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
-            raise TopicError(f"topic {args.topic} not in {args.input}; it has: {topics or 'no topics'}")
-        if conns[0].msgtype not in (IMAGE, COMPRESSED):
-            raise TopicError(f"topic {args.topic} is {conns[0].msgtype}, not {IMAGE} or {COMPRESSED}")
+        by_topic = {}
+        for topic, types in ((args.topic, (IMAGE, COMPRESSED)), (depth_topic, (IMAGE,)), (info_topic, (CAMERA_INFO,))):
+            if not topic:
+                continue
+            conns = [c for c in reader.connections if c.topic == topic]
+            if not conns:
+                topics = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections)
+                raise TopicError(f"topic {topic} not in {args.input}; it has: {topics or 'no topics'}")
+            if conns[0].msgtype not in types:
+                raise TopicError(f"topic {topic} is {conns[0].msgtype}, not {' or '.join(types)}")
+            by_topic[topic] = conns
+        conns = by_topic[args.topic]
+        pairing = jsonl_path = None
+        if depth_topic:
+            pairing = DepthPairing(store, reader, by_topic[depth_topic], by_topic[info_topic], slop)
+            T3 = Types3D(Object3D=store.types["mastsam_ros/msg/Object3D"], Object3DArray=store.types[OBJECTS],
+                         Point=store.types["geometry_msgs/msg/Point"], Vector3=store.types["geometry_msgs/msg/Vector3"])
+            jsonl_path = Path(getattr(args, "objects_jsonl", None) or f"{str(args.output).rstrip('/')}.objects.jsonl")
         storage = args.storage or ("mcap" if any(Path(args.input).glob("*.mcap")) else "sqlite3")
-        with Writer(args.output, version=BAG_VERSION, storage_plugin=_storage(storage)) as writer:
+        with Writer(args.output, version=BAG_VERSION, storage_plugin=_storage(storage)) as writer, \
+                (open(jsonl_path, "w") if pairing else _NullFile()) as jsonl:
             out_in = writer.add_connection(args.topic, conns[0].msgtype, typestore=store) if args.copy_input else None
             out_labels = writer.add_connection(f"{prefix}/labels", IMAGE, typestore=store)
             out_inst = writer.add_connection(f"{prefix}/instances", INSTANCES, typestore=store)
-            for conn, timestamp, raw in reader.messages(connections=conns):
-                msg = store.deserialize_cdr(raw, conn.msgtype)
-                if out_in is not None:
-                    writer.write(out_in, timestamp, raw)
+            out_obj = writer.add_connection(f"{prefix}/objects", OBJECTS, typestore=store) if pairing else None
+
+            def track(conn, timestamp, msg, partners):
+                nonlocal n_ok, n_bad, n_3d, n_3d_skipped
+                found = pairing.take(partners) if pairing else None  # released even when the image is bad
                 try:
                     rgb = compressed_to_rgb(msg) if conn.msgtype == COMPRESSED else image_to_rgb(msg)
                     result = tracker.step(rgb)
                 except MastSamError as e:  # BadImage (the conversions) or the tracker refusing a frame
                     n_bad += 1
                     log.warning("skipping the message at %d ns: %s", timestamp, e)
-                    continue
+                    return
                 if result.reset:
                     mapper.reset()
                 labels16, label_of = mapper.assign(result)
@@ -182,7 +286,53 @@ def process_bag(args, tracker, on_frame=None) -> tuple[int, int]:
                     on_frame()
                 if args.verbose:
                     print(f"frame {result.index}: {len(result.tracks)} tracks, {result.timings.get('total', 0):.0f} ms")
+                if pairing is None:
+                    return
+                try:
+                    if found is None:
+                        raise BadDepth("depth_unsynced", f"no depth and camera_info within {slop} s")
+                    depth, info = found
+                    check_depth(depth, msg)
+                    h, w = result.labels.shape
+                    objs = objects_from_depth(result.labels, depth_to_array(depth), camera_info_intrinsics(info, w, h),
+                                              [t.id for t in result.tracks], getattr(args, "extent_trim", 0.0))
+                except (BadDepth, GeometryError) as e:
+                    n_3d_skipped += 1
+                    log.warning("no 3D objects for the image at %d ns: %s", timestamp, e)
+                    return
+                out = object_array_msg(T3, msg.header, result.index, objs, label_of, "depth")
+                writer.write(out_obj, timestamp, store.serialize_cdr(out, OBJECTS))
+                jsonl.write(json.dumps({"stamp_ns": _stamp_ns(msg.header), "index": result.index,
+                                        "objects": [o.as_dict() for o in objs]}) + "\n")
+                n_3d += 1
+
+            waiting: list = []  # images (in bag order) whose partners have not all been read yet
+            partner_topics = {depth_topic: "depth", info_topic: "info"} if pairing else {}
+            read = [*conns, *(pairing.depth_conns + pairing.info_conns if pairing else [])]
+            for conn, timestamp, raw in reader.messages(connections=read):
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                if conn.topic in partner_topics:
+                    pairing.offer(partner_topics[conn.topic], msg)
+                else:
+                    if out_in is not None:
+                        writer.write(out_in, timestamp, raw)
+                    partners = pairing.want(_stamp_ns(msg.header)) if pairing else None
+                    waiting.append((conn, timestamp, msg, partners))
+                while waiting and (pairing is None or pairing.ready(waiting[0][3])):
+                    track(*waiting.pop(0))
+            for item in waiting:  # partners indexed but never read back: cannot happen with a consistent bag
+                track(*item)
+    if stats is not None and pairing is not None:
+        stats.update(frames_3d=n_3d, frames_3d_skipped=n_3d_skipped, objects_jsonl=str(jsonl_path))
     return n_ok, n_bad
+
+
+class _NullFile:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 # --- play ---------------------------------------------------------------------------------------------------------
@@ -264,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--storage", choices=("mcap", "sqlite3"), help="output storage (default: the input's)")
     b.add_argument("--output-prefix", default="/tracker", help="namespace of the output topics (default /tracker)")
     b.add_argument("--no-copy-input", dest="copy_input", action="store_false", help="do not copy the input topic")
+    b.add_argument("--depth-topic", help="registered depth (16UC1 mm or 32FC1 m) for 3D objects")
+    b.add_argument("--camera-info-topic", help="the colour camera's camera_info (with --depth-topic)")
+    b.add_argument("--slop", type=float, default=0.05, help="largest image / depth / camera_info stamp gap, s")
+    b.add_argument("--objects-jsonl", help="3D records, one JSON line per frame (default: OUTPUT.objects.jsonl)")
+    b.add_argument("--extent-trim", type=float, default=0.0, help="bounds from the q and 1-q quantiles (default 0)")
     b.add_argument("-v", "--verbose", action="store_true")
     b.set_defaults(func=process)
 

@@ -10,6 +10,17 @@ value reaches 256; ids past 65535 wrap to a value no other live track holds, see
 ``mastsam_ros.labels_io.load_track_ids(OUT)`` decodes the PNGs back to ids with it) and, with
 ``--debug``, ``OUT/debug/overlay_<frame>.jpg`` (masks, ids, mask points), ``OUT/debug/matches_<frame>.jpg``
 (correspondences of the carried points) and ``OUT/overlay.mp4``.
+
+3D instances (``OUT/objects.jsonl``, one line per frame: per object id, centroid, axis-aligned bounds and extent in
+metres in the camera's optical frame, valid point count, mask pixels, validity fraction; see
+mastsam_ros/core/geometry.py):
+
+    mastsam-track --image-dir RGB --depth-dir DEPTH --intrinsics fx,fy,cx,cy --output-dir OUT
+    mastsam-track --image-dir RGB --pointmap --set matcher.backend=mast3r --set matcher.checkpoint=... -o OUT
+
+``DEPTH/<frame stem>.png`` (16-bit, millimetres, 0 = invalid), ``.tif``/``.tiff``/``.exr`` (32-bit float metres)
+or ``.npy`` (uint16 millimetres or float metres), registered to the frame of the same stem and of its size. A frame
+whose depth is missing or unusable is tracked as usual and its objects line is skipped (logged and counted).
 """
 
 from __future__ import annotations
@@ -21,10 +32,13 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 from tqdm import tqdm
 
 from ..core.config import Config, parse_overrides
 from ..core.errors import MastSamError
+from ..core.geometry import GeometryError, Intrinsics, frame_point_map, objects_3d, objects_from_depth
+from ..core.matchers.base import Matcher
 from ..core.render import correspondences, overlay
 from ..core.tracker import Tracker
 from ..labels_io import LabelMapper, save_label_png
@@ -51,7 +65,66 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of overlay.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("3D instances (OUT/objects.jsonl)")
+    src3d = g.add_mutually_exclusive_group()
+    src3d.add_argument("--depth-dir", type=Path, help="depth image per frame, same file stem (see above)")
+    src3d.add_argument("--pointmap", action="store_true",
+                       help="3D from the matcher's point map (matcher.backend mast3r) instead of a depth image")
+    g.add_argument("--intrinsics", type=Intrinsics.parse, metavar="FX,FY,CX,CY",
+                   help="pinhole intrinsics of the frames, pixels (needed with --depth-dir)")
+    g.add_argument("--extent-trim", type=float, default=0.0,
+                   help="bounds are the q and 1-q quantiles per axis instead of min/max (default 0: min/max)")
+    g.add_argument("--pointmap-min-conf", type=float, default=1.5,
+                   help="point map pixels with lower model confidence are invalid (MASt3R's scale: >= 1; default 1.5)")
     return p
+
+
+DEPTH_SUFFIXES = (".png", ".tif", ".tiff", ".exr", ".npy")
+
+
+def read_depth(directory: Path, stem: str) -> np.ndarray | None:
+    """The depth image of frame ``stem`` (uint16 millimetres or float32 metres), or None when there is none."""
+    for suffix in DEPTH_SUFFIXES:
+        path = directory / f"{stem}{suffix}"
+        if path.is_file():
+            if suffix == ".npy":
+                return np.load(path, allow_pickle=False)
+            depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+            if depth is None:
+                raise GeometryError(f"{path} is not a readable image")
+            return depth
+    return None
+
+
+class Objects3D:
+    """Per-frame 3D records for :func:`run` from a depth folder or the matcher's point map; counts what it skips."""
+
+    def __init__(self, *, depth_dir: Path | None = None, intrinsics: Intrinsics | None = None, matcher=None,
+                 trim: float = 0.0, min_conf: float = 1.5):
+        self.depth_dir, self.k, self.matcher = depth_dir, intrinsics, matcher
+        self.trim, self.min_conf = trim, min_conf
+        self.skipped = 0
+        self.source = "depth" if depth_dir is not None else "pointmap"
+
+    def __call__(self, name: str, result) -> list | None:
+        ids = [t.id for t in result.tracks]
+        h, w = result.labels.shape
+        try:
+            if self.depth_dir is not None:
+                depth = read_depth(self.depth_dir, name)
+                if depth is None:
+                    raise GeometryError(f"no depth file {name}.{{{','.join(s[1:] for s in DEPTH_SUFFIXES)}}}")
+                objs = objects_from_depth(result.labels, depth, self.k, ids, self.trim)
+            else:
+                pm = self.matcher.point_map()
+                if pm is None:
+                    raise GeometryError("the matcher has no point map for this frame")
+                objs = objects_3d(result.labels, frame_point_map(*pm, (w, h), self.min_conf), ids, self.trim)
+        except (GeometryError, OSError, ValueError) as e:
+            self.skipped += 1
+            log.warning("frame %s: no 3D objects: %s", name, e)
+            return None
+        return [o.as_dict() for o in objs]
 
 
 def load_config(path: Path | None, overrides: list[str] | None) -> Config:
@@ -89,26 +162,52 @@ def main(argv: list[str] | None = None) -> int:
         if total is not None and args.max_frames is not None:
             total = min(total, args.max_frames)
 
+    objects = None
+    if args.depth_dir is not None:
+        if args.intrinsics is None:
+            log.error("--depth-dir needs --intrinsics fx,fy,cx,cy")
+            return 2
+        if not args.depth_dir.is_dir():
+            log.error("depth folder not found: %s", args.depth_dir)
+            return 2
+        objects = Objects3D(depth_dir=args.depth_dir, intrinsics=args.intrinsics, trim=args.extent_trim)
+    elif args.pointmap:
+        if type(tracker.matcher).point_map is Matcher.point_map:
+            log.error("--pointmap needs a matcher that predicts 3D points (matcher.backend mast3r), not %s",
+                      cfg.matcher.backend)
+            return 2
+        objects = Objects3D(matcher=tracker.matcher, trim=args.extent_trim, min_conf=args.pointmap_min_conf)
+
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    stats = run(tracker, frames, out, debug=args.debug, fps=args.fps, total=total, progress=not args.quiet)
+    stats = run(tracker, frames, out, debug=args.debug, fps=args.fps, total=total, progress=not args.quiet,
+                objects=objects)
     log.info(
         "%d frames tracked, %d skipped (unreadable or rejected), %d distinct ids -> %s",
         stats["frames"], stats["skipped"], stats["ids"], out,
     )
+    if objects is not None:
+        log.info("3D objects (%s) for %d frames, %d frames without (see warnings) -> %s", objects.source,
+                 stats["frames"] - objects.skipped, objects.skipped, out / "objects.jsonl")
     # the one-line summary on stdout, for scripts and the README's demo figure
     print(f"distinct ids: {stats['ids']} over {stats['frames']} frames ({stats['skipped']} skipped) -> {out}")
     return 0 if stats["frames"] else 1
 
 
-def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=None, progress=True) -> dict:
-    """Track every frame of ``frames`` (iterable of (name, rgb or None)) and write the outputs under ``out``."""
+def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=None, progress=True,
+        objects=None) -> dict:
+    """Track every frame of ``frames`` (iterable of (name, rgb or None)) and write the outputs under ``out``.
+
+    ``objects``: an :class:`Objects3D` (or any ``(name, FrameResult) -> list of dicts or None``) whose records
+    go to ``out/objects.jsonl``, one line per frame it answers.
+    """
     video = None
     prev = None
     seen_ids: set[int] = set()
     mapper = LabelMapper()
     n_ok = n_skip = 0
-    with open(out / "tracks.jsonl", "w") as jsonl:
+    with open(out / "tracks.jsonl", "w") as jsonl, \
+            (open(out / "objects.jsonl", "w") if objects is not None else _Null()) as objects_jsonl:
         for name, rgb in tqdm(frames, total=total, disable=not progress, unit="frame"):
             if rgb is None:
                 log.warning("frame %s: unreadable image, skipped", name)
@@ -127,6 +226,10 @@ def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=Non
             save_label_png(out / f"{name}.png", values)
             seen_ids.update(t.id for t in result.tracks)
             jsonl.write(json.dumps(record(name, result, label_of)) + "\n")
+            if objects is not None:
+                objs = objects(name, result)
+                if objs is not None:
+                    objects_jsonl.write(json.dumps({"frame": name, "index": result.index, "objects": objs}) + "\n")
             if debug:
                 (out / "debug").mkdir(exist_ok=True)
                 ov = overlay(rgb, result)
@@ -147,6 +250,16 @@ def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=Non
     if video is not None:
         video.release()
     return {"frames": n_ok, "skipped": n_skip, "ids": len(seen_ids)}
+
+
+class _Null:
+    """A do-nothing context manager standing in for a file that is not written."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def record(name: str, result, label_of: dict[int, int]) -> dict:

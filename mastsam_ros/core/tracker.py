@@ -45,7 +45,7 @@ from . import masks as M
 from .budget import PromptBudget
 from .clustering import KMeans, build_clustering
 from .config import Config
-from .errors import ConfigError
+from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .matchers import Matcher, build_matcher
 from .points import isolated, label_points
@@ -299,7 +299,10 @@ class Tracker:
             elif section == "matcher":
                 self.matcher = build_matcher(self.cfg.matcher)
                 if self._last_frame is not None:
-                    self.matcher.push(self._last_frame)
+                    try:
+                        self.matcher.push(self._last_frame)
+                    except FrameError as e:  # the new settings refuse this frame size: no pair for the next frame
+                        log.warning("rebuilt matcher refuses the last frame (%s): the next frame carries nothing", e)
             elif section == "clustering":
                 self.kmeans = build_clustering(self.cfg.clustering)
                 self._rng = np.random.default_rng(self.cfg.clustering.seed)

@@ -96,6 +96,9 @@ class LaunchPlan:
     env: dict[str, str] = field(default_factory=dict)
     rviz: bool = False
     warnings: list[str] = field(default_factory=list)
+    managed: bool = True  # the lifecycle node (tracker --managed)
+    autostart: bool = True  # managed only: configure, then activate, at start
+    remappings: dict[str, str] = field(default_factory=dict)  # node topic -> the topic given
 
 
 def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=shutil.which,
@@ -114,6 +117,21 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
     use_compressed = parse_bool("use_compressed", args.get("use_compressed", ""))
     if use_compressed is not None:
         overrides["node.use_compressed"] = use_compressed
+    depth_enabled = parse_bool("depth_enabled", args.get("depth_enabled", ""))
+    if depth_enabled is not None:
+        overrides["node.depth.enabled"] = depth_enabled
+    remappings = {}
+    for topic in ("image", "depth", "camera_info"):
+        if topic not in args:
+            continue
+        value = args[topic].strip()
+        if not value:
+            raise LaunchArgumentError(f"launch argument {topic} is empty: give a topic name")
+        remappings[topic] = value
+    managed = parse_bool("managed", args.get("managed", "true"))
+    managed = True if managed is None else managed
+    autostart = parse_bool("autostart", args.get("autostart", "true"))
+    autostart = True if autostart is None else autostart
     qos = args.get("qos", "").strip()
     if qos:
         if qos not in QOS_CHOICES:
@@ -141,7 +159,7 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
     w = cuda_warning({"segmenter.device": cfg.segmenter.device, "matcher.device": cfg.matcher.device}, cuda)
     if w:
         warnings.append(w)
-    return LaunchPlan(params_file, overrides, env, rviz, warnings)
+    return LaunchPlan(params_file, overrides, env, rviz, warnings, managed, autostart, remappings)
 
 
 __all__ = ["DDS_PROFILES", "LaunchArgumentError", "LaunchPlan", "parse_bool", "plan", "resolve_params_file",

@@ -19,7 +19,9 @@ lets an exception escape: it is logged (throttled) and counted in diagnostics.
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
+import gc
 import os
 import sys
 import threading
@@ -53,6 +55,7 @@ from mastsam_ros.node.conversions import (
     check_image, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
+from mastsam_ros.node.spatial import Spatial
 
 THROTTLE_S = 5.0  # seconds between two warnings from the same place
 
@@ -137,6 +140,15 @@ class TrackerNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("tracker", **kwargs)
+        # Unmanaged: all three phases at once. The managed node (mastsam_ros/node/lifecycle.py) runs them, and
+        # their reverses, on lifecycle transitions.
+        self._setup()
+        self._configure()
+        self._activate()
+
+    # --- phases: setup (parameters), configure (models, outputs), activate (inputs, worker) -------------------
+    def _setup(self) -> None:
+        """Parameters and bookkeeping only; no model is built and nothing is published or subscribed."""
         self._msgs = rclpy_types(load_messages())
         self._lock = threading.Lock()  # guards counters, stats and pending parameter changes
         self._counters: Counter[str] = Counter()
@@ -149,15 +161,26 @@ class TrackerNode(Node):
         self._pending: dict[str, Any] = {}
         self._gaps = inputs.StampGaps()
         self._publish_lock = threading.Lock()  # held while publishing one frame's outputs; close() waits for it
+        self._log_handler = None  # the core's log records -> this node's logger, while configured
 
         # --- parameters: declared once, from the config dataclasses --------------------------------------
         self._cfg = self._declare_all(Config().fields())
         self._node = self._declare_all(node_fields(NodeSection()), section=NodeSection())
+        self._spatial = Spatial(self, descriptor)  # node.depth.*, node.objects.*: the 3D inputs and outputs
         self._cfg.check()
         self._core_names = {name for name, _, _ in self._cfg.fields()}
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
+        self._tracker: Tracker | None = None
+        self._outputs: list = []  # publishers and services of the configured node
+        self._inputs: list = []  # subscriptions and timers of the active node
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._slot = _Slot()
+        self._input_topic = self.resolve_topic_name("image")
 
+    def _configure(self) -> None:
+        """Build the tracker and its models, the publishers and the services. Raises what the backends raise."""
         # The worker owns the tracker (and its models); nothing else touches it except the thread-safe requests.
         # The core's log records go to this node's logger from here on (backends log while they are built).
         self._log_handler = logbridge.install(self.get_logger(), THROTTLE_S)
@@ -167,30 +190,42 @@ class TrackerNode(Node):
             logbridge.uninstall(self._log_handler)
             raise
         self._labels = LabelMapper()
+        self._last_stamp, self._last_shape = None, None
 
-        # --- publishers, subscriptions, services, timers ---------------------------------------------------
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=2, reliability=ReliabilityPolicy.RELIABLE)
         self._pub_labels = self.create_publisher(Image, "~/labels", out_qos)
         self._pub_instances = self.create_publisher(self._msgs.InstanceArray, "~/instances", 10)
         self._pub_overlay = self.create_publisher(Image, "~/overlay", out_qos)
         self._pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        if self._spatial.wants_objects(self._tracker.matcher):
+            self._spatial.create_publishers(load_messages(), out_qos)
+        self._outputs = [
+            self._pub_labels, self._pub_instances, self._pub_overlay, self._pub_diag,
+            self.create_service(Trigger, "~/reset", self._on_reset),
+            self.create_service(Trigger, "~/resegment", self._on_resegment),
+        ]
 
+    def _activate(self) -> None:
+        """Subscribe, start the diagnostics timer and the worker thread."""
         in_qos = inputs.input_qos(self._node.qos, self._node.input_depth)
-        if self._node.use_compressed:
+        if self._spatial.depth_input:
+            self._input_topic = self.resolve_topic_name("image")
+            self._spatial.subscribe(
+                lambda image, depth, info: self._on_image(image, self._spatial.check(image, depth, info)), in_qos)
+        elif self._node.use_compressed:
             # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
             self._input_topic = self.resolve_topic_name("image") + "/compressed"
-            self.create_subscription(CompressedImage, self._input_topic, self._on_compressed, in_qos)
+            self._inputs.append(
+                self.create_subscription(CompressedImage, self._input_topic, self._on_compressed, in_qos))
         else:
             self._input_topic = self.resolve_topic_name("image")
-            self.create_subscription(Image, "image", self._on_image, in_qos)
-
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_service(Trigger, "~/resegment", self._on_resegment)
-        self.create_timer(self._node.diagnostics_period, self._publish_diagnostics)
+            self._inputs.append(self.create_subscription(Image, "image", self._on_image, in_qos))
+        self._inputs.append(self.create_timer(self._node.diagnostics_period, self._publish_diagnostics))
 
         self._slot = _Slot()
         self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="mastsam_tracker", daemon=True)
+        # The worker gets its own stop event: one that outlives a deactivation (a long frame) never sees the next.
+        self._worker = threading.Thread(target=self._work, args=(self._stop,), name="mastsam_tracker", daemon=True)
         self._worker.start()
         c = self._cfg
         self.get_logger().info(
@@ -220,11 +255,14 @@ class TrackerNode(Node):
         try:
             trial = copy.deepcopy(self._cfg)
             node_fields_by_name = {name: fld for name, fld, _ in node_fields(self._node)}
+            spatial_fields = self._spatial.names()
             for p in params:
                 if p.name in self._core_names:
                     trial.set(p.name, p.value)
                 elif p.name in node_fields_by_name:
                     validate(p.name, node_fields_by_name[p.name], p.value)
+                elif p.name in spatial_fields:
+                    validate(p.name, spatial_fields[p.name], p.value)
             trial.check()
         except ConfigError as e:
             return SetParametersResult(successful=False, reason=str(e))
@@ -245,6 +283,8 @@ class TrackerNode(Node):
                     elif p.name in node_fields_by_name:
                         value = validate(p.name, node_fields_by_name[p.name], p.value)
                         setattr(self._node, p.name.split(".", 1)[1], value)
+                    elif p.name in self._spatial.names():
+                        self._spatial.set_parameter(p.name, validate(p.name, self._spatial.names()[p.name], p.value))
         except Exception as e:  # noqa: BLE001 - validated already; never let a callback raise
             self._callback_error(e)
 
@@ -268,7 +308,8 @@ class TrackerNode(Node):
         )
 
     # --- input callbacks (executor thread): O(1), never raise ------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, extra=None) -> None:
+        """``extra``: the frame's checked (depth, camera_info) from the synchronised input, or None."""
         self._count("received")
         self._count_gap(msg)
         try:
@@ -281,7 +322,7 @@ class TrackerNode(Node):
         except Exception as e:  # noqa: BLE001 - a malformed message must not kill spin
             self._callback_error(e)
             return
-        self._enqueue(msg)
+        self._enqueue(msg, extra)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._count("received")
@@ -312,11 +353,11 @@ class TrackerNode(Node):
             raise BadImage("too_small", str(e)) from None
         return w, h
 
-    def _enqueue(self, msg) -> None:
+    def _enqueue(self, msg, extra=None) -> None:
         try:
             if not self._check_stamp(msg.header):
                 return
-            if self._slot.put((msg, time.monotonic())):
+            if self._slot.put((msg, time.monotonic(), extra)):
                 self._count("dropped")
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
@@ -357,14 +398,14 @@ class TrackerNode(Node):
         return response
 
     # --- the worker ---------------------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while not self._stop.is_set():
+    def _work(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             item = self._slot.take(timeout=0.2)
             self._apply_pending()  # also while no frames arrive, so diagnostics show what is in force
             if item is None:
                 continue
             try:
-                self._process(*item)
+                self._process(*item, stop=stop)
             except BadImage as e:
                 self._count(e.kind)
                 self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
@@ -375,12 +416,15 @@ class TrackerNode(Node):
                 self._count("bad_frame")
                 self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
-                if self._stop.is_set() or not rclpy.ok():
+                if stop.is_set() or not rclpy.ok():
                     return
                 self._count("tracker_errors")
                 self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
-    def _process(self, msg, received: float) -> None:
+    def _process(self, msg, received: float, extra=None, stop: threading.Event | None = None) -> None:
+        """One frame: track, then publish all its outputs (2D and 3D) at once under the publish lock, unless
+        ``stop`` (the worker's stop event; default the current one) was set meanwhile."""
+        stop = self._stop if stop is None else stop
         rgb = self._to_rgb(msg)
         if self._last_shape is not None and rgb.shape[:2] != self._last_shape:
             self._count("size_changes")
@@ -399,11 +443,12 @@ class TrackerNode(Node):
 
         T = self._msgs
         outputs = [(self._pub_labels, image_msg(T, msg.header, labels16)),
-                   (self._pub_instances, instance_array_msg(T, msg.header, result, label_of))]
+                   (self._pub_instances, instance_array_msg(T, msg.header, result, label_of)),
+                   *self._spatial.outputs(msg.header, result, label_of, extra, self._tracker.matcher)]
         if self._pub_overlay.get_subscription_count() > 0:
             outputs.append((self._pub_overlay, image_msg(T, msg.header, overlay(rgb, result))))
         with self._publish_lock:  # all of a frame's outputs or none: close() never cuts a frame's set in half
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             for pub, out in outputs:
                 pub.publish(out)
@@ -475,6 +520,10 @@ class TrackerNode(Node):
                 f"{k} +{new[k]}" for k in (*self.BAD_INPUT, "size_changes") if new[k]
             )
 
+        spatial, spatial_bad = self._spatial.diagnostics(), self._spatial.new_bad()
+        if level == DiagnosticStatus.OK and spatial_bad:
+            level, message = DiagnosticStatus.WARN, "bad depth input: " + ", ".join(spatial_bad)
+
         c = self._cfg
         values = {
             "rate_hz": f"{rate:.2f}",
@@ -491,6 +540,7 @@ class TrackerNode(Node):
             "input_topic": self._input_topic,
             "qos": self._node.qos,
             **self._backend_settings(),
+            **spatial,
         }
         return DiagnosticStatus(
             level=level, name=f"{self.get_name()}: tracker", message=message,
@@ -513,30 +563,80 @@ class TrackerNode(Node):
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
 
+    def _deactivate(self, timeout: float = 60.0, warn: bool = True) -> bool:
+        """Unsubscribe and stop the worker (its current frame is waited for up to ``timeout`` s, then abandoned:
+        it publishes nothing after its stop event is set); a frame still waiting in the slot is dropped. True when
+        the worker has ended."""
+        self._spatial.unsubscribe()
+        for entity in self._inputs:
+            (self.destroy_timer if hasattr(entity, "timer_period_ns") else self.destroy_subscription)(entity)
+        self._inputs = []
+        self._stop.set()
+        ended = True
+        if self._worker is not None:
+            self._worker.join(timeout=timeout)
+            ended = not self._worker.is_alive()
+            if ended:
+                self._worker = None
+            elif warn:
+                self.get_logger().warning(f"the worker is still in a frame after {timeout:.0f} s; it stops after it")
+        with self._publish_lock:  # a frame being published completes; none is published after this
+            pass
+        self._slot.take(timeout=0.0)
+        return ended
+
+    def _cleanup(self) -> None:
+        """Destroy the outputs and release the tracker and its models (and torch's cached GPU memory)."""
+        self._spatial.destroy_publishers()
+        for entity in self._outputs:
+            (self.destroy_service if hasattr(entity, "srv_type") else self.destroy_publisher)(entity)
+        self._outputs = []
+        self._tracker = None
+        self._uninstall_log_bridge()
+        gc.collect()  # the backends hold reference cycles (modules, hooks); free their tensors now
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        try:  # glibc keeps freed heap pages for reuse; hand them back so the release shows in the process's RSS
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass  # not glibc: the memory is free for the process to reuse, just not returned to the system
+
     # --- shutdown -----------------------------------------------------------------------------------------------
     def close(self, timeout: float = 1.0) -> bool:
         """Stop the worker before the node's publishers go away; True when it ended within ``timeout`` seconds.
 
         A frame still in the tracker after ``timeout`` is abandoned: once this returns nothing more is published
-        (the worker checks the stop flag under the publish lock, which this waits for), so a frame's outputs are
-        published whole or not at all. ``ros2 launch`` escalates to SIGTERM then SIGKILL after 5 s; stopping must
-        fit well inside that even in the middle of a long frame.
+        (the worker checks its stop flag under the publish lock, which :meth:`_deactivate` waits for), so a frame's
+        outputs are published whole or not at all. ``ros2 launch`` escalates to SIGTERM then SIGKILL after 5 s;
+        stopping must fit well inside that even in the middle of a long frame.
         """
-        self._stop.set()
-        self._worker.join(timeout=timeout)
-        with self._publish_lock:
-            pass
-        logbridge.uninstall(self._log_handler)
-        return not self._worker.is_alive()
+        ended = self._deactivate(timeout=timeout, warn=False)
+        self._uninstall_log_bridge()
+        return ended
+
+    def _uninstall_log_bridge(self) -> None:
+        if self._log_handler is not None:
+            logbridge.uninstall(self._log_handler)
+            self._log_handler = None
 
 
 def main(args=None) -> int:
-    """Entry point of ``ros2 run mastsam_ros tracker`` and the ``tracker`` console script."""
+    """Entry point of ``ros2 run mastsam_ros tracker`` and the ``tracker`` console script.
+
+    ``tracker --managed``: the lifecycle node (mastsam_ros/node/lifecycle.py), which starts unconfigured.
+    """
     rclpy.init(args=args)
     node = None
     code = 0
+    managed = "--managed" in rclpy.utilities.remove_ros_args(sys.argv if args is None else args)[1:]
     try:
-        node = TrackerNode()
+        if managed:
+            from mastsam_ros.node.lifecycle import ManagedTrackerNode  # noqa: PLC0415 - imports this module
+
+            node = ManagedTrackerNode()
+        else:
+            node = TrackerNode()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: rclpy's signal handler shut the context down; fall through to cleanup

@@ -86,3 +86,123 @@ def test_ids_past_255_and_65535_are_written_and_decode_back(tmp_path, monkeypatc
         assert np.array_equal(decoded[name], labels), name
         # Distinct objects keep distinct pixel values in each frame.
         assert len(np.unique(values[name])) == len(np.unique(labels)), name
+
+
+def test_depth_folder_writes_3d_objects(tmp_path):
+    """Rendered frames with known geometry (test/scene3d.py) and their 16-bit depth PNGs -> objects.jsonl."""
+    from scene3d import CX, CY, FX, FY, centroid_tolerance, render
+
+    rgb_dir, depth_dir, out = tmp_path / "rgb", tmp_path / "depth", tmp_path / "out"
+    rgb_dir.mkdir()
+    depth_dir.mkdir()
+    truths = {}
+    for i in range(4):
+        rgb, depth, labels, truths[f"{i:05d}"] = render(i)
+        cv2.imwrite(str(rgb_dir / f"{i:05d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        mm = np.round(depth * 1000).astype(np.uint16)
+        if i == 2:
+            mm = mm[::2, ::2]  # not registered to the image: this frame's objects are skipped
+        if i != 3:  # frame 3 has no depth file at all
+            cv2.imwrite(str(depth_dir / f"{i:05d}.png"), mm)
+    args = ["--image-dir", str(rgb_dir), "--output-dir", str(out), "--quiet", "--depth-dir", str(depth_dir)]
+    assert track.main(args) == 2  # no intrinsics
+    assert track.main([*args, "--intrinsics", f"{FX},{FY},{CX},{CY}"]) == 0
+    tracks = {r["frame"]: r for r in map(json.loads, (out / "tracks.jsonl").read_text().splitlines())}
+    objects = [json.loads(line) for line in (out / "objects.jsonl").read_text().splitlines()]
+    assert [o["frame"] for o in objects] == ["00000", "00001"] and len(tracks) == 4
+    for rec in objects:
+        assert [o["id"] for o in rec["objects"]] == [t["id"] for t in tracks[rec["frame"]]["tracks"]]
+        labels = load_label_png(out / f"{rec['frame']}.png")
+        panel = next(t for t in truths[rec["frame"]] if t.id == 1)
+        _, _, gt, _ = render(int(rec["frame"]))
+        best = max(rec["objects"], key=lambda o: ((labels == o["id"]) & (gt == 1)).sum())
+        assert best["valid_fraction"] == 1.0 and best["points"] == best["pixels"]
+        allowed = centroid_tolerance(labels == best["id"], gt == 1)
+        assert np.linalg.norm(np.subtract(best["centroid"][:2], panel.centre[:2])) < allowed
+        assert abs(best["centroid"][2] - 2.0) < 0.01
+
+
+def test_pointmap_needs_a_matcher_with_points(tmp_path, davis_root):
+    src = davis_root / "JPEGImages" / "480p" / "car-roundabout"
+    code = track.main(["--image-dir", str(src), "--output-dir", str(tmp_path), "--pointmap", "--max-frames", "1"])
+    assert code == 2
+
+
+def test_pointmap_objects_through_run(tmp_path):
+    """track.run with Objects3D on a matcher's point map: a stand-in matcher returns the rendered scene's points at
+    half resolution with a confidence map (as MASt3R predicts them at its own size)."""
+    from scene3d import CX, CY, FX, FY, centroid_tolerance, render
+
+    from mastsam_ros.core.config import Config
+    from mastsam_ros.core.geometry import Intrinsics, backproject
+    from mastsam_ros.core.tracker import Tracker
+
+    k = Intrinsics(FX, FY, CX, CY)
+    tracker = Tracker(Config())
+
+    class PointMaps:
+        frame = 0
+
+        def point_map(self):
+            _, depth, _, _ = render(self.frame)
+            pts = backproject(depth, k)[1::2, 1::2]
+            conf = np.full(pts.shape[:2], 3.0, np.float32)
+            conf[:, : conf.shape[1] // 8] = 1.0  # the leftmost eighth is below the 1.5 threshold: no points
+            return pts, conf
+
+    source = PointMaps()
+
+    def frames():
+        for i in range(3):
+            source.frame = i
+            yield f"{i:05d}", render(i)[0]
+
+    objects = track.Objects3D(matcher=source, min_conf=1.5)
+    stats = track.run(tracker, frames(), tmp_path, progress=False, objects=objects)
+    assert stats["frames"] == 3 and objects.skipped == 0
+    tracks = [json.loads(x) for x in (tmp_path / "tracks.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (tmp_path / "objects.jsonl").read_text().splitlines()]
+    for rec, tr in zip(lines, tracks):
+        assert [o["id"] for o in rec["objects"]] == [t["id"] for t in tr["tracks"]]
+        _, _, gt, truths = render(rec["index"])
+        labels = load_label_png(tmp_path / f"{rec['frame']}.png")
+        panel = max(rec["objects"], key=lambda o: ((labels == o["id"]) & (gt == 1)).sum())
+        allowed = centroid_tolerance(labels == panel["id"], gt == 1)
+        assert abs(panel["centroid"][2] - 2.0) < 0.01
+        assert np.linalg.norm(np.subtract(panel["centroid"][:2], truths[0].centre[:2])) < allowed
+        for o in rec["objects"]:  # pixels in the unconfident strip (x < 40) are no points
+            assert o["pixels"] - o["points"] == int((labels[:, :40] == o["id"]).sum()), o
+        assert any(o["points"] < o["pixels"] for o in rec["objects"])  # the strip holds some object
+
+
+def test_pointmap_with_upstream_mast3r(tmp_path, davis_root):
+    """mastsam-track --pointmap with the mast3r matcher (upstream model, random weights) where a clone is present."""
+    import importlib.util
+    import os
+    from pathlib import Path
+
+    from mastsam_ros.core.errors import BackendUnavailable
+    from mastsam_ros.core.matchers.mast3r import import_mast3r
+
+    path = os.environ.get("MASTSAM_MAST3R_PATH", "")
+    try:
+        import_mast3r(path)
+    except BackendUnavailable as e:
+        pytest.skip(f"mast3r not importable (set MASTSAM_MAST3R_PATH to a naver/mast3r clone): {e}")
+    script = Path(__file__).resolve().parents[2] / "scripts" / "verify_mast3r.py"
+    spec = importlib.util.spec_from_file_location("verify_mast3r", script)
+    verify = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verify)
+    ckpt = verify.save_random_checkpoint(path, verify.TINY_MODEL, tmp_path / "tiny.pth")
+    src = davis_root / "JPEGImages" / "480p" / "car-roundabout"
+    out = tmp_path / "out"
+    code = track.main(["--image-dir", str(src), "--output-dir", str(out), "--max-frames", "2", "--quiet",
+                       "--pointmap", "--pointmap-min-conf", "1.0", "--set", "matcher.backend=mast3r",
+                       "--set", f"matcher.checkpoint={ckpt}", "--set", f"matcher.mast3r_path={path}"])
+    assert code == 0
+    tracks = [json.loads(x) for x in (out / "tracks.jsonl").read_text().splitlines()]
+    lines = [json.loads(x) for x in (out / "objects.jsonl").read_text().splitlines()]
+    assert len(lines) == 2
+    for rec, tr in zip(lines, tracks):
+        assert [o["id"] for o in rec["objects"]] == [t["id"] for t in tr["tracks"]]
+        assert all(o["points"] == o["pixels"] > 0 for o in rec["objects"])  # confidence >= 1 everywhere

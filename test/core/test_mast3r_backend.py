@@ -211,3 +211,94 @@ def test_upstream_checkpoint_with_missing_key_fails_loudly(tiny_ckpt, tmp_path):
     with pytest.raises(CheckpointError, match="does not match") as err:
         build_matcher(MatcherSection(backend="mast3r", checkpoint=str(bad), mast3r_path=MAST3R_PATH))
     assert key in str(err.value)
+
+
+# --- the point map for 3D instances ------------------------------------------------------------------------------
+class _PointMapModel:
+    """A stand-in with MASt3R's call structure whose first head returns a point map computed from its own image:
+    z = 1 + 2 x red (metres), x and y on a pinhole with f = model width, confidence = 1 + 4 x green. Lets the
+    plumbing (which image is first in the pair, resolution, confidence, caching) be checked without upstream."""
+
+    desc_conf_mode = ("exp", 0, float("inf"))
+
+    def __init__(self):
+        self.decoder_pairs = []
+
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
+
+    def _encode_image(self, x, true_shape):
+        return x, None, None
+
+    def _decoder(self, f1, p1, f2, p2):
+        self.decoder_pairs.append((f1, f2))
+        return [f1], [f2]
+
+    def _downstream_head(self, head, toks, shape):
+        img = (toks[0][0] + 1) / 2  # (3, h, w) in [0, 1]
+        _, h, w = img.shape
+        z = 1 + 2 * img[0]
+        v, u = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+        pts = torch.stack([(u - (w - 1) / 2) / w * z, (v - (h - 1) / 2) / w * z, z], dim=-1)
+        desc = torch.nn.functional.normalize(img.permute(1, 2, 0).repeat(1, 1, 8) + 0.01, dim=-1)
+        return {"pts3d": pts[None], "conf": (1 + 4 * img[1])[None], "desc": desc[None],
+                "desc_conf": torch.ones(1, h, w)}
+
+
+def test_point_map_is_the_newest_frame_first_in_its_own_pass():
+    from mastsam_ros.core.geometry import frame_point_map, objects_3d
+    from mastsam_ros.core.matchers.mast3r import Mast3rMatcher
+
+    h, w = 240, 427  # model size 512 x 288
+    a = np.zeros((h, w, 3), np.uint8)
+    b = np.zeros((h, w, 3), np.uint8)
+    b[60:180, 100:300, 0] = 255  # a red box at z = 3 m; the rest of b at z = 1 m
+    b[:, : w // 2, 1] = 255  # green (confidence 5) on the left half only
+    model = _PointMapModel()
+    m = Mast3rMatcher(MatcherSection(backend="mast3r"), model=model)
+    assert m.point_map() is None  # nothing pushed yet
+    m.push(a)
+    pts, conf = m.point_map()
+    assert len(model.decoder_pairs) == 1 and model.decoder_pairs[0][0] is model.decoder_pairs[0][1]  # (a, a)
+    assert pts.shape == (288, 512, 3) and np.allclose(pts[..., 2], 1.0)
+    m.push(b)
+    m.carry(np.array([[10.0, 10.0]], np.float32))  # the matching pair (a, b) is decoded on its own...
+    pts, conf = m.point_map()
+    m.point_map()  # ...and the point map once per frame, with b first
+    assert len(model.decoder_pairs) == 3
+    first, second = model.decoder_pairs[2]
+    assert first is m._cur["feat"] and second is m._prev["feat"]
+    assert "point_map" in m.timings
+
+    full = frame_point_map(pts, conf, (w, h), min_confidence=3.0)
+    assert full.shape == (h, w, 3)
+    z = full[..., 2]
+    assert np.isnan(z[:, w // 2 + 2:]).all() and np.isfinite(z[:, : w // 2 - 2]).all()  # low confidence -> NaN
+    labels = np.zeros((h, w), np.uint32)
+    labels[70:170, 110:200] = 7  # inside the red box, on the confident half
+    labels[70:170, 260:290] = 8  # inside the box, on the unconfident half
+    o7, o8 = objects_3d(labels, full, ids=[7, 8])
+    assert o7.centroid[2] == pytest.approx(3.0, abs=0.02) and o7.valid_fraction == 1.0
+    assert o8.points == 0 and o8.valid_fraction == 0.0
+    m.reset()
+    assert m.point_map() is None
+
+
+@needs_upstream
+def test_upstream_point_map_on_real_frames(tiny_ckpt, car_frames):
+    from mastsam_ros.core.geometry import frame_point_map, objects_3d
+
+    frames, gts = car_frames
+    m = build_matcher(MatcherSection(backend="mast3r", checkpoint=str(tiny_ckpt), mast3r_path=MAST3R_PATH))
+    h, w = frames[0].shape[:2]
+    for f in frames[:2]:
+        m.push(f)
+        pts, conf = m.point_map()
+        assert pts.shape == (*model_size(w, h)[::-1], 3) and conf.shape == pts.shape[:2]
+        assert np.isfinite(pts).all() and (conf >= 1).all()  # conf_mode ('exp', 1, inf)
+        full = frame_point_map(pts, conf, (w, h))
+        (car,) = objects_3d(gts[0].astype(np.uint32), full, ids=[1])
+        assert car.points == car.pixels and all(np.isfinite(car.centroid))

@@ -84,11 +84,11 @@ def labels_of(msg) -> np.ndarray:
 class NodeProcess:
     """The tracker node started as ``python -m mastsam_ros.node.tracker_node --ros-args ...`` in its own process."""
 
-    def __init__(self, *ros_args: str, log_path: Path):
+    def __init__(self, *ros_args: str, log_path: Path, args: tuple[str, ...] = ()):
         self.log_path = log_path
         self._log = open(log_path, "w")
-        cmd = [sys.executable, "-m", "mastsam_ros.node.tracker_node", "--ros-args", "--params-file", str(PARAMS),
-               *ros_args]
+        cmd = [sys.executable, "-m", "mastsam_ros.node.tracker_node", *args, "--ros-args", "--params-file",
+               str(PARAMS), *ros_args]
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT)
 
     def log(self) -> str:

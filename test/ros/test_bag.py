@@ -80,6 +80,10 @@ def test_bag_types_match_the_built_messages():
     store = bag.typestore()
     for name in ("mastsam_ros/msg/InstanceArray", "mastsam_ros/msg/Instance"):
         assert store.hash_rihs01(name) == hashes[name]
+    described = Path(sys.prefix, "share", "mastsam_ros", "msg", "Object3DArray.json")
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(described.read_text())["type_hashes"]}
+    for name in ("mastsam_ros/msg/Object3DArray", "mastsam_ros/msg/Object3D"):
+        assert store.hash_rihs01(name) == hashes[name]
 
 
 def test_play_feeds_the_node(ros, image_bag, tmp_path):
@@ -112,3 +116,64 @@ def test_play_feeds_the_node(ros, image_bag, tmp_path):
     finally:
         probe.destroy()
         assert node.stop() == 0, node.log()
+
+
+def test_process_with_depth_writes_3d_objects(tmp_path):
+    """A bag of the rendered scene (test/scene3d.py): colour, 16UC1 depth and camera_info with known geometry."""
+    from rosbags.rosbag2 import Writer
+    from scene3d import CX, CY, FX, FY, centroid_tolerance, render
+
+    from mastsam_ros.node.conversions import image_msg
+
+    store = bag.typestore()
+    T = bag.bag_types(store)
+    Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
+    CameraInfo = store.types["sensor_msgs/msg/CameraInfo"]
+    src = tmp_path / "scene"
+    truths = {}
+    with Writer(src, version=bag.BAG_VERSION) as w:
+        c_img = w.add_connection("/cam/color", bag.IMAGE, typestore=store)
+        c_dep = w.add_connection("/cam/depth", bag.IMAGE, typestore=store)
+        c_inf = w.add_connection("/cam/info", bag.CAMERA_INFO, typestore=store)
+        for i in range(5):
+            rgb, depth, _, truths[i] = render(i)
+            ns = (10 + i) * 10**9
+
+            def header(offset=0):
+                t = ns + offset
+                return Header(stamp=Time(sec=t // 10**9, nanosec=t % 10**9), frame_id="cam")
+
+            mm = np.round(depth * 1000).astype(np.uint16)
+            if i == 3:
+                mm = mm[::2, ::2]  # not registered: this frame's objects are skipped
+            dep = T.Image(header=header(15_000_000), height=mm.shape[0], width=mm.shape[1], encoding="16UC1",
+                          is_bigendian=0, step=mm.shape[1] * 2, data=np.frombuffer(mm.tobytes(), np.uint8))
+            info = CameraInfo(header=header(-5_000_000), height=240, width=320, distortion_model="plumb_bob",
+                              d=np.zeros(5), k=np.array([FX, 0, CX, 0, FY, CY, 0, 0, 1.0]), r=np.eye(3).ravel(),
+                              p=np.zeros(12), binning_x=0, binning_y=0,
+                              roi=store.types["sensor_msgs/msg/RegionOfInterest"](0, 0, 0, 0, False))
+            # Depth after the image in the bag for odd frames, before it for even ones; frame 1 has no depth.
+            items = [(c_img, ns, image_msg(T, header(), rgb), bag.IMAGE), (c_inf, ns, info, bag.CAMERA_INFO)]
+            if i != 1:
+                items.insert(0 if i % 2 == 0 else 2, (c_dep, ns + 1, dep, bag.IMAGE))
+            for conn, t, msg, typ in items:
+                w.write(conn, t, store.serialize_cdr(msg, typ))
+
+    out = tmp_path / "out"
+    assert bag.main(["process", str(src), str(out), "--topic", "/cam/color", "--depth-topic", "/cam/depth"]) == 2
+    assert bag.main(["process", str(src), str(out), "--topic", "/cam/color", "--depth-topic", "/cam/depth",
+                     "--camera-info-topic", "/cam/info", "--slop", "0.02"]) == 0
+    instances = {m.header.stamp.sec: m for _, m in _read(out, "/tracker/instances")}
+    objects = {m.header.stamp.sec: m for _, m in _read(out, "/tracker/objects")}
+    lines = [json.loads(x) for x in Path(f"{out}.objects.jsonl").read_text().splitlines()]
+    assert len(instances) == 5 and sorted(objects) == [10, 12, 14]  # 11: no depth, 13: wrong size
+    assert [x["stamp_ns"] // 10**9 for x in lines] == [10, 12, 14]
+    labels = {m.header.stamp.sec: m for _, m in _read(out, "/tracker/labels")}
+    for sec, objs in objects.items():
+        assert [o.id for o in objs.objects] == [x.id for x in instances[sec].instances]
+        lab = np.frombuffer(labels[sec].data, "<u2").reshape(240, 320)
+        _, _, gt, _ = render(sec - 10)
+        panel = max(objs.objects, key=lambda o: int(((lab == o.label) & (gt == 1)).sum()))
+        c = np.array([panel.centroid.x, panel.centroid.y, panel.centroid.z])
+        allowed = centroid_tolerance(lab == panel.label, gt == 1)
+        assert np.linalg.norm(c[:2] - truths[sec - 10][0].centre[:2]) < allowed and abs(c[2] - 2.0) < 0.002

@@ -27,8 +27,38 @@ def test_launch_description_declares_the_documented_arguments():
     description = module.generate_launch_description()
     declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
     assert {"image", "params_file", "device", "segmenter", "matcher", "use_compressed", "qos", "dds_profile",
-            "rviz"} <= declared
+            "rviz", "depth", "camera_info", "depth_enabled", "managed", "autostart"} <= declared
+    assert {a for a in declared if a not in module.ARGS} == set()  # every declared argument reaches the checks
 
 
 def test_launch_file_is_valid_python():
     compile(LAUNCH_FILE.read_text(), str(LAUNCH_FILE), "exec")
+
+
+@pytest.mark.parametrize("managed, autostart, expected", [
+    ("true", "true", ["LifecycleNode", "RegisterEventHandler", "EmitEvent"]),
+    ("true", "false", ["LifecycleNode"]),
+    ("false", "true", ["Node"]),
+])
+def test_managed_and_autostart_choose_the_node(managed, autostart, expected):
+    for module in ("launch.actions", "launch_ros.actions"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pytest.skip(f"ROS 2 `{module.split('.')[0]}` is not installed (it comes with a ROS 2 install, not PyPI)")
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch.utilities import perform_substitutions
+
+    spec = importlib.util.spec_from_file_location("tracker_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    context = LaunchContext()
+    for a in module.generate_launch_description().entities:
+        if isinstance(a, DeclareLaunchArgument):
+            context.launch_configurations[a.name] = perform_substitutions(context, a.default_value)
+    context.launch_configurations.update(managed=managed, autostart=autostart)
+    actions = module._start(context)
+    assert [type(a).__name__ for a in actions] == expected
+    if managed == "true":
+        assert "--managed" in [perform_substitutions(context, a) for a in actions[0].cmd[1:2]]

@@ -100,3 +100,19 @@ def test_qos_and_dds_profile_arguments():
         plan(_args(qos="best"), SHARE, cuda=_no_cuda)
     with pytest.raises(LaunchArgumentError, match="unknown DDS profile"):
         plan(_args(dds_profile="fastest"), SHARE, cuda=_no_cuda)
+
+
+def test_3d_and_lifecycle_arguments():
+    p = plan(_args(), SHARE, cuda=_no_cuda)
+    assert (p.managed, p.autostart) == (True, True)  # defaults: the lifecycle node, configured and activated
+    assert "node.depth.enabled" not in p.overrides  # empty: the params file decides
+    p = plan(_args(depth_enabled="TRUE", managed="false", autostart="0", depth="/rs/depth", camera_info="/rs/info"),
+             SHARE, cuda=_no_cuda)
+    assert p.overrides == {"node.depth.enabled": True}
+    assert (p.managed, p.autostart) == (False, False)
+    assert p.remappings["depth"] == "/rs/depth" and p.remappings["camera_info"] == "/rs/info"
+    for name in ("depth_enabled", "managed", "autostart"):
+        with pytest.raises(LaunchArgumentError, match=f"{name}:='yes please'"):
+            plan(_args(**{name: "yes please"}), SHARE, cuda=_no_cuda)
+    with pytest.raises(LaunchArgumentError, match="camera_info is empty"):
+        plan(_args(camera_info=" "), SHARE, cuda=_no_cuda)

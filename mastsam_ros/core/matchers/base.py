@@ -54,6 +54,15 @@ class Matcher(ABC):
         """
         return None
 
+    def point_map(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """3D points of the newest frame, for matchers that predict them (MASt3R); None for the others.
+
+        Returns ``(points, confidence)``: ``h x w x 3`` float32 in the newest frame's camera frame (x right, y down,
+        z forward) at the matcher's own resolution, and ``h x w`` float32 confidence (larger = surer; the scale
+        is the model's). :func:`mastsam_ros.core.geometry.frame_point_map` brings them to the frame size.
+        """
+        return None
+
     def reset(self) -> None:
         """Forget all frames."""
 

@@ -17,6 +17,14 @@ What runs per frame pair (n -> n+1):
   The point keeps its match when the back-match lands within ``matcher.max_error_px`` model pixels of where it
   started.
 
+- **Point map** (only when a front end asks for 3D, :meth:`Mast3rMatcher.point_map`): MASt3R's first head
+  predicts the first image's 3D points in the first image's own camera frame, so the newest frame's point map needs
+  a pass with the newest frame first, (n+1, n), or (n+1, n+1) on the first frame (one image paired with itself, as
+  DUSt3R does for a single view). That is one more decoder and head pass per frame, run only on request; the
+  matching pair (n, n+1) is not changed. The points are in the newest frame's camera frame (x right, y down,
+  z forward) at the model resolution, in the checkpoint's units: metres, as far as the ``_metric`` checkpoint's
+  training makes them so; each frame's scale is predicted on its own, so it may drift from frame to frame.
+
 Images are ``H x W x 3`` ``uint8`` RGB; points are ``(x, y)`` pixels with the origin at the top-left pixel centre.
 Frames are resized so the long side is 512 (MASt3R's training resolution) and each side is a multiple of the 16-pixel
 patch, keeping the aspect ratio within half a patch; x and y are mapped back with their own scale factors.
@@ -261,6 +269,7 @@ class Mast3rMatcher(Matcher):
         self._prev: dict | None = None
         self._cur: dict | None = None
         self._pair: tuple | None = None  # (desc1, conf1, desc2, conf2) of (prev, cur)
+        self._points: tuple | None = None  # (pts3d, conf) of cur, from the pass (cur, prev)
         self.timings: dict[str, float] = {}  # seconds of the last encoder / decoder run, for benchmarks
 
     def settings(self) -> dict:
@@ -269,6 +278,7 @@ class Mast3rMatcher(Matcher):
     def reset(self) -> None:
         self._prev = self._cur = None
         self._pair = None
+        self._points = None
 
     def _encode(self, image: np.ndarray) -> dict:
         import cv2  # noqa: PLC0415
@@ -299,6 +309,7 @@ class Mast3rMatcher(Matcher):
         enc = self._encode(image)
         self._prev, self._cur = self._cur, enc
         self._pair = None
+        self._points = None
 
     def _decode_pair(self):
         torch = self.torch
@@ -314,6 +325,27 @@ class Mast3rMatcher(Matcher):
             res1["desc"][0], desc_confidence(res1["desc_conf"][0], mode),
             res2["desc"][0], desc_confidence(res2["desc_conf"][0], mode),
         )
+
+    def point_map(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The newest frame's 3D points from MASt3R's first head on the pair (newest, previous); see the module
+        docstring for the frame and the scale. ``(h x w x 3 float32, h x w float32 confidence >= 1)`` at the model
+        resolution, or None before the first push. Costs one decoder and head pass, once per frame."""
+        if self._cur is None:
+            return None
+        if self._points is None:
+            torch = self.torch
+            a = self._cur
+            b = self._prev if self._prev is not None else self._cur
+            t = time.perf_counter()
+            with torch.inference_mode():
+                dec1, _ = self.model._decoder(a["feat"], a["pos"], b["feat"], b["pos"])
+                res = self.model._downstream_head(1, [tok.float() for tok in dec1], a["shape"])
+            self.timings["point_map"] = time.perf_counter() - t
+            self._points = (
+                res["pts3d"][0].float().cpu().numpy().astype(np.float32),
+                res["conf"][0].float().cpu().numpy().astype(np.float32),
+            )
+        return self._points
 
     def carry(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         points = np.asarray(points, dtype=np.float32).reshape(-1, 2)
