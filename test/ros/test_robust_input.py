@@ -171,7 +171,9 @@ def test_a_png_bomb_on_the_compressed_topic_is_refused_from_its_header(ros, tmp_
 def test_sigint_in_the_middle_of_a_long_frame_exits_0_within_2s(ros, tmp_path):
     # A 4000x3000 frame allowed in full takes the tracker many seconds here: SIGINT lands in the middle of it.
     # Reliable input: this test is about stopping, not delivery.
+    # segmenter.max_side: the classical segmenter at full size (by default it works at 640 and the frame is quick)
     node = NodeProcess("-p", "node.max_input_pixels:=12000000", "-p", "node.qos:=reliable",
+                       "-p", "segmenter.max_side:=4096",
                        "-r", "__node:=tracker_long", "-r", "image:=/limage", log_path=tmp_path / "tracker.log")
     probe = Probe("probe_long", node_name="tracker_long")
     try:
