@@ -66,6 +66,13 @@ class TrackerSection:
         "A track whose answer is rejected is prompted once more in the same frame, from the innermost pixel of its"
         " warped mask (its carried points may have slid off the object); costs a decoder pass only on rejection.",
     )
+    swallow_fraction: float = config_field(
+        0.5,
+        "A prompted answer that covers at least this fraction of another track's (warped) mask, a track at least half"
+        " its own size, has swallowed that neighbour (a leak: car and road): its pixels are removed from the answer"
+        " before the plausibility checks (1 = never).",
+        range=(0.0, 1.0),
+    )
     overlap_matcher: bool = config_field(
         True,
         "Prepare the matcher's pair (DIS flow) in a second thread while the segmenter encodes the frame, so on a GPU"

@@ -531,9 +531,26 @@ class Tracker:
         cfg = self.cfg.tracker
         out = {}
         answers = self.segmenter.predict(prompts) if prompts else []
+        owner = None
+        if cfg.swallow_fraction < 1.0 and answers:  # where each track is now, by its warped mask
+            owner = M.paint(self._grid.work, warped, list(range(1, len(warped) + 1)))
+            held = np.bincount(owner.ravel(), minlength=len(warped) + 1)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
-            mask = M.main_parts(soft >= 0.5, cfg.secondary_component_fraction, self._min_area())
+            hard = soft >= 0.5
+            if owner is not None:
+                # An answer that swallows most of another tracked object at least half this track's size is the
+                # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour
+                # (motion, occlusion) stays, and so does a small one (a part of this object tracked on its own,
+                # which merging then joins to it).
+                taken = np.bincount(owner[hard], minlength=len(warped) + 1)
+                swallowed = (taken >= cfg.swallow_fraction * np.maximum(held, 1)) & (held >= 0.5 * held[i + 1])
+                swallowed[0] = swallowed[i + 1] = False
+                if swallowed.any():
+                    hard &= ~swallowed[owner]
+            mask = M.main_parts(hard, cfg.secondary_component_fraction, self._min_area())
+            if owner is not None and swallowed.any() and M.iou(mask, warped[i]) < 0.5:
+                continue  # what is left is not where the track was: the answer was about something else
             if self._plausible(mask, warped[i], pos, diag):
                 out[i] = (mask, soft, prop.score)
         return out
