@@ -44,20 +44,6 @@ def cpu_seconds(pids: set[int]) -> float:
     return total / TICK
 
 
-def ray_daemons() -> set[int]:
-    """Pids of this machine's Ray service processes (raylet, gcs_server, Ray's Python agents): not the workers."""
-    pids = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"raylet" in cmd or b"gcs_server" in cmd or b"ray/_private" in cmd or b"ray/dashboard" in cmd:
-                pids.add(int(d.name))
-    return pids
-
-
 def make_bags(root: Path, n_bags: int, frames: int, max_side: int) -> list[Path]:
     files = sorted(BEDROOM.glob("*.jpg"))
     if len(files) < frames:
@@ -81,7 +67,7 @@ def make_bags(root: Path, n_bags: int, frames: int, max_side: int) -> list[Path]
 
 
 def one_run(bags: list[Path], out: Path, cfg: Config, workers: int) -> dict:
-    daemons = ray_daemons()
+    daemons = archives.ray_processes(workers=False)
     cpu0, me0, load0 = cpu_seconds(daemons), time.process_time(), os.getloadavg()[0]
     s = archives.process_many([str(b) for b in bags], out, cfg, ray_opts=archives.RayOptions(workers=workers),
                               show_progress=False)

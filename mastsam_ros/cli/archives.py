@@ -64,6 +64,23 @@ class Options:
 
 
 # --- finding bags and their topics --------------------------------------------------------------------------------
+def ray_processes(workers: bool = True) -> set[int]:
+    """Pids of Ray's processes on this machine, from /proc: its services (raylet, gcs_server, its Python agents and
+    dashboard) and, with ``workers``, the ``ray::`` worker processes. For checks that a run left nothing behind and
+    for measuring what Ray itself costs (``scripts/bench_archives.py``)."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            service = any(k in cmd for k in (b"raylet", b"gcs_server", b"ray/_private", b"ray/dashboard"))
+            if service or (workers and cmd.startswith(b"ray::")):
+                pids.add(int(d.name))
+    return pids
+
+
 def is_bag(path: Path) -> bool:
     return (path / "metadata.yaml").is_file()
 

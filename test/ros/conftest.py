@@ -170,6 +170,22 @@ class Probe:
         status = [s for s in self.diagnostics[-1].status if s.name.endswith(": tracker")][0]
         return {kv.key: kv.value for kv in status.values}
 
+    def set_parameter(self, name: str, value, timeout: float = 10.0):
+        """Set one parameter of the probed node over its set_parameters service; returns its SetParametersResult.
+        The value's Python type (bool, int, float, str) gives the parameter type."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        client = self.node.create_client(SetParameters, f"/{self._node_name}/set_parameters")
+        try:
+            assert client.wait_for_service(timeout_sec=timeout)
+            request = SetParameters.Request(parameters=[Parameter(name, value=value).to_parameter_msg()])
+            future = client.call_async(request)
+            assert self.spin_until(future.done, timeout)
+            return future.result().results[0]
+        finally:
+            self.node.destroy_client(client)
+
     @staticmethod
     def _stamp(m):
         return (m.header.stamp.sec, m.header.stamp.nanosec)

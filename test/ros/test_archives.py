@@ -84,27 +84,13 @@ def _messages(path: Path) -> dict[str, list[tuple[int, bytes]]]:
     return out
 
 
-def _ray_pids() -> set[int]:
-    """Pids of Ray's own processes on this machine (raylet, gcs_server, ray:: workers, its Python services)."""
-    pids = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"raylet" in cmd or b"gcs_server" in cmd or cmd.startswith(b"ray::") or b"ray/_private" in cmd:
-                pids.add(int(d.name))
-    return pids
-
-
 def _run_ray(archive: Path, out: Path, crash: bool) -> tuple[subprocess.CompletedProcess, set[int]]:
     """process-many over ``archive`` with 2 workers on a local Ray instance; (result, Ray pids left behind)."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     env.pop(archives.CRASH_ENV, None)
     if crash:
         env[archives.CRASH_ENV] = CRASH
-    before = _ray_pids()
+    before = archives.ray_processes()
     cmd = [sys.executable, "-m", "mastsam_ros.cli.bag", "process-many", str(archive), "--output-dir", str(out),
            "--workers", "2", "--cpus-per-job", "1", "--no-progress", *SETTINGS]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -116,9 +102,9 @@ def _run_ray(archive: Path, out: Path, crash: bool) -> tuple[subprocess.Complete
         stdout, stderr = proc.communicate()
     # ray.shutdown() has returned when the command exits; give its daemons a moment to go, then kill stragglers.
     deadline = time.monotonic() + 10
-    while _ray_pids() - before and time.monotonic() < deadline:
+    while archives.ray_processes() - before and time.monotonic() < deadline:
         time.sleep(0.2)
-    left = _ray_pids() - before
+    left = archives.ray_processes() - before
     for pid in left:
         try:
             os.kill(pid, signal.SIGKILL)

@@ -12,18 +12,24 @@ from .conftest import REPO
 LAUNCH_FILE = REPO / "launch" / "tracker.launch.py"
 
 
-def test_launch_description_declares_the_documented_arguments():
+def _launch_module():
+    """launch/tracker.launch.py as a module; the test skips where the ROS 2 launch packages are missing."""
     for module in ("launch.actions", "launch_ros.actions"):
         # Import a submodule: the repository's own launch/ folder would pass for a namespace package `launch`.
         try:
             importlib.import_module(module)
         except ImportError:
             pytest.skip(f"ROS 2 `{module.split('.')[0]}` is not installed (it comes with a ROS 2 install, not PyPI)")
-    from launch.actions import DeclareLaunchArgument
-
     spec = importlib.util.spec_from_file_location("tracker_launch", LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_launch_description_declares_the_documented_arguments():
+    module = _launch_module()
+    from launch.actions import DeclareLaunchArgument
+
     description = module.generate_launch_description()
     declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
     assert {"image", "params_file", "device", "segmenter", "matcher", "use_compressed", "qos", "dds_profile",
@@ -41,18 +47,11 @@ def test_launch_file_is_valid_python():
     ("false", "true", ["Node"]),
 ])
 def test_managed_and_autostart_choose_the_node(managed, autostart, expected):
-    for module in ("launch.actions", "launch_ros.actions"):
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            pytest.skip(f"ROS 2 `{module.split('.')[0]}` is not installed (it comes with a ROS 2 install, not PyPI)")
+    module = _launch_module()
     from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument
     from launch.utilities import perform_substitutions
 
-    spec = importlib.util.spec_from_file_location("tracker_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     context = LaunchContext()
     for a in module.generate_launch_description().entities:
         if isinstance(a, DeclareLaunchArgument):

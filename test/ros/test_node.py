@@ -135,23 +135,7 @@ def test_bad_input_is_counted_and_the_node_keeps_answering(probe, tracker_node):
 
 
 def test_parameters_are_validated(probe):
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    client = probe.node.create_client(SetParameters, "/tracker/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
-
-    def set_param(name, value):
-        if isinstance(value, bool):
-            v = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
-        elif isinstance(value, int):
-            v = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
-        else:
-            v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-        future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
-        assert probe.spin_until(future.done, 10)
-        return future.result().results[0]
-
+    set_param = probe.set_parameter
     out_of_range = set_param("tracker.keyframe_interval", -1)
     assert not out_of_range.successful
     read_only = set_param("segmenter.backend", "sam")
@@ -161,7 +145,6 @@ def test_parameters_are_validated(probe):
     assert set_param("tracker.max_age", 5).successful
     # Still answering with the new value in force.
     probe.send_and_wait(image_msg(bedroom_frames(1)[0], sec=4000))
-    probe.node.destroy_client(client)
 
 
 def test_bad_choice_in_parameters_stops_the_node_with_a_message(ros, tmp_path):

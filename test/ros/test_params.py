@@ -37,26 +37,6 @@ def probe(tracker_node):
     p.destroy()
 
 
-def _set(probe, name, value):
-    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-    from rcl_interfaces.srv import SetParameters
-
-    client = probe.node.create_client(SetParameters, "/tracker/set_parameters")
-    assert client.wait_for_service(timeout_sec=10)
-    if isinstance(value, bool):
-        v = ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=value)
-    elif isinstance(value, int):
-        v = ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=value)
-    elif isinstance(value, float):
-        v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-    else:
-        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    future = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
-    assert probe.spin_until(future.done, 10)
-    probe.node.destroy_client(client)
-    return future.result().results[0]
-
-
 def _diagnostics_until(probe, predicate, timeout=10.0) -> dict:
     values = {}
 
@@ -109,7 +89,7 @@ def test_each_runtime_parameter_changes_the_output_or_the_backend(probe, tracker
     changes, rebuilds = int(diag["parameter_changes"]), int(diag["backend_rebuilds"])
 
     for k, (name, value) in enumerate(CHANGES):
-        answer = _set(probe, name, value)
+        answer = probe.set_parameter(name, value)
         assert answer.successful, (name, answer.reason)
         rebuild = name != "tracker.max_tracks"
         changes, rebuilds = changes + 1, rebuilds + int(rebuild)
