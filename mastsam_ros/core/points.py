@@ -34,9 +34,13 @@ def mask_points(
         centres = coords.mean(axis=0, keepdims=True)
     else:
         centres = kmeans.centroids(coords, k)
-    # Snap: nearest sampled mask pixel to each centroid (O(k * samples), samples are capped).
-    d2 = ((coords[None, :, :] - centres[:, None, :]) ** 2).sum(-1)
-    return coords[np.argmin(d2, axis=1)].astype(np.float32)
+    return snap(centres, coords)
+
+
+def snap(centres: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """Each centre moved to its nearest sample ((k, 2) float32; O(k * samples), samples are capped)."""
+    d2 = ((samples[None, :, :] - centres[:, None, :]) ** 2).sum(-1)
+    return samples[np.argmin(d2, axis=1)].astype(np.float32)
 
 
 def isolated(points: np.ndarray, factor: float) -> np.ndarray:
@@ -103,7 +107,5 @@ def label_points(
         got = kmeans.centroids_many([samples[j] for j in multi], [ks[j] for j in multi])
         centres.update(zip(multi, got))
     for j, i in enumerate(who):
-        c, s = centres[j], samples[j]
-        d2 = ((s[None, :, :] - c[:, None, :]) ** 2).sum(-1)
-        out[i] = s[np.argmin(d2, axis=1)].astype(np.float32)
+        out[i] = snap(centres[j], samples[j])
     return out
