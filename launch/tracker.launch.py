@@ -5,7 +5,8 @@ left empty here changes nothing, so the launch file cannot drift from the node's
 
 Arguments: image, params_file (absolute, relative to the working directory, or relative to the package share, e.g.
 config/cpu.yaml), device (segmenter and matcher), segmenter, matcher, use_compressed, qos (sensor_data or
-reliable), dds_profile (a Fast DDS profile for the node: large_data (default), data_sharing, a path to an .xml, or
+reliable), dds_profile (a Fast DDS profile for the node's process: udp_input (default; frames from a camera driver
+on Fast DDS's defaults arrive, given net.core.rmem_max >= 4 MiB), large_data, data_sharing, a path to an .xml, or
 none), rviz; for 3D instances depth, camera_info (topics) and depth_enabled (docs/ROS.md, "3D instances"); managed
 (default true: the lifecycle node, `tracker --managed`) and autostart (default true: configure, then activate, as
 soon as it starts, so a one-line launch tracks at once; false: it waits unconfigured for a lifecycle manager).
@@ -97,8 +98,9 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "dds_profile", default_value=DEFAULT_DDS_PROFILE,
-            description="Fast DDS profile for the node: large_data, data_sharing, a path to an .xml, or none. "
-                        "Start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE (docs/ROS.md).",
+            description="Fast DDS profile for the node's process: udp_input (any camera driver, needs "
+                        "net.core.rmem_max >= 4 MiB), large_data (the driver must load it too), data_sharing, a path "
+                        "to an .xml, or none (docs/ROS.md, Delivery).",
         ),
         DeclareLaunchArgument(
             "depth", default_value="/camera/aligned_depth_to_color/image_raw",

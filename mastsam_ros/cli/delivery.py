@@ -1,27 +1,31 @@
 """``python -m mastsam_ros.cli.delivery``: how many camera frames reach the node's image callback over real DDS.
 
     python -m mastsam_ros.cli.delivery table --seconds 3 --markdown out/delivery.md
-    python -m mastsam_ros.cli.delivery table --sizes 1280x720 --rates 30 --pub-qos sensor_data --transports default \
-        --receiver node
+    python -m mastsam_ros.cli.delivery table --sizes 1280x720 --rates 30 --pub-qos sensor_data \
+        --transports default,node:profile:udp_input --receiver node
 
 Each measurement runs a publisher in one process (rgb8 sensor_msgs/Image, a fixed random frame, stamped with the wall
-clock at publish time) and a receiver in another, both under ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a domain
-id of their own. The publisher waits until the receiver matched, publishes ``--seconds`` at ``--rate`` Hz, and
-reports how many it published; the receiver counts what reached its callback. Receivers:
+clock at publish time) and a receiver in another, both with a domain id of their own and
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` (or ``--discovery-range SUBNET``, ROS 2's default; under LOCALHOST
+rmw_fastrtps adds a default shared-memory and a UDPv4 transport to whatever the environment or a profile configured,
+so a participant there always offers shared memory, whatever ``FASTDDS_BUILTIN_TRANSPORTS`` says). The publisher
+waits until the receiver matched, publishes ``--seconds`` at ``--rate`` Hz, and reports how many it published; the
+receiver counts what reached its callback. Receivers:
 
 - ``subscriber``: a bare rclpy subscription with the node's own input QoS (:func:`mastsam_ros.node.inputs.input_qos`)
   that only counts, measures latency (callback time - header stamp) and its CPU time;
 - ``node``: the real ``tracker`` node (classical segmenter, flow matcher), whose worker processes frames meanwhile;
   the count is its ``frames_received`` diagnostics value (callbacks run, before the one-slot buffer).
 
-Transports (Fast DDS, set for both processes through the environment, as a user would for a whole robot; with a
-``node:`` prefix, e.g. ``node:profile:large_data``, for the receiver only, as when the camera driver is left alone;
-with ``pub:`` for the publisher only):
-``default`` (Fast DDS's builtin: shared memory + UDPv4), ``shm`` and ``udp`` (``FASTDDS_BUILTIN_TRANSPORTS`` = SHM or
-UDPv4), ``large_data`` (``FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA``: UDP discovery, TCP + shared memory for data),
-and ``profile:NAME`` for a profile XML this package ships in ``config/`` (``FASTDDS_DEFAULT_PROFILES_FILE``; see
-:data:`mastsam_ros.node.inputs.DDS_PROFILES`). CPU is process time (user + system) over the measured window, in % of
-one core. The machine's load average is printed with the table, since other work on it changes the figures.
+Transports are Fast DDS settings, for both processes through the environment, as a user would set them for a whole
+robot: ``default`` (nothing set), ``shm`` / ``udp`` / ``large_data`` (``FASTDDS_BUILTIN_TRANSPORTS`` = SHM, UDPv4,
+LARGE_DATA), ``profile:NAME`` (a profile XML this package ships in ``config/``, see
+:data:`mastsam_ros.node.inputs.DDS_PROFILES`, or a path to an ``.xml``; through ``FASTDDS_DEFAULT_PROFILES_FILE``) and
+``env:NAME=VALUE`` (any variable, e.g. ``RMW_FASTRTPS_PUBLICATION_MODE``). A ``node:`` prefix applies a setting to the
+receiver only (e.g. ``node:profile:udp_input``: the camera driver left on Fast DDS's defaults), ``pub:`` to the
+publisher only; ``+`` joins settings, e.g. ``pub:profile:large_data+node:profile:udp_input``. CPU is process time
+(user + system) over the measured window, in % of one core. The machine's load average is printed with the table,
+since other work on it changes the figures.
 """
 
 from __future__ import annotations
@@ -162,24 +166,42 @@ class Row:
         return self.received / self.published if self.published else 0.0
 
 
-def _env(transport: str, domain: int, side: str) -> dict[str, str]:
-    """The environment of one side (``publisher`` or ``receiver``); ``node:X`` applies X to the receiver only."""
-    if transport.startswith("node:"):
-        transport = transport[5:] if side == "receiver" else "default"
-    elif transport.startswith("pub:"):
-        transport = transport[4:] if side == "publisher" else "default"
+def _side_settings(transport: str, side: str) -> list[str]:
+    """The settings in ``transport`` that apply to ``side`` (``publisher`` or ``receiver``).
+
+    ``transport`` is one setting or several joined by ``+``; a setting with a ``node:`` prefix applies to the
+    receiver only, one with ``pub:`` to the publisher only, one without a prefix to both."""
+    out = []
+    for part in transport.split("+"):
+        if part.startswith("node:"):
+            if side == "receiver":
+                out.append(part[5:])
+        elif part.startswith("pub:"):
+            if side == "publisher":
+                out.append(part[4:])
+        else:
+            out.append(part)
+    return out
+
+
+def _env(transport: str, domain: int, side: str, discovery_range: str = "LOCALHOST") -> dict[str, str]:
+    """The environment of one side (``publisher`` or ``receiver``) for ``transport`` (see :func:`_side_settings`)."""
     env = dict(os.environ)
     for k in ("FASTDDS_BUILTIN_TRANSPORTS", "FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE",
-              "RMW_FASTRTPS_USE_QOS_FROM_XML"):
+              "RMW_FASTRTPS_USE_QOS_FROM_XML", "RMW_FASTRTPS_PUBLICATION_MODE"):
         env.pop(k, None)
     env["ROS_DOMAIN_ID"] = str(domain)
-    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    if transport in ("shm", "udp", "large_data"):
-        env["FASTDDS_BUILTIN_TRANSPORTS"] = {"shm": "SHM", "udp": "UDPv4", "large_data": "LARGE_DATA"}[transport]
-    elif transport.startswith("profile:"):
-        env.update(dds_environment(transport.split(":", 1)[1]))
-    elif transport != "default":
-        raise SystemExit(f"unknown transport {transport!r} (one of: {', '.join(TRANSPORTS)})")
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = discovery_range
+    for setting in _side_settings(transport, side):
+        if setting in ("shm", "udp", "large_data"):
+            env["FASTDDS_BUILTIN_TRANSPORTS"] = {"shm": "SHM", "udp": "UDPv4", "large_data": "LARGE_DATA"}[setting]
+        elif setting.startswith("profile:"):
+            env.update(dds_environment(setting.split(":", 1)[1]))
+        elif setting.startswith("env:") and "=" in setting:
+            name, value = setting[4:].split("=", 1)
+            env[name] = value
+        elif setting != "default":
+            raise SystemExit(f"unknown transport {setting!r} (one of: {', '.join(TRANSPORTS)}, env:NAME=VALUE)")
     return env
 
 
@@ -203,7 +225,8 @@ def _node_received(env: dict[str, str], timeout: float) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     got: list = []
-    os.environ["ROS_DOMAIN_ID"], os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_DOMAIN_ID"], "LOCALHOST"
+    os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("delivery_diag", context=ctx)
@@ -229,8 +252,8 @@ def _node_received(env: dict[str, str], timeout: float) -> int:
 
 
 def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str, receiver: str, seconds: float,
-            domain: int, depth: int) -> Row:
-    env = _env(transport, domain, "receiver")
+            domain: int, depth: int, discovery_range: str = "LOCALHOST") -> Row:
+    env = _env(transport, domain, "receiver", discovery_range)
     topic = "/delivery/image"
     if receiver == "subscriber":
         recv = _child("receive", env, "--qos", node_qos, "--topic", topic, "--depth", str(depth))
@@ -242,8 +265,8 @@ def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str,
              "-p", "node.diagnostics_period:=0.5", "-p", f"node.input_depth:={depth}"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     cpu_t0 = _proc_cpu_s(recv.pid)
-    pub = _child("publish", _env(transport, domain, "publisher"), "--size", size, "--rate", str(rate), "--qos",
-                 pub_qos, "--seconds", str(seconds), "--topic", topic)
+    pub = _child("publish", _env(transport, domain, "publisher", discovery_range), "--size", size, "--rate",
+                 str(rate), "--qos", pub_qos, "--seconds", str(seconds), "--topic", topic)
     try:
         out, err = pub.communicate(timeout=seconds + 60)
     except subprocess.TimeoutExpired:
@@ -279,8 +302,8 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def markdown(rows: list[Row], command: str, load: str) -> str:
-    lines = [f"`{command}` (load average before: {load})", "",
+def markdown(rows: list[Row], command: str, load: str, discovery_range: str = "LOCALHOST") -> str:
+    lines = [f"`{command}` (load average before: {load}; ROS_AUTOMATIC_DISCOVERY_RANGE={discovery_range})", "",
              "| size | Hz | publisher QoS | node QoS | depth | transport | receiver | received / published | latency ms"
              " mean / p95 | CPU % pub / recv |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -306,7 +329,7 @@ def table(args) -> int:
                             continue  # a reliable reader never matches a best-effort writer (DDS rule)
                         try:
                             row = measure(size, rate, pub_qos, node_qos, transport, args.receiver, args.seconds,
-                                          domain, args.depth)
+                                          domain, args.depth, args.discovery_range)
                         except (RuntimeError, subprocess.TimeoutExpired) as e:
                             print(f"FAILED {size} {rate} {pub_qos} {node_qos} {transport}: {e}", flush=True)
                             failed.append(f"{size} {rate:g} Hz {pub_qos} -> {node_qos} {transport}: {e}")
@@ -314,7 +337,7 @@ def table(args) -> int:
                         rows.append(row)
                         print(json.dumps({**asdict(row), "fraction": round(row.fraction, 3)}), flush=True)
     command = "python -m mastsam_ros.cli.delivery " + " ".join(sys.argv[1:])
-    text = markdown(rows, command, load) + "".join(f"\nFailed: {f}\n" for f in failed)
+    text = markdown(rows, command, load, args.discovery_range) + "".join(f"\nFailed: {f}\n" for f in failed)
     print(text)
     if args.markdown:
         Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
@@ -335,6 +358,9 @@ def main(argv=None) -> int:
     t.add_argument("--seconds", type=float, default=3.0)
     t.add_argument("--depth", type=int, default=INPUT_DEPTH,
                    help="the receiver's subscription depth (node.input_depth; default: its default)")
+    t.add_argument("--discovery-range", choices=("LOCALHOST", "SUBNET"), default="LOCALHOST",
+                   help="ROS_AUTOMATIC_DISCOVERY_RANGE of both processes (SUBNET: ROS 2's default, Fast DDS's "
+                        "transports as configured; LOCALHOST: rmw_fastrtps adds its own shared memory + UDPv4)")
     t.add_argument("--markdown", help="also write the table to this file")
     p = sub.add_parser("publish")
     p.add_argument("--size", required=True)

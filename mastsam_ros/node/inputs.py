@@ -27,6 +27,7 @@ from mastsam_ros.node.conversions import BadImage
 DDS_PROFILES: dict[str, tuple[str, dict[str, str]]] = {
     "large_data": ("fastdds_large_data.xml", {}),
     "data_sharing": ("fastdds_data_sharing.xml", {"RMW_FASTRTPS_USE_QOS_FROM_XML": "1"}),
+    "udp_input": ("fastdds_udp_input.xml", {}),
 }
 
 

@@ -14,7 +14,12 @@ from mastsam_ros.node.inputs import DDS_PROFILES, dds_environment
 
 TRUE, FALSE = ("true", "1"), ("false", "0")  # what launch's own IfCondition accepts, case-insensitively
 QOS_CHOICES = ("sensor_data", "reliable")
-DEFAULT_DDS_PROFILE = "large_data"
+DEFAULT_DDS_PROFILE = "udp_input"
+# udp_input makes every writer send to the node over UDPv4; the kernel caps the node's socket receive buffer at
+# net.core.rmem_max. 1920x1080 rgb8 frames at 30 Hz arrived with a cap of 4 MiB, not with Linux's usual 208 KB
+# (docs/ROS.md, "Delivery").
+UDP_INPUT_RMEM_MAX = 4 * 1024 * 1024
+RMEM_MAX_FILE = Path("/proc/sys/net/core/rmem_max")
 
 
 class LaunchArgumentError(ValueError):
@@ -62,6 +67,27 @@ def rviz_missing(which=shutil.which) -> str | None:
     return "rviz:=true but rviz2 is not installed (apt install ros-$ROS_DISTRO-rviz2), or start without rviz:=true"
 
 
+def read_rmem_max(path: Path = RMEM_MAX_FILE) -> int | None:
+    """net.core.rmem_max in bytes, or None where it cannot be read (not Linux)."""
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def rmem_warning(profile: str, rmem_max=read_rmem_max) -> str | None:
+    """A warning when the udp_input profile is chosen and the kernel caps UDP receive buffers below what full-size
+    frames need, else None."""
+    if profile != "udp_input":
+        return None
+    value = rmem_max()
+    if value is None or value >= UDP_INPUT_RMEM_MAX:
+        return None
+    return (f"dds_profile:=udp_input receives camera frames over UDP, but net.core.rmem_max is {value} bytes: frames "
+            f"over a few hundred KB will be lost. Raise it (sudo sysctl -w net.core.rmem_max={UDP_INPUT_RMEM_MAX}), "
+            "or give the camera driver and the node dds_profile large_data (docs/ROS.md, \"Delivery\")")
+
+
 def cuda_available() -> tuple[bool, str]:
     """(whether torch sees a CUDA device, why not)."""
     try:
@@ -102,7 +128,7 @@ class LaunchPlan:
 
 
 def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=shutil.which,
-         cuda=cuda_available) -> LaunchPlan:
+         cuda=cuda_available, rmem_max=read_rmem_max) -> LaunchPlan:
     """Check the launch arguments (strings as given) and say what to start; raise :class:`LaunchArgumentError`."""
     from mastsam_ros.core.config import Config, ConfigError
 
@@ -156,6 +182,9 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
     except ConfigError as e:
         raise LaunchArgumentError(f"{params_file}: {e}") from None
     warnings = []
+    w = rmem_warning(profile, rmem_max)
+    if w:
+        warnings.append(w)
     w = cuda_warning({"segmenter.device": cfg.segmenter.device, "matcher.device": cfg.matcher.device}, cuda)
     if w:
         warnings.append(w)
@@ -163,4 +192,4 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
 
 
 __all__ = ["DDS_PROFILES", "LaunchArgumentError", "LaunchPlan", "parse_bool", "plan", "resolve_params_file",
-           "rviz_missing", "cuda_warning"]
+           "rviz_missing", "cuda_warning", "rmem_warning", "read_rmem_max"]

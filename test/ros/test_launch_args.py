@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mastsam_ros.node.launch_args import (
-    LaunchArgumentError, cuda_warning, parse_bool, plan, resolve_params_file, rviz_missing,
+    DEFAULT_DDS_PROFILE, LaunchArgumentError, cuda_warning, parse_bool, plan, read_rmem_max, resolve_params_file,
+    rviz_missing,
 )
 
 from .conftest import REPO
@@ -100,6 +101,24 @@ def test_qos_and_dds_profile_arguments():
         plan(_args(qos="best"), SHARE, cuda=_no_cuda)
     with pytest.raises(LaunchArgumentError, match="unknown DDS profile"):
         plan(_args(dds_profile="fastest"), SHARE, cuda=_no_cuda)
+
+
+def test_default_dds_profile_is_udp_input_and_a_small_rmem_max_warns(tmp_path):
+    args = _args()
+    del args["dds_profile"]  # the launch file's default
+    assert DEFAULT_DDS_PROFILE == "udp_input"
+    p = plan(args, SHARE, cuda=_no_cuda, rmem_max=lambda: 4 * 1024 * 1024)
+    assert Path(p.env["FASTDDS_DEFAULT_PROFILES_FILE"]) == SHARE / "config" / "fastdds_udp_input.xml"
+    assert p.warnings == []
+    p = plan(args, SHARE, cuda=_no_cuda, rmem_max=lambda: 212992)
+    assert len(p.warnings) == 1 and "net.core.rmem_max is 212992" in p.warnings[0], p.warnings
+    assert "large_data" in p.warnings[0]
+    # large_data (shared memory both ways) and an unreadable rmem_max do not warn
+    assert plan(_args(dds_profile="large_data"), SHARE, cuda=_no_cuda, rmem_max=lambda: 212992).warnings == []
+    assert plan(args, SHARE, cuda=_no_cuda, rmem_max=lambda: None).warnings == []
+    (tmp_path / "rmem_max").write_text("212992\n")
+    assert read_rmem_max(tmp_path / "rmem_max") == 212992
+    assert read_rmem_max(tmp_path / "missing") is None
 
 
 def test_3d_and_lifecycle_arguments():
