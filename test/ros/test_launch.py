@@ -61,3 +61,18 @@ def test_managed_and_autostart_choose_the_node(managed, autostart, expected):
     assert [type(a).__name__ for a in actions] == expected
     if managed == "true":
         assert "--managed" in [perform_substitutions(context, a) for a in actions[0].cmd[1:2]]
+
+
+def test_the_node_process_gets_the_default_dds_profile():
+    module = _launch_module()
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+    from launch.utilities import perform_substitutions
+
+    context = LaunchContext()
+    for a in module.generate_launch_description().entities:
+        if isinstance(a, DeclareLaunchArgument):
+            context.launch_configurations[a.name] = perform_substitutions(context, a.default_value)
+    node = module._start(context)[0]
+    env = {perform_substitutions(context, k): perform_substitutions(context, v) for k, v in node.additional_env}
+    assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/fastdds_udp_input.xml"), env
