@@ -28,9 +28,9 @@ SIZE = (320, 180)  # frames are downscaled: the classical segmenter then answers
 # One domain per test session (0-101 and 215-232 are the valid ranges for the default port mapping).
 os.environ["ROS_DOMAIN_ID"] = str(20 + os.getpid() % 80)
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-# Both ends load the Fast DDS profile the launch file selects by default (dds_profile:=large_data), as the docs ask
-# of camera drivers: with Fast DDS's own defaults a best-effort writer loses most frames over 512 KB
-# (docs/ROS.md, "Delivery").
+# Both ends load the large_data Fast DDS profile (shared memory both ways, as docs/ROS.md "Delivery" describes for a
+# driver that loads it too): with Fast DDS's own defaults a best-effort writer loses most frames over 512 KB, and the
+# launch default udp_input cannot take the 36 MB frame of test_robust_input. test_delivery covers udp_input.
 os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(REPO / "config" / "fastdds_large_data.xml")
 
 try:
