@@ -118,6 +118,13 @@ class TrackerSection:
         " tracker.min_area_fraction of the image.",
         range=(0.0, 1.0),
     )
+    part_gap: int = config_field(
+        4,
+        "In a prompted answer, pieces at most this many working pixels apart count as one part for"
+        " tracker.secondary_component_fraction: a thin structure that the working resolution breaks up (lines, a fence,"
+        " an object seen through branches) stays with its object. 0: only touching pixels join.",
+        range=(0, 32),
+    )
     min_prompt_hits: float = config_field(
         0.34, "A prompted mask must contain at least this fraction of its track's positive points, else it is"
         " rejected (the segmenter answered about something else).", range=(0.0, 1.0),

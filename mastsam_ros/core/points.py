@@ -10,8 +10,8 @@ from .config import TrackerSection
 
 def point_count(area: int, image_area: int, cfg: TrackerSection) -> int:
     """How many points a mask of ``area`` pixels gets: one per ``area_per_point`` of the image, clamped."""
-    k = int(round(area / (cfg.area_per_point * image_area)))
-    return int(np.clip(k, cfg.points_min, cfg.points_max))
+    k = round(float(area) / (cfg.area_per_point * image_area))
+    return min(max(k, cfg.points_min), cfg.points_max)
 
 
 def mask_points(
@@ -77,35 +77,48 @@ def label_points(
     """Mask points of every track of an index map at once: ``{id: (k, 2) float32 x y}`` in map pixels.
 
     ``labels`` is the tracker's working map of small ids (uint16, 0 = background, ``ids`` among 1..max). One sort of
-    its pixels groups them by id; each track gets at most
-    ``max_samples`` random pixels, k from :func:`point_count` (capped at ``caps``), k-means centroids of all tracks in
-    one :meth:`KMeans.centroids_many` call, each snapped onto the nearest sampled pixel of its own track.
+    its pixels groups them by id; each track gets all its pixels or, above ``max_samples``, that many drawn at random
+    (with replacement: a repeated pixel does not move a k-means centroid much), k from :func:`point_count` (capped at
+    ``caps``), k-means centroids of all tracks in one call, each snapped onto the nearest sampled pixel of its own
+    track. Everything is done for all tracks together in (tracks x samples) arrays.
     """
-    flat = labels.ravel()
     out: dict[int, np.ndarray] = {i: np.zeros((0, 2), np.float32) for i in ids}
     if not ids:
         return out
+    flat = labels.ravel()
     order = np.argsort(flat, kind="stable")  # a radix sort for the uint16 index map: pixels grouped by id
-    ends = np.cumsum(np.bincount(flat, minlength=max(ids) + 1))
+    counts = np.bincount(flat, minlength=max(ids) + 1)
+    starts = np.cumsum(counts) - counts
+    who = np.array(ids)
+    who = who[counts[who] > 0]
+    if who.size == 0:
+        return out
+    n = counts[who]
+    size = min(max_samples, int(n.max()))
+    col = np.arange(size)
+    drawn = rng.integers(0, n[:, None], (who.size, size)) if int(n.max()) > max_samples else None
+    pick = col[None, :] if drawn is None else np.where((n <= max_samples)[:, None], col[None, :], drawn)
+    valid = col[None, :] < np.minimum(n, size)[:, None]
+    pix = order[starts[who][:, None] + np.minimum(pick, (n - 1)[:, None])]
     w = labels.shape[1]
-    samples, ks, who = [], [], []
-    for i in ids:
-        a, b = ends[i - 1], ends[i]
-        if b <= a:
-            continue
-        pix = order[a:b]
-        if pix.size > max_samples:  # with replacement: a repeated pixel does not move a k-means centroid much
-            pix = pix[rng.integers(0, pix.size, max_samples)]
-        coords = np.stack([pix % w, pix // w], axis=1).astype(np.float32)
-        samples.append(coords)
-        ks.append(min(point_count(b - a, labels.size, cfg), caps, coords.shape[0]))
-        who.append(i)
-    single = [j for j, k in enumerate(ks) if k == 1]
+    xs, ys = (pix % w).astype(np.float32), (pix // w).astype(np.float32)
+    ks = [min(point_count(a, labels.size, cfg), caps, v) for a, v in zip(n.tolist(), valid.sum(1).tolist())]
+    kmax = max(ks)
+    cx = np.zeros((who.size, kmax), np.float32)
+    cy = np.zeros((who.size, kmax), np.float32)
     multi = [j for j, k in enumerate(ks) if k > 1]
-    centres: dict[int, np.ndarray] = {j: samples[j].mean(axis=0, keepdims=True) for j in single}
+    for j in (j for j, k in enumerate(ks) if k == 1):
+        cx[j, 0], cy[j, 0] = xs[j][valid[j]].mean(), ys[j][valid[j]].mean()
     if multi:
-        got = kmeans.centroids_many([samples[j] for j in multi], [ks[j] for j in multi])
-        centres.update(zip(multi, got))
-    for j, i in enumerate(who):
-        out[i] = snap(centres[j], samples[j])
+        got = kmeans.centroids_many([np.stack([xs[j][valid[j]], ys[j][valid[j]]], axis=1) for j in multi],
+                                    [ks[j] for j in multi])
+        for j, c in zip(multi, got):
+            cx[j, : len(c)], cy[j, : len(c)] = c[:, 0], c[:, 1]
+    # snap: each centre onto the nearest sampled pixel of its own track
+    d2 = (xs[:, None, :] - cx[:, :, None]) ** 2 + (ys[:, None, :] - cy[:, :, None]) ** 2
+    nearest = np.where(valid[:, None, :], d2, np.inf).argmin(2)  # (tracks, kmax)
+    rows = np.arange(who.size)[:, None]
+    pts = np.stack([xs[rows, nearest], ys[rows, nearest]], axis=2)
+    for j, (i, k) in enumerate(zip(who.tolist(), ks)):
+        out[i] = pts[j, :k]
     return out

@@ -355,9 +355,9 @@ class Tracker:
             with self._timed("matcher"):
                 carried, shifts, correspondences = self._carry()
             with self._timed("warp"):
-                warped, warped_soft = self._warp(shifts)
+                warped = self._warp(shifts)
             with self._timed("prompt"):
-                masks, prompted = self._prompt(carried, warped, warped_soft)
+                masks, prompted = self._prompt(carried, warped)
 
         grid = grid_points(self._grid.frame, self.cfg.segmenter.points_per_side)
         action = self.schedule.next(self._index, bool(self._tracks), keyframe_requested, grid)
@@ -429,10 +429,11 @@ class Tracker:
         inside = (dst[:, 0] >= 0) & (dst[:, 0] <= w - 1) & (dst[:, 1] >= 0) & (dst[:, 1] <= h - 1)
         ok = (conf >= cfg.min_match_confidence) & inside
         carried, shifts, keep_src, keep_dst = [], [], [], []
+        trusted = np.where(ok, conf, 0.0)
         start = 0
         for t, n in zip(self._tracks, counts):
             p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
-            self.budget.accrue(t.id, float(np.where(good, conf[start : start + n], 0.0).mean()) if n else 0.0)
+            self.budget.accrue(t.id, float(trusted[start : start + n].sum()) / n if n else 0.0)
             start += n
             # The track's motion, for matchers without a dense field: its trustworthy points' displacements.
             shifts.append(q[good] - p[good])
@@ -444,10 +445,9 @@ class Tracker:
         pairs = (np.concatenate(keep_src), np.concatenate(keep_dst)) if keep_src else None
         return carried, shifts, pairs
 
-    def _warp(self, shifts: list) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    def _warp(self, shifts: list) -> list[_Mask]:
         """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
         checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
-        Returns the hard masks and the probability maps.
 
         With a dense matcher (``flow``) the working maps (owner or candidate, and its probability) are warped pixel by
         pixel along the correspondence field, so masks follow deformation and parts
@@ -457,23 +457,26 @@ class Tracker:
         cand = self.matcher.warp_labels(self._cand)
         if cand is not None:
             prob = self.matcher.warp_labels(self._prob)  # the same pixel mapping (computed once per pair)
-            hard, soft = [], []
+            out = []
             for k, sl in enumerate(ndi.find_objects(cand, max_label=n) if n else []):
                 s, m = np.zeros(cand.shape, np.float32), np.zeros(cand.shape, bool)
                 if sl is not None:  # only the track's box is touched
                     s[sl] = np.where(cand[sl] == k + 1, prob[sl], np.float32(0))
                     m[sl] = s[sl] >= 0.5
-                hard.append(m)
-                soft.append(s)
-            return hard, soft
-        hard = []
+                out.append(_Mask(m, s, box=sl))
+            self._warped_owner = np.where(prob >= 0.5, cand, 0)  # the warped partition
+            return out
+        out = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
             # the median displacement of its trustworthy points; unmoved when none was carried
-            hard.append(M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale)) if len(moves) else mask)
-        return hard, [m.astype(np.float32) for m in hard]
+            if len(moves):
+                mask = M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale))
+            out.append(_Mask(mask, mask.astype(np.float32)))
+        self._warped_owner = None
+        return out
 
-    def _prompt(self, carried: list[np.ndarray], warped: list[np.ndarray], warped_soft: list[np.ndarray]):
+    def _prompt(self, carried: list[np.ndarray], warped: list[_Mask]):
         """Prompt the chosen tracks; returns every track's mask this frame (working size) and the prompted ids."""
         cfg = self.cfg.tracker
         g = self._grid
@@ -481,11 +484,12 @@ class Tracker:
         carried_w = [g.to_work(c) for c in carried]
         candidates = [t.id for t, pts in zip(self._tracks, carried) if pts.shape[0]]
         chosen = set(self.budget.choose(candidates, cfg.max_prompts_per_frame))
+        negatives = _Negatives(carried, carried_w) if cfg.negative_points else None
         prompts, who = [], []
         for i, t in enumerate(self._tracks):
             if t.id not in chosen:
                 continue
-            neg = self._negatives(i, carried, carried_w, warped[i]) if cfg.negative_points else np.zeros((0, 2))
+            neg = negatives.near(i, warped[i].bbox) if negatives else np.zeros((0, 2), np.float32)
             prompts.append(
                 PointPrompt(
                     points=np.concatenate([carried[i], neg]).astype(np.float32),
@@ -497,11 +501,11 @@ class Tracker:
         if cfg.retry_rejected:
             # A rejected answer usually means the carried points slid off the object (occlusion, fast motion) while
             # the warped mask is still on it: ask once more from the warped mask's innermost pixel.
-            retry = [i for i in who if i not in confirmed and warped[i].any()]
-            inner = [_innermost(warped[i]) for i in retry]
+            retry = [i for i in who if i not in confirmed and warped[i].area]
+            inner = [_innermost(warped[i].mask) for i in retry]
             prompts = []
             for i, pw in zip(retry, inner):
-                neg = self._negatives(i, carried, carried_w, warped[i]) if cfg.negative_points else np.zeros((0, 2))
+                neg = negatives.near(i, warped[i].bbox) if negatives else np.zeros((0, 2), np.float32)
                 prompts.append(
                     PointPrompt(
                         points=np.concatenate([g.to_frame(pw), neg]).astype(np.float32),
@@ -512,79 +516,75 @@ class Tracker:
         masks = {}
         for i, t in enumerate(self._tracks):
             if t.id in chosen:
-                iou = M.iou(confirmed[i][0], warped[i]) if i in confirmed and cfg.max_prompts_per_frame else None
+                iou = M.iou(confirmed[i][0], warped[i].mask) if i in confirmed and cfg.max_prompts_per_frame else None
                 self.budget.prompted(t.id, self._index, iou)
             if i in confirmed:
                 masks[t.id], self._softs[t.id], t.score = confirmed[i]
                 t.last_seen = self._index
             elif t.id not in chosen and carried[i].shape[0]:
                 # Not prompted this frame (budget) but its points were carried with confidence: it moved with them.
-                masks[t.id], self._softs[t.id] = warped[i], warped_soft[i]
+                masks[t.id], self._softs[t.id] = warped[i].mask, warped[i].soft
                 t.last_seen = self._index
             else:
-                masks[t.id], self._softs[t.id], t.score = warped[i], warped_soft[i], 0.0
+                masks[t.id], self._softs[t.id], t.score = warped[i].mask, warped[i].soft, 0.0
         return masks, sorted(chosen)
 
-    def _answers(self, prompts: list, who: list[int], positives_w: list, warped: list, diag: float) -> dict:
+    def _answers(self, prompts: list, who: list[int], positives_w: list, warped: list[_Mask], diag: float) -> dict:
         """Decode ``prompts`` (for tracks ``who``) in one call; the plausible answers as {track index: (mask,
-        probability map, score)}."""
+        probability map, score)}. Each answer is examined inside its own box."""
         cfg = self.cfg.tracker
         out = {}
         answers = self.segmenter.predict(prompts) if prompts else []
         owner = None
         if cfg.swallow_fraction < 1.0 and answers:  # where each track is now, by its warped mask
-            owner = M.paint(self._grid.work, warped, list(range(1, len(warped) + 1)))
+            owner = self._warped_owner
+            if owner is None:
+                owner = M.paint(self._grid.work, [w.mask for w in warped], list(range(1, len(warped) + 1)))
             held = np.bincount(owner.ravel(), minlength=len(warped) + 1)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
             hard = soft >= 0.5
+            box = _box(hard)
+            if box is None:
+                continue
+            swallowed = None
             if owner is not None:
                 # An answer that swallows most of another tracked object at least half this track's size is the
                 # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour
                 # (motion, occlusion) stays, and so does a small one (a part of this object tracked on its own,
                 # which merging then joins to it).
-                taken = np.bincount(owner[hard], minlength=len(warped) + 1)
+                taken = np.bincount(owner[box][hard[box]], minlength=len(warped) + 1)
                 swallowed = (taken >= cfg.swallow_fraction * np.maximum(held, 1)) & (held >= 0.5 * held[i + 1])
                 swallowed[0] = swallowed[i + 1] = False
                 if swallowed.any():
-                    hard &= ~swallowed[owner]
-            mask = M.main_parts(hard, cfg.secondary_component_fraction, self._min_area())
-            if owner is not None and swallowed.any() and M.iou(mask, warped[i]) < 0.5:
+                    hard[box] &= ~swallowed[owner[box]]
+                else:
+                    swallowed = None
+            mask = M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box)
+            if swallowed is not None and M.iou(mask, warped[i].mask) < 0.5:
                 continue  # what is left is not where the track was: the answer was about something else
-            if self._plausible(mask, warped[i], pos, diag):
+            if self._plausible(mask, box, warped[i], pos, diag):
                 out[i] = (mask, soft, prop.score)
         return out
 
-    def _negatives(self, i: int, carried: list, carried_w: list, near: np.ndarray) -> np.ndarray:
-        """Other tracks' carried points inside track i's expected box: where confusion between them is likely."""
-        x, y, bw, bh = M.bbox(near)
-        if bw == 0:
-            return np.zeros((0, 2), np.float32)
-        mx, my = 0.1 * bw, 0.1 * bh
-        others = [j for j, c in enumerate(carried) if j != i and c.shape[0]]
-        if not others:
-            return np.zeros((0, 2), np.float32)
-        pts = np.concatenate([carried[j] for j in others])
-        pw = np.concatenate([carried_w[j] for j in others])
-        sel = (pw[:, 0] >= x - mx) & (pw[:, 0] <= x + bw + mx) & (pw[:, 1] >= y - my) & (pw[:, 1] <= y + bh + my)
-        return pts[sel][:8]
-
-    def _plausible(self, mask: np.ndarray, expected: np.ndarray, positives_w: np.ndarray, diag: float) -> bool:
-        """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts."""
+    def _plausible(self, mask: np.ndarray, box, expected: _Mask, positives_w: np.ndarray, diag: float) -> bool:
+        """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts.
+        ``box``: slices holding all of ``mask``."""
         cfg = self.cfg.tracker
-        area, ref = int(np.count_nonzero(mask)), int(np.count_nonzero(expected))
+        area, ref = int(np.count_nonzero(mask[box])), expected.area
         if area == 0:
             return False
         if ref > 0:
             ratio = area / ref
             if ratio > cfg.max_area_ratio or ratio < 1.0 / cfg.max_area_ratio:
                 return False
-            if np.hypot(*(_centroid(mask) - _centroid(expected))) > cfg.max_shift_fraction * diag:
+            if np.hypot(*(_centroid(mask, box) - expected.centroid)) > cfg.max_shift_fraction * diag:
                 return False
-        xy = np.round(positives_w).astype(int)
+        if positives_w.shape[0] == 0:
+            return False
         h, w = mask.shape
-        hits = mask[np.clip(xy[:, 1], 0, h - 1), np.clip(xy[:, 0], 0, w - 1)]
-        return bool(hits.mean() >= cfg.min_prompt_hits)
+        xy = np.minimum(np.maximum(np.rint(positives_w).astype(np.intp), 0), (w - 1, h - 1))
+        return np.count_nonzero(mask[xy[:, 1], xy[:, 0]]) >= cfg.min_prompt_hits * xy.shape[0]
 
     def _merge_automatic(self, masks: dict, props: list) -> None:
         """Automatic masks (all of a re-segmentation, or a slice): they join tracks by IoU, the rest may be new."""
@@ -800,6 +800,60 @@ class Tracker:
             self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
 
 
+class _Mask:
+    """A track's mask at the working size with what the checks ask of it, each computed once: its probability map,
+    box (slices), area and centroid (working pixels)."""
+
+    __slots__ = ("mask", "soft", "box", "area", "_centroid")
+
+    def __init__(self, mask: np.ndarray, soft: np.ndarray, box=False):
+        self.mask, self.soft = mask, soft
+        self.box = _box(mask) if box is False else box
+        self.area = int(np.count_nonzero(mask[self.box])) if self.box is not None else 0
+        self._centroid = None
+
+    @property
+    def bbox(self) -> tuple[int, int, int, int]:
+        """x, y, width, height (zeros when empty)."""
+        if self.box is None:
+            return 0, 0, 0, 0
+        ys, xs = self.box
+        return xs.start, ys.start, xs.stop - xs.start, ys.stop - ys.start
+
+    @property
+    def centroid(self) -> np.ndarray:
+        if self._centroid is None:
+            self._centroid = _centroid(self.mask, self.box) if self.area else np.zeros(2)
+        return self._centroid
+
+
+class _Negatives:
+    """Every track's carried points in one array, to hand each prompt the other tracks' points inside its box."""
+
+    def __init__(self, carried: list[np.ndarray], carried_w: list[np.ndarray]):
+        self.owner = np.repeat(np.arange(len(carried)), [len(c) for c in carried])
+        self.points = np.concatenate(carried) if carried else np.zeros((0, 2), np.float32)
+        self.points_w = np.concatenate(carried_w) if carried_w else np.zeros((0, 2), np.float32)
+
+    def near(self, i: int, bbox: tuple[int, int, int, int], limit: int = 8) -> np.ndarray:
+        """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
+        them is likely (at most ``limit``)."""
+        x, y, bw, bh = bbox
+        if bw == 0 or self.points.shape[0] == 0:
+            return np.zeros((0, 2), np.float32)
+        mx, my = 0.1 * bw, 0.1 * bh
+        pw = self.points_w
+        sel = (self.owner != i) & (pw[:, 0] >= x - mx) & (pw[:, 0] <= x + bw + mx)
+        sel &= (pw[:, 1] >= y - my) & (pw[:, 1] <= y + bh + my)
+        return self.points[sel][:limit]
+
+
+def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
+    """The slices of a boolean mask's bounding box (None when empty)."""
+    x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
+    return (slice(y, y + h), slice(x, x + w)) if w else None
+
+
 def _innermost(mask: np.ndarray) -> np.ndarray:
     """The mask pixel farthest from its border ((1, 2) x y, working pixels)."""
     x, y, w, h = cv2.boundingRect(mask.view(np.uint8))
@@ -816,8 +870,11 @@ def _union(masks, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _centroid(mask: np.ndarray) -> np.ndarray:
-    u8 = mask.view(np.uint8)
-    x, y, w, h = cv2.boundingRect(u8)
-    m = cv2.moments(u8[y : y + h, x : x + w], binaryImage=True)
+def _centroid(mask: np.ndarray, box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """Centroid (x, y) of a boolean mask, within ``box`` when given (slices holding all of it)."""
+    box = _box(mask) if box is None else box
+    if box is None:
+        return np.zeros(2)
+    m = cv2.moments(mask[box].view(np.uint8), binaryImage=True)
+    y, x = box[0].start, box[1].start
     return np.array([x + m["m10"] / m["m00"], y + m["m01"] / m["m00"]]) if m["m00"] else np.zeros(2)

@@ -60,3 +60,26 @@ def test_paint_keeps_small_masks_on_top_and_main_parts_drops_specks():
     assert not M.main_parts(m, 0.3)[41, 41] and M.main_parts(m, 0.3)[5, 5]
     m[30:50, 30:50] = True  # now the second part is large: kept
     assert M.main_parts(m, 0.3)[45, 45]
+
+
+def test_main_parts_gap_keeps_a_broken_thin_structure_with_its_object():
+    m = np.zeros((60, 60), bool)
+    m[10:40, 10:40] = True  # the object
+    m[42:45, 20:23] = True  # a piece of it 2 pixels away (a line broken by downsampling)
+    m[55:58, 55:58] = True  # a speck far away
+    strict, joined = M.main_parts(m, 0.3), M.main_parts(m, 0.3, gap=3)
+    assert not strict[43, 21] and joined[43, 21]  # the near piece joins only with the gap
+    assert not joined[56, 56]  # the far speck is still dropped
+    assert not (joined & ~m).any()  # the gap bridges; it never adds pixels
+    box = (slice(10, 58), slice(10, 58))
+    assert np.array_equal(M.main_parts(m, 0.3, gap=3, box=box), joined)
+
+
+def test_self_intersections_match_the_pairwise_counts():
+    rng = np.random.default_rng(1)
+    masks = [rng.random((40, 50)) < 0.2 for _ in range(6)] + [np.zeros((40, 50), bool)]
+    assert np.array_equal(M._self_intersections(masks), M._intersections(masks, masks))
+    tiles = [np.zeros((40, 50), bool) for _ in range(3)]
+    for i, t in enumerate(tiles):
+        t[:, i * 10 : (i + 1) * 10] = True  # disjoint: nothing claimed twice
+    assert np.array_equal(M._self_intersections(tiles), M._intersections(tiles, tiles))
