@@ -257,6 +257,11 @@ def test_mast3r_encodes_each_frame_once(car_frames):
         assert model.encodes == i + 1, "the pair n -> n+1 reuses frame n's encoding"
         assert model.decodes == i  # once per pair, none on the first frame
     assert set(model.dtypes) == {model.torch.float32}
+    m.push(car_frames[0][4])
+    m.prepare()  # the pair is decoded here, in the tracker's matcher thread...
+    assert model.decodes == 4
+    m.carry(PTS)  # ...and carry only looks it up
+    assert model.decodes == 4 and model.encodes == 5
 
 
 def test_cadence_runs_the_mast3r_encoder_on_anchor_frames_only(car_frames):

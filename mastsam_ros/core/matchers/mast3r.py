@@ -9,8 +9,8 @@ What runs per frame pair (n -> n+1):
 - **Encoder**: once per frame. ``push`` encodes the new frame with MASt3R's ViT encoder and keeps the tokens, so the
   pair n -> n+1 reuses frame n's encoding from the previous pair.
 - **Decoder and heads**: once per pair. MASt3R's two decoders cross-attend between the two images, so descriptors of
-  frame n depend on its partner frame and cannot be cached across pairs; they run lazily on the first ``carry``
-  after a ``push``.
+  frame n depend on its partner frame and cannot be cached across pairs; they run in ``prepare`` (the tracker's
+  matcher thread) or else on the first ``carry`` after a ``push``.
 - **Matching**: per carried point, not per pixel. Each point's descriptor in the previous frame is compared with
   every descriptor of the current frame (a (N, H*W) product: N ~ 100 points instead of the H*W x H*W all-pixel
   reciprocal search), and the winner's descriptor is checked back against every descriptor of the previous frame.
@@ -389,6 +389,11 @@ class Mast3rMatcher(Matcher):
             res1["desc"][0], desc_confidence(res1["desc_conf"][0], mode),
             res2["desc"][0], desc_confidence(res2["desc_conf"][0], mode),
         )
+
+    def prepare(self) -> None:
+        """Run the pair's decoder and heads now (the tracker's matcher thread, while the segmenter encodes)."""
+        if self._prev is not None and self._pair is None:
+            self._pair = self._decode_pair()
 
     def point_map(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The newest frame's 3D points from MASt3R's first head on the pair (newest, previous); see the module
