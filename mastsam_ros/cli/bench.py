@@ -797,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="segmenter.checkpoint")
     p.add_argument("--random-weights", action="store_true",
                    help="full-size model with random weights (same compute, meaningless masks)")
-    p.add_argument("--matcher", choices=("flow", "xfeat", "mast3r"), default=None, help="matcher.backend")
+    p.add_argument("--matcher", choices=("flow", "xfeat", "mast3r", "cadence"), default=None, help="matcher.backend")
     p.add_argument("--device", default=None, help="segmenter.device and matcher.device (cpu, cuda)")
     p.add_argument("--tracks", type=int, default=8, help="tracker.max_tracks, and the stand-in region count")
     p.add_argument("--stand-in-masks", choices=("auto", "on", "off"), default="auto",
