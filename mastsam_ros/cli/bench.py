@@ -16,7 +16,12 @@ Then, on the first frames of the same sequence and with the same model instance,
 ``SamAutomaticMaskGenerator`` with its defaults, encoder pass included: what a user would run), and
 (b) the research prototype's loop (``evaluation.baselines.Prototype``: one predict call per mask) with a brute-force
 nearest-match search for the correspondences (:class:`BruteForceMatcher`). Ratios are mean ms per frame of the
-method over mean ms per steady-state tracker frame.
+method over mean ms per steady-state tracker frame. When the tracker runs MASt3R (``--matcher mast3r``, or
+``matcher.backend: cadence`` with a mast3r anchor), (b) is the prototype as it ran: upstream MASt3R's own forward on
+every pair (both images encoded, fp32) and its all-pixel ``fast_reciprocal_NNs`` (:class:`UpstreamMast3rMatcher`,
+the same model instance, upstream's mast3r package imported), with SAM ``--prototype-model-type`` (default vit_h)
+in fp32, built anew (random weights with ``--random-weights``, else ``--prototype-checkpoint`` or the tracker's
+checkpoint when it is that model) unless the tracker's segmenter is already that model in fp32.
 
 ``--random-weights`` builds the full-size architecture from the package's own registry with random initialisation,
 saves its state dict to a temporary file and loads it through the project's normal checkpoint path: the compute is
@@ -42,6 +47,7 @@ every 100 frames; it reports RSS after 500 frames and after N, and frame latency
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import os
@@ -331,6 +337,122 @@ class BruteForceMatcher(Matcher):
         self._prev = self._cur = None
 
 
+class UpstreamMast3rMatcher(Matcher):
+    """The research prototype's correspondences: upstream MASt3R's forward on the pair (both images encoded, joint
+    decoder, heads; fp32, no caching across pairs) and upstream's ``fast_reciprocal_NNs`` over every pixel of the
+    descriptor maps (seeds on a ``subsample`` grid, iterated to reciprocal nearest neighbours, ``dist='dot'``:
+    upstream's own example), matches within 3 px of the border dropped as upstream's example does. A point takes the
+    displacement of its nearest match, trusted as it comes (confidence 1; 0 only when the pair has no match): the
+    reciprocal search is the prototype's only check, and with random weights a confidence filter would drop every
+    point and with it the decoder calls whose cost (b) is there to measure. ``timings`` collects ms per pair of the
+    forward and of the matching."""
+
+    name = "mast3r-upstream"
+
+    def __init__(self, model, subsample: int = 8):
+        import torch
+
+        try:
+            from mast3r.fast_nn import fast_reciprocal_NNs  # noqa: PLC0415 - upstream, optional, not on PyPI
+        except ImportError as e:
+            raise MastSamError(f"comparison (b) with MASt3R needs upstream's mast3r package importable: {e}") from e
+        self.torch, self.model, self.subsample = torch, model, int(subsample)
+        self.device = next(model.parameters()).device
+        self._nn = fast_reciprocal_NNs
+        self._sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        self.timings: dict[str, list[float]] = {"forward_ms": [], "reciprocal_nn_ms": []}
+        self.reset()
+
+    def reset(self) -> None:
+        self._prev = self._cur = None  # (image tensor 1x3xhxw, (h, w), scale)
+        self._matches = None
+        self._count = 0
+
+    def push(self, image: np.ndarray) -> None:
+        from ..core.matchers.mast3r import model_size
+
+        h, w = image.shape[:2]
+        mw, mh = model_size(w, h)
+        small = cv2.resize(image, (mw, mh), interpolation=cv2.INTER_AREA if mw < w else cv2.INTER_CUBIC)
+        x = self.torch.from_numpy(np.ascontiguousarray(small)).to(self.device).permute(2, 0, 1)[None].float()
+        self._count += 1
+        self._prev, self._cur = self._cur, (x.div(255.0).sub(0.5).div(0.5), (mh, mw), np.array([mw / w, mh / h]))
+        self._matches = None
+
+    def _pair(self):
+        torch = self.torch
+        views = [
+            {"img": img, "true_shape": torch.tensor([shape]), "idx": [i], "instance": [str(i)]}
+            for i, (img, shape, _) in ((self._count - 2, self._prev), (self._count - 1, self._cur))
+        ]
+        self._sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            res1, res2 = self.model(views[0], views[1])
+        self._sync()
+        t1 = time.perf_counter()
+        d1, d2 = res1["desc"][0], res2["desc"][0]
+        xy1, xy2 = self._nn(d1, d2, subsample_or_initxy1=self.subsample, device=self.device, dist="dot",
+                            block_size=2**13)
+        self._sync()
+        t2 = time.perf_counter()
+        self.timings["forward_ms"].append((t1 - t0) * 1e3)
+        self.timings["reciprocal_nn_ms"].append((t2 - t1) * 1e3)
+        (h1, w1), (h2, w2) = self._prev[1], self._cur[1]
+        xy1, xy2 = np.asarray(xy1, np.float32), np.asarray(xy2, np.float32)
+        ok = ((xy1[:, 0] >= 3) & (xy1[:, 0] < w1 - 3) & (xy1[:, 1] >= 3) & (xy1[:, 1] < h1 - 3)
+              & (xy2[:, 0] >= 3) & (xy2[:, 0] < w2 - 3) & (xy2[:, 1] >= 3) & (xy2[:, 1] < h2 - 3))
+        return xy1[ok], xy2[ok]
+
+    def carry(self, points: np.ndarray):
+        from ..core.matchers.mast3r import to_frame, to_model
+
+        n = points.shape[0]
+        if self._prev is None or n == 0:
+            return points.astype(np.float32).copy(), np.zeros(n, np.float32)
+        if self._matches is None:
+            self._matches = self._pair()
+        src, dst = self._matches
+        if len(src) == 0:
+            return points.astype(np.float32).copy(), np.zeros(n, np.float32)
+        p = to_model(points.astype(np.float64), self._prev[2])
+        nearest = np.argmin(((p[:, None, :] - src[None, :, :]) ** 2).sum(-1), axis=1)
+        q = p + (dst[nearest] - src[nearest])
+        return to_frame(q, self._cur[2]).astype(np.float32), np.ones(n, np.float32)
+
+
+def mast3r_model_of(matcher: Matcher):
+    """The MASt3R network a tracker's matcher runs (backend mast3r, or the anchor of backend cadence), else None."""
+    for m in (matcher, getattr(matcher, "anchor", None)):
+        if m is not None and getattr(m, "name", "") == "mast3r":
+            return m.model
+    return None
+
+
+def prototype_segmenter(args, cfg: Config, current: Segmenter, tmp: Path) -> Segmenter:
+    """SAM ``--prototype-model-type`` in fp32 for comparison (b) with MASt3R: the tracker's own segmenter when it is
+    that model in fp32, else built from random weights (``--random-weights``), ``--prototype-checkpoint`` or the
+    tracker's checkpoint when that is the same model."""
+    want = args.prototype_model_type
+    backend = "mobile_sam" if want == "vit_t" else "sam"
+    seg = cfg.segmenter
+    same_model = seg.backend == backend and (backend == "mobile_sam" or seg.model_type == want)
+    if same_model and not (seg.half_precision and seg.device.startswith("cuda")):
+        return current
+    proto = copy.deepcopy(seg)
+    proto.backend, proto.half_precision = backend, False
+    if backend == "sam":
+        proto.model_type = want
+    if args.random_weights:
+        proto.checkpoint = str(random_checkpoint(backend, want, tmp))
+    elif args.prototype_checkpoint:
+        proto.checkpoint = args.prototype_checkpoint
+    elif not same_model:
+        raise MastSamError(f"comparison (b) with MASt3R runs SAM {want} in fp32: pass --prototype-checkpoint (a {want} "
+                           "checkpoint), --random-weights, or --prototype-model-type of the tracker's model")
+    return build_segmenter(proto)
+
+
 # --- the overhead mode: backends that cost nothing -------------------------------------------------------------------
 class ZeroCostSegmenter(Segmenter):
     """Fixed regions (:func:`stand_in_regions`) as answers, prepared once at the tracker's working resolution, so a
@@ -568,15 +690,21 @@ def run_automatic(segmenter: Segmenter, backend: str, files: list[Path], size, p
     return {"method": what, "frames": len(files), "ms_per_frame": stats(times), "masks_per_frame": counts}
 
 
-def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files: list[Path], size) -> dict:
-    """Baseline (b): the prototype's loop with the brute-force matcher. Frame 0 (its initial automatic
-    segmentation) is left out of the per-frame figure, as for the tracker."""
+def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files: list[Path], size,
+                  matcher: Matcher | None = None, proto_segmenter: Segmenter | None = None,
+                  substitute: bool | None = None, proto_label: str = "") -> dict:
+    """Baseline (b): the prototype's loop with the brute-force matcher, or with ``matcher`` (upstream MASt3R) and
+    ``proto_segmenter`` (SAM fp32) when given. Frame 0 (its initial automatic segmentation) is left out of the
+    per-frame figure, as for the tracker."""
     from ..evaluation.baselines import Prototype
 
     inner = getattr(segmenter, "inner", segmenter)
-    substitute = isinstance(segmenter, StandInMasks) and segmenter.substitute
-    seg = StandInMasks(inner, tracks, substitute=substitute, limit=tracks)
-    matcher = BruteForceMatcher(cfg.matcher.max_side, cfg.matcher.max_error_px)
+    if substitute is None:
+        substitute = isinstance(segmenter, StandInMasks) and segmenter.substitute
+    seg = StandInMasks(proto_segmenter or inner, tracks, substitute=substitute, limit=tracks)
+    upstream = matcher is not None
+    if matcher is None:
+        matcher = BruteForceMatcher(cfg.matcher.max_side, cfg.matcher.max_error_px)
     proto = Prototype(cfg, seg, matcher, kmeans)
     times, masks, match_ms = [], [], []
     orig_carry = matcher.carry
@@ -598,7 +726,7 @@ def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files:
         if i > 0:
             times.append(ms)
             masks.append(int(len(np.unique(labels)) - 1))
-    return {
+    out = {
         "method": "evaluation.baselines.Prototype (one predict call per mask) + BruteForceMatcher "
                   "(5x5 patch descriptors, exhaustive reciprocal search over every pixel at matcher.max_side)",
         "frames": len(files),
@@ -607,6 +735,17 @@ def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files:
         "brute_force_search_ms": stats(match_ms[1:]),
         "masks_per_frame": masks,
     }
+    if upstream:
+        out["method"] = (
+            f"evaluation.baselines.Prototype (one predict call per mask), {proto_label}, + upstream "
+            f"MASt3R forward per pair (fp32) and fast_reciprocal_NNs over all pixels (subsample "
+            f"{matcher.subsample}, dist dot)"
+        )
+        del out["brute_force_search_ms"]
+        out["matcher_ms"] = stats(match_ms[1:])
+        out["mast3r_forward_ms"] = stats(matcher.timings["forward_ms"])
+        out["reciprocal_nn_ms"] = stats(matcher.timings["reciprocal_nn_ms"])
+    return out
 
 
 def run_soak(tracker: Tracker, files: list[Path], size, every: int = 100) -> dict:
@@ -658,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default=None, help="segmenter.checkpoint")
     p.add_argument("--random-weights", action="store_true",
                    help="full-size model with random weights (same compute, meaningless masks)")
-    p.add_argument("--matcher", choices=("flow", "xfeat", "mast3r"), default=None, help="matcher.backend")
+    p.add_argument("--matcher", choices=("flow", "xfeat", "mast3r", "cadence"), default=None, help="matcher.backend")
     p.add_argument("--device", default=None, help="segmenter.device and matcher.device (cpu, cuda)")
     p.add_argument("--tracks", type=int, default=8, help="tracker.max_tracks, and the stand-in region count")
     p.add_argument("--stand-in-masks", choices=("auto", "on", "off"), default="auto",
@@ -669,6 +808,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prototype-frames", type=int, default=None,
                    help="frames for comparison (b), the first excluded (default: --frames, so its periodic "
                         "newly-visible-area work is amortised like the tracker's)")
+    p.add_argument("--prototype-model-type", choices=("vit_h", "vit_l", "vit_b", "vit_t"), default="vit_h",
+                   help="SAM model of comparison (b) when the tracker runs MASt3R (fp32; default vit_h, the "
+                        "prototype's)")
+    p.add_argument("--prototype-checkpoint", default=None,
+                   help="checkpoint of --prototype-model-type for (b) with MASt3R (default: the tracker's when it is "
+                        "that model; random with --random-weights)")
+    p.add_argument("--prototype-subsample", type=int, default=8,
+                   help="fast_reciprocal_NNs seed grid step for (b) with MASt3R (8: upstream's example)")
     p.add_argument("--overhead", action="store_true",
                    help="the tracker's own cost per frame with zero-cost backends (see above); last line: "
                         "overhead_ms_median")
@@ -767,6 +914,11 @@ def main(argv: list[str] | None = None) -> int:
                 model_type = "vit_t" if backend == "mobile_sam" else cfg.segmenter.model_type
                 cfg.set("segmenter.checkpoint", str(random_checkpoint(backend, model_type, Path(tmp))))
             segmenter = build_segmenter(cfg.segmenter)  # loads the checkpoint now, while the file exists
+            proto_segmenter = None
+            uses_mast3r = cfg.matcher.backend == "mast3r" or (
+                cfg.matcher.backend == "cadence" and cfg.matcher.anchor_backend == "mast3r")
+            if "b" in compare and uses_mast3r:
+                proto_segmenter = prototype_segmenter(args, cfg, segmenter, Path(tmp))
         substitute = args.stand_in_masks == "on" or (args.stand_in_masks == "auto" and args.random_weights)
         if substitute:
             segmenter = StandInMasks(segmenter, args.tracks)
@@ -824,8 +976,12 @@ def main(argv: list[str] | None = None) -> int:
             if "a" in compare:
                 comps["automatic"] = run_automatic(tracker.segmenter, backend, files[: args.automatic_frames], size)
             if "b" in compare:
+                model = mast3r_model_of(tracker.matcher)
+                upstream = UpstreamMast3rMatcher(model, args.prototype_subsample) if model is not None else None
                 comps["prototype"] = run_prototype(cfg, tracker.segmenter, tracker.kmeans, args.tracks,
-                                                   files[: args.prototype_frames], size)
+                                                   files[: args.prototype_frames], size, matcher=upstream,
+                                                   proto_segmenter=proto_segmenter, substitute=substitute,
+                                                   proto_label=f"SAM {args.prototype_model_type} fp32")
             for c in comps.values():
                 c["throughput_ratio"] = ratio(c["ms_per_frame"]["mean_ms"], steady_mean)
             if comps:

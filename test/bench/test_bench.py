@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -13,7 +15,8 @@ from mastsam_ros.cli import bench
 from mastsam_ros.core.segmenters.base import Segmenter
 from mastsam_ros.core.types import PointPrompt, Proposal
 
-BEDROOM = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "bedroom"
+REPO = Path(__file__).resolve().parents[2]
+BEDROOM = REPO.parent / "shared" / "data" / "bedroom"
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +182,51 @@ def test_replayed_flow_equals_the_flow_matcher(source):
         live.push(f)
     (q1, c1), (q2, c2) = replay.carry(pts), live.carry(pts)
     assert np.array_equal(q1, q2) and np.array_equal(c1, c2) and c1.max() > 0
+
+
+# --- comparison (b) with MASt3R: the prototype as it ran -------------------------------------------------------------
+MAST3R_PATH = os.environ.get("MASTSAM_MAST3R_PATH", "")
+
+
+def _tiny_mast3r(tmp_path) -> Path:
+    """A scaled-down upstream MASt3R with random weights (scripts/verify_mast3r.py), or a skip with the reason."""
+    pytest.importorskip("torch")
+    from mastsam_ros.core.errors import BackendUnavailable
+    from mastsam_ros.core.matchers.mast3r import import_mast3r
+
+    try:
+        import_mast3r(MAST3R_PATH)
+        import mast3r.fast_nn  # noqa: F401
+    except (BackendUnavailable, ImportError) as e:
+        pytest.skip(f"upstream mast3r not importable (set MASTSAM_MAST3R_PATH to a naver/mast3r clone): {e}")
+    spec = importlib.util.spec_from_file_location("verify_mast3r", REPO / "scripts" / "verify_mast3r.py")
+    verify = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verify)
+    return verify.save_random_checkpoint(MAST3R_PATH, verify.TINY_MODEL, tmp_path / "tiny_mast3r.pth")
+
+
+def test_prototype_with_mast3r_runs_upstream_forward_and_all_pixel_matching(tmp_path, source):
+    """--matcher mast3r: (b) runs upstream's forward and fast_reciprocal_NNs on the tracker's MASt3R model, with its
+    own fp32 SAM (vit_t here to stay quick; vit_h by default), and decodes a prompt per carried mask."""
+    pytest.importorskip("mobile_sam")
+    ckpt = _tiny_mast3r(tmp_path)
+    r = _run(tmp_path, "--source", str(source), "--segmenter", "mobile_sam", "--random-weights", "--matcher", "mast3r",
+             "--set", f"matcher.checkpoint={ckpt}", "--set", f"matcher.mast3r_path={MAST3R_PATH}", "--frames", "2",
+             "--size", "160x90", "--compare", "b", "--prototype-frames", "2", "--prototype-model-type", "vit_t",
+             "--prototype-subsample", "16", "--set", "segmenter.points_per_side=4")
+    b = r["comparisons"]["prototype"]
+    assert "upstream MASt3R forward" in b["method"] and "fast_reciprocal_NNs" in b["method"]
+    assert "SAM vit_t fp32" in b["method"] and "subsample 16" in b["method"]
+    assert b["mast3r_forward_ms"]["n"] == 1 and b["reciprocal_nn_ms"]["n"] == 1  # one pair: frames 0 -> 1
+    _sane(b["mast3r_forward_ms"])
+    _sane(b["reciprocal_nn_ms"])
+    # the 8 stand-in masks of frame 0 were carried and prompted (random matches may send two onto one region)
+    assert len(b["masks_per_frame"]) == 1 and 1 <= b["masks_per_frame"][0] <= 8
+    assert "brute_force_search_ms" not in b
+
+
+def test_prototype_with_mast3r_wants_a_vit_h_checkpoint(tmp_path, source, caplog):
+    """Without --random-weights, (b) with MASt3R needs the prototype's SAM: a clear error, before any work."""
+    assert bench.main(["--source", str(source), "--segmenter", "classical", "--matcher", "mast3r", "--frames", "2",
+                       "--compare", "b", "--quiet"]) == 2
+    assert "--prototype-checkpoint" in caplog.text and "vit_h" in caplog.text

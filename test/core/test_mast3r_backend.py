@@ -302,3 +302,25 @@ def test_upstream_point_map_on_real_frames(tiny_ckpt, car_frames):
         full = frame_point_map(pts, conf, (w, h))
         (car,) = objects_3d(gts[0].astype(np.uint32), full, ids=[1])
         assert car.points == car.pixels and all(np.isfinite(car.centroid))
+
+
+@needs_upstream
+def test_upstream_model_as_the_cadence_anchor(tiny_ckpt, car_frames, monkeypatch):
+    """matcher.backend cadence with the real (scaled-down) MASt3R anchoring every 2nd frame: encoded on anchor frames
+    only, its point map on those frames only, every carry well-formed."""
+    frames, gts = car_frames
+    m = build_matcher(MatcherSection(backend="cadence", anchor_backend="mast3r", anchor_interval=2,
+                                     checkpoint=str(tiny_ckpt), mast3r_path=MAST3R_PATH))
+    encodes = []
+    real_enc = m.anchor.model._encode_image
+    monkeypatch.setattr(m.anchor.model, "_encode_image", lambda *a: encodes.append(1) or real_enc(*a))
+    ys, xs = np.nonzero(gts[0])
+    pts = np.stack([xs, ys], 1)[:: max(1, len(xs) // 20)].astype(np.float32)
+    for i, f in enumerate(frames[:5]):
+        m.push(f)
+        m.prepare()
+        out, conf = m.carry(pts)
+        assert out.shape == pts.shape and out.dtype == np.float32 and np.all((conf >= 0) & (conf <= 1))
+        assert (m.point_map() is not None) == (i % 2 == 0)
+    assert len(encodes) == 3  # frames 0, 2, 4
+    assert m.stats["anchor_frames"] == 3 and m.stats["anchored_points"] + m.stats["fallback_points"] == 2 * len(pts)

@@ -48,6 +48,7 @@ BUILDS = {
     "matcher flow": (MatcherSection(backend="flow"), build_matcher),
     "matcher xfeat": (MatcherSection(backend="xfeat"), build_matcher),
     "matcher mast3r": (MatcherSection(backend="mast3r"), _mast3r),
+    "matcher cadence": (MatcherSection(backend="cadence", anchor_backend="xfeat"), build_matcher),
     "segmenter classical": (SegmenterSection(backend="classical"), build_segmenter),
     "segmenter mobile_sam": (SegmenterSection(backend="mobile_sam"), "mobile_sam"),
     "clustering scipy": (ClusteringSection(backend="scipy"), build_clustering),
@@ -78,6 +79,7 @@ def test_fields_read_while_a_backend_is_built_are_read_only_or_rebuild(name, tmp
     ("matcher.max_error_px", 0.5, {}),
     ("matcher.flow_preset", "ultrafast", {}),
     ("matcher.top_k", 256, {"matcher.backend": "xfeat"}),
+    ("matcher.anchor_interval", 2, {"matcher.backend": "cadence", "matcher.anchor_backend": "flow"}),
     ("segmenter.max_side", 128, {}),
     ("clustering.seed", 7, {"clustering.backend": "scipy"}),
 ])

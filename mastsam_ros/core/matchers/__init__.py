@@ -27,6 +27,13 @@ def _mast3r(cfg: MatcherSection) -> Matcher:
     return Mast3rMatcher(cfg)
 
 
+@MATCHERS.register("cadence")
+def _cadence(cfg: MatcherSection) -> Matcher:
+    from .cadence import CadenceMatcher
+
+    return CadenceMatcher(cfg)
+
+
 def build_matcher(cfg: MatcherSection) -> Matcher:
     return MATCHERS.build(cfg.backend, cfg)
 

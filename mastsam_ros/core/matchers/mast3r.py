@@ -9,13 +9,19 @@ What runs per frame pair (n -> n+1):
 - **Encoder**: once per frame. ``push`` encodes the new frame with MASt3R's ViT encoder and keeps the tokens, so the
   pair n -> n+1 reuses frame n's encoding from the previous pair.
 - **Decoder and heads**: once per pair. MASt3R's two decoders cross-attend between the two images, so descriptors of
-  frame n depend on its partner frame and cannot be cached across pairs; they run lazily on the first ``carry``
-  after a ``push``.
+  frame n depend on its partner frame and cannot be cached across pairs; they run in ``prepare`` (the tracker's
+  matcher thread) or else on the first ``carry`` after a ``push``.
 - **Matching**: per carried point, not per pixel. Each point's descriptor in the previous frame is compared with
   every descriptor of the current frame (a (N, H*W) product: N ~ 100 points instead of the H*W x H*W all-pixel
   reciprocal search), and the winner's descriptor is checked back against every descriptor of the previous frame.
   The point keeps its match when the back-match lands within ``matcher.max_error_px`` model pixels of where it
   started.
+
+- **Precision** (``matcher.precision``): on CUDA the encoder and the decoder run under fp16 autocast by default
+  (measured faster there than bf16 and than fp32: ../shared/GPU.md); the heads run in fp32 on fp32 tokens, as
+  upstream runs them. On a CPU everything stays fp32.
+- **RoPE**: croco picks its compiled ``curope`` kernel at import when the user built it, else a slower PyTorch
+  path; which one runs is logged once per process (:func:`log_rope`).
 
 - **Point map** (only when a front end asks for 3D, :meth:`Mast3rMatcher.point_map`): MASt3R's first head
   predicts the first image's 3D points in the first image's own camera frame, so the newest frame's point map needs
@@ -35,6 +41,8 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
+import io
 import logging
 import sys
 import time
@@ -78,7 +86,9 @@ def import_mast3r(mast3r_path: str = ""):
         if str(root) not in sys.path:
             sys.path.insert(0, str(root))
     try:
-        from mast3r.model import AsymmetricMASt3R  # noqa: PLC0415 - heavy, optional, not on PyPI
+        # croco prints its own warning when the compiled curope kernel is absent; Mast3rMatcher logs one line instead
+        with contextlib.redirect_stdout(io.StringIO()):
+            from mast3r.model import AsymmetricMASt3R  # noqa: PLC0415 - heavy, optional, not on PyPI
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] == "mast3r":
             raise BackendUnavailable(f"matcher backend mast3r: the mast3r package does not import; {CLONE_HINT}") from e
@@ -171,6 +181,48 @@ def load_mast3r_model(checkpoint: str, mast3r_path: str = ""):
     except RuntimeError as e:
         raise CheckpointError(f"MASt3R checkpoint '{path}' does not match its architecture: {e}") from e
     return model.eval()
+
+
+_ROPE_LOGGED = False
+
+
+def rope_kind(model) -> str:
+    """Which 2D RoPE the model's blocks use: ``"curope"`` (croco's compiled ``cuRoPE2D`` kernel, picked by croco at
+    import when it was built), ``"pytorch"`` (croco's slower PyTorch fallback) or ``"none"`` (no RoPE, stand-ins)."""
+    rope = getattr(model, "rope", None)
+    if rope is None:
+        return "none"
+    return "curope" if type(rope).__name__ == "cuRoPE2D" else "pytorch"
+
+
+def log_rope(kind: str) -> None:
+    """One log line per process: which RoPE MASt3R runs, and how to build the kernel when it is the slow one."""
+    global _ROPE_LOGGED
+    if _ROPE_LOGGED or kind == "none":
+        return
+    _ROPE_LOGGED = True
+    if kind == "curope":
+        log.info("MASt3R: RoPE runs croco's compiled curope kernel")
+    else:
+        log.warning(
+            "MASt3R: croco's compiled curope kernel is not built, RoPE runs its slower PyTorch path; build it with "
+            "'cd <mast3r clone>/dust3r/croco/models/curope && python setup.py build_ext --inplace'"
+        )
+
+
+def autocast_dtype(precision: str, device) -> "object | None":
+    """The autocast dtype for ``matcher.precision`` on ``device`` (None = plain fp32).
+
+    ``auto``: fp16 on CUDA (measured faster there than bf16: ../shared/GPU.md), fp32 elsewhere. fp16 and bf16 are
+    refused off CUDA with a ConfigError."""
+    import torch  # noqa: PLC0415
+
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if device.type != "cuda":
+        raise ConfigError(f"matcher.precision '{precision}' needs a CUDA device (matcher.device is '{device}'); "
+                          "use auto or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 # --- geometry -------------------------------------------------------------------------------------------------
@@ -266,6 +318,10 @@ class Mast3rMatcher(Matcher):
             model = load_mast3r_model(cfg.checkpoint, cfg.mast3r_path)
         self.model = model.to(self.device).eval()
         self.max_error = float(cfg.max_error_px)
+        self.precision = cfg.precision
+        self.amp_dtype = autocast_dtype(self.precision, self.device)
+        self.rope = rope_kind(self.model)
+        log_rope(self.rope)
         self._prev: dict | None = None
         self._cur: dict | None = None
         self._pair: tuple | None = None  # (desc1, conf1, desc2, conf2) of (prev, cur)
@@ -273,7 +329,14 @@ class Mast3rMatcher(Matcher):
         self.timings: dict[str, float] = {}  # seconds of the last encoder / decoder run, for benchmarks
 
     def settings(self) -> dict:
-        return {"max_error_px": self.max_error}
+        return {"max_error_px": self.max_error, "precision": self.precision}
+
+    def _autocast(self):
+        """Autocast for the encoder and the decoder under ``matcher.precision``; the heads run outside it in fp32
+        (their input tokens are cast with ``.float()``), as upstream runs them."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return self.torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def reset(self) -> None:
         self._prev = self._cur = None
@@ -298,7 +361,7 @@ class Mast3rMatcher(Matcher):
         x = x.div(255.0).sub(0.5).div(0.5)
         true_shape = torch.tensor([[mh, mw]], device=self.device)
         t = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             feat, pos, _ = self.model._encode_image(x, true_shape)
         self.timings["encode"] = time.perf_counter() - t
         scale = np.array([mw / w, mh / h], dtype=np.float64)
@@ -316,7 +379,8 @@ class Mast3rMatcher(Matcher):
         a, b = self._prev, self._cur
         t = time.perf_counter()
         with torch.inference_mode():
-            dec1, dec2 = self.model._decoder(a["feat"], a["pos"], b["feat"], b["pos"])
+            with self._autocast():
+                dec1, dec2 = self.model._decoder(a["feat"], a["pos"], b["feat"], b["pos"])
             res1 = self.model._downstream_head(1, [tok.float() for tok in dec1], a["shape"])
             res2 = self.model._downstream_head(2, [tok.float() for tok in dec2], b["shape"])
         self.timings["decode"] = time.perf_counter() - t
@@ -325,6 +389,11 @@ class Mast3rMatcher(Matcher):
             res1["desc"][0], desc_confidence(res1["desc_conf"][0], mode),
             res2["desc"][0], desc_confidence(res2["desc_conf"][0], mode),
         )
+
+    def prepare(self) -> None:
+        """Run the pair's decoder and heads now (the tracker's matcher thread, while the segmenter encodes)."""
+        if self._prev is not None and self._pair is None:
+            self._pair = self._decode_pair()
 
     def point_map(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The newest frame's 3D points from MASt3R's first head on the pair (newest, previous); see the module
@@ -338,7 +407,8 @@ class Mast3rMatcher(Matcher):
             b = self._prev if self._prev is not None else self._cur
             t = time.perf_counter()
             with torch.inference_mode():
-                dec1, _ = self.model._decoder(a["feat"], a["pos"], b["feat"], b["pos"])
+                with self._autocast():
+                    dec1, _ = self.model._decoder(a["feat"], a["pos"], b["feat"], b["pos"])
                 res = self.model._downstream_head(1, [tok.float() for tok in dec1], a["shape"])
             self.timings["point_map"] = time.perf_counter() - t
             self._points = (
