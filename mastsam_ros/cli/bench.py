@@ -82,6 +82,7 @@ STAGES = (
     ("encoder", "segmenter set_image (SAM image encoder)"),
     ("matcher", "matcher push + carry"),
     ("prompt", "batched prompt decoding + mask filters"),
+    ("decoder", "of which the segmenter's prompt decoding (predict calls, synchronised)"),
     ("automatic", "automatic segmentation (keyframe / spread slice)"),
     ("new_area", "newly-visible-area segmentation"),
     ("merge", "union-find merge + paint"),
@@ -597,16 +598,45 @@ def during_resegmentation(results: list[tuple[bool, bool, float]]) -> dict:
     return {"during": d, "steady": s, "p95_ratio": ratio(d["p95_ms"], s["p95_ms"])}
 
 
+class DecoderClock:
+    """Times a segmenter's ``predict`` calls (the prompt decoder), synchronised like the tracker's stages, so the
+    bench can set the model floor of a frame (encoder + decoder) beside its ``Tracker.step``."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker, self.ms = tracker, 0.0
+        segmenter = tracker.segmenter
+        inner = segmenter.predict
+
+        def predict(prompts):
+            sync = tracker.synchronize or (lambda: None)
+            sync()
+            t0 = time.perf_counter()
+            try:
+                return inner(prompts)
+            finally:
+                sync()
+                self.ms += (time.perf_counter() - t0) * 1e3
+
+        segmenter.predict = predict  # this instance only
+
+    def take(self) -> float:
+        ms, self.ms = self.ms, 0.0
+        return ms
+
+
 def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True) -> dict:
     per_stage: dict[str, list[float]] = {k: [] for k, _ in STAGES}
     first_stages: dict[str, float] = {}
     tracks, reseg, rss, per_frame = [], [], [], []
+    clock = DecoderClock(tracker)
     for i, path in enumerate(files):
         frame, decode_ms = load_frame(path, size)
+        clock.take()
         res = tracker.step(frame)
+        decoder_ms = clock.take()
         mono_ms, png_ms = encode_output(res.labels)
         t = dict(res.timings)
-        t.update(decode=decode_ms, output_mono16=mono_ms, output_png=png_ms)
+        t.update(decode=decode_ms, output_mono16=mono_ms, output_png=png_ms, decoder=decoder_ms)
         t["end_to_end"] = decode_ms + t["total"] + mono_ms + png_ms
         under = bool(res.keyframe or getattr(res, "resegmenting", False))
         reseg.append((i == 0 or res.reset, under, t["end_to_end"]))
@@ -628,6 +658,9 @@ def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True
     steady = {k: stats(v) for k, v in per_stage.items()}
     e2e = per_stage["end_to_end"]
     steady_frames = [f for f, (first, under, _) in zip(per_frame, reseg) if not first and not under]
+    # The model floor of a frame: its encoder and its prompt decoding, as measured in this run (a dense matcher's
+    # flow is CPU work beside the networks and is not part of it). Overhead: what Tracker.step adds to it.
+    floors = [(f["total"], f.get("encoder", 0.0) + f["decoder"]) for f in steady_frames]
     return {
         "frames": len(files),
         "steady_frames": len(files) - 1,
@@ -635,6 +668,13 @@ def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True
         "first_frame_ms": first_stages,
         "fps": round(1000.0 * len(e2e) / sum(e2e), 3) if e2e else None,
         "total_over_encoder_median": ratio(steady["total"]["median_ms"], steady["encoder"]["median_ms"]),
+        "floor": {
+            "what": "encoder + prompt decoder of each frame outside re-segmentation (synchronised), this run",
+            "floor_ms_median": round(float(np.median([b for _, b in floors])), 2) if floors else None,
+            "step_over_floor_median": round(float(np.median([a / b for a, b in floors if b > 0])), 3)
+            if floors else None,
+            "overhead_ms_median": round(float(np.median([a - b for a, b in floors])), 2) if floors else None,
+        },
         "end_to_end_over_encoder_median": ratio(steady["end_to_end"]["median_ms"], steady["encoder"]["median_ms"]),
         # Per-frame step / encoder of the same frame, split: a long run with a setting that re-segments all the time
         # (few seeds a frame) lives in the first group, so both must meet a ratio target, not just their pooled median.
@@ -861,6 +901,9 @@ def print_report(report: dict) -> None:
             s = tr["stages"][key]
             if s["n"]:
                 print(f"{key:<15}{s['n']:>6}{s['median_ms']:>12.1f}{s['p95_ms']:>12.1f}{s['mean_ms']:>12.1f}  {what}")
+        fl = tr["floor"]
+        print(f"model floor (encoder + prompt decoder, frames outside re-segmentation): median {fl['floor_ms_median']}"
+              f" ms; Tracker.step / floor {fl['step_over_floor_median']}; overhead {fl['overhead_ms_median']} ms")
         print(f"end-to-end: {tr['fps']} fps; median Tracker.step / median encoder = {tr['total_over_encoder_median']}"
               f" (end-to-end / encoder = {tr['end_to_end_over_encoder_median']})")
         by = tr["step_over_encoder_by_frame"]
