@@ -10,10 +10,11 @@ Stages, one thread each:
    ``deliver`` with the outcome, in this same thread, so the tracker and its matcher still hold that frame's state
    while the front end publishes it.
 
-Between two stages one slot (a queue of depth 1). A stage starts a new frame only when every slot after it is
-empty, so a frame never queues behind more than the one frame each later stage is busy with: the GPU stays busy
-(stage 2 encodes while stage 3 tracks) and a frame's latency stays near the sum of the stages (about two periods of
-the slowest stage at most, instead of one period per slot). The entrance is one slot too: a newer item replaces one
+Between two stages one slot (a queue of depth 1). A stage starts a frame only when its slot downstream is free
+and, from each stage's mean work per frame, just early enough that the frame reaches the next stage as that one
+frees: the slowest stage never waits for the others (on a GPU, stage 2 encodes while stage 3 tracks), and a frame
+spends little time in slots, so its latency stays near decode + encode + track and the frame decoded is the newest
+at the entrance when decoding starts. The entrance is one slot too: a newer item replaces one
 still waiting there, and that is counted as dropped; past the entrance no frame is dropped, and since every frame
 passes every stage in turn, outcomes come out in submission order, a failed frame included (its error is
 delivered in its place).
@@ -105,7 +106,8 @@ class Pipeline:
         self._entrance: _Item | None = None
         self._decoded: _Item | None = None
         self._encoded: _Item | None = None
-        self._busy = dict.fromkeys(STAGES, False)
+        self._started: dict[str, float | None] = dict.fromkeys(STAGES)  # monotonic start of the frame in work
+        self._took = dict.fromkeys(STAGES, 0.0)  # running mean of each stage's work per frame (s)
         self._stop = threading.Event()
         self._seq = 0
         self.counters = {"submitted": 0, "dropped": 0, "delivered": 0, "errors": 0, "deliver_errors": 0,
@@ -146,7 +148,7 @@ class Pipeline:
 
     def _idle(self) -> bool:
         return (self._entrance is None and self._decoded is None and self._encoded is None
-                and not any(self._busy.values()))
+                and all(t is None for t in self._started.values()))
 
     @property
     def in_flight(self) -> int:
@@ -169,18 +171,61 @@ class Pipeline:
         return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
     # --- stages ---------------------------------------------------------------------------------------------------
-    def _take(self, stage: str, ready: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Wait (under the lock) until ``ready`` or stop; mark the stage busy when ready. False on stop or timeout."""
+    # Scheduling. A stage starts a frame only when its slot downstream is free, and no earlier than it needs to so
+    # that the frame reaches the next stage just as that stage frees (from each stage's mean work per frame): a frame
+    # then waits in no slot, its latency is about decode + encode + track, and it is the newest frame at the entrance
+    # when decoding starts. While the means are still 0 (the first frames) a stage starts as soon as it can.
+    def _track_free(self, now: float) -> float:
+        """When the tracking stage can take its next frame."""
+        t = self._started["track"]
+        return now if t is None else max(now, t + self._took["track"])
+
+    def _encode_at(self, now: float) -> float | None:
+        """When stage 2 should start its next frame (None: it cannot before something changes)."""
+        if self._encoded is not None:
+            return None
+        return max(now, self._track_free(now) - self._took["encode"])
+
+    def _decode_at(self, now: float) -> float | None:
+        """When stage 1 should start its next frame: so that it is decoded when stage 2 starts its next one."""
+        if self._entrance is None or self._decoded is not None:
+            return None
+        if self._started["encode"] is not None or self._encoded is not None:
+            # stage 2's current frame goes to tracking first: the one after starts a tracking period later
+            enc = self._started["encode"]
+            first = self._track_free(now) if enc is None else max(self._track_free(now), enc + self._took["encode"])
+            start = max(first, first + self._took["track"] - self._took["encode"])
+        else:
+            start = self._encode_at(now)
+        return start - self._took["decode"]
+
+    def _take(self, stage: str, when: Callable[[float], float | None], timeout: float | None = None) -> bool:
+        """Wait (under the lock) until ``when(now)`` gives a time not after now, or stop; mark the stage started
+        then. False on stop or timeout."""
+        end = None if timeout is None else time.monotonic() + timeout
         with self._cond:
-            ok = self._cond.wait_for(lambda: self._stop.is_set() or ready(), timeout)
-            if self._stop.is_set() or not ok:
-                return False
-            self._busy[stage] = True
-            return True
+            while not self._stop.is_set():
+                now = time.monotonic()
+                at = when(now)
+                if at is not None and at <= now:
+                    self._started[stage] = now
+                    return True
+                wait = None if at is None else at - now
+                if end is not None:
+                    if now >= end:
+                        return False
+                    wait = end - now if wait is None else min(wait, end - now)
+                self._cond.wait(wait)
+            return False
+
+    def _done(self, stage: str) -> None:
+        """Under the lock: the stage's frame is finished; update its mean work per frame."""
+        took = time.monotonic() - self._started[stage]
+        self._took[stage] = took if self._took[stage] == 0.0 else 0.8 * self._took[stage] + 0.2 * took
+        self._started[stage] = None
 
     def _run_decode(self) -> None:
-        while self._take("decode", lambda: self._entrance is not None and self._decoded is None
-                         and self._encoded is None):
+        while self._take("decode", self._decode_at):
             with self._cond:
                 item, self._entrance = self._entrance, None
                 self._cond.notify_all()
@@ -194,7 +239,7 @@ class Pipeline:
             self._hand("decode", item, "_decoded")
 
     def _run_encode(self) -> None:
-        while self._take("encode", lambda: self._decoded is not None and self._encoded is None):
+        while self._take("encode", lambda now: None if self._decoded is None else self._encode_at(now)):
             with self._cond:
                 item, self._decoded = self._decoded, None
                 self._cond.notify_all()
@@ -211,13 +256,13 @@ class Pipeline:
 
     def _hand(self, stage: str, item: _Item, slot: str) -> None:
         with self._cond:
-            setattr(self, slot, item)  # empty: a stage starts only when the slots after it are
-            self._busy[stage] = False
+            setattr(self, slot, item)  # free: a stage starts only when its slot downstream is
+            self._done(stage)
             self._cond.notify_all()
 
     def _run_track(self) -> None:
         while not self._stop.is_set():
-            if not self._take("track", lambda: self._encoded is not None, timeout=0.2):
+            if not self._take("track", lambda now: now if self._encoded is not None else None, timeout=0.2):
                 self._call_between()  # also while no frame comes: changes take effect without one
                 continue
             with self._cond:
@@ -227,7 +272,7 @@ class Pipeline:
                 self._track(item)
             finally:
                 with self._cond:
-                    self._busy["track"] = False
+                    self._done("track")
                     self._cond.notify_all()
 
     def _call_between(self) -> None:
