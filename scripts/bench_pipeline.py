@@ -11,8 +11,10 @@ A camera thread sends the JPEG frames of ``--source`` (default: DAVIS car-rounda
 ``--seconds`` per run. ``serial``: the node's way without the pipeline, a one-slot buffer and one worker that decodes
 and steps (the tracker still computes the flow beside the encoder, ``tracker.overlap_matcher``). ``pipeline``: the
 same one slot as the entrance of the three-stage pipeline. Runs alternate (serial, pipeline, pipeline, serial, ...)
-so a change of machine load hits both. Reported per mode: output fps, frames dropped at the entrance, latency from
-the camera's send to the result (median, p95, max), and the mean work per stage.
+so a change of machine load hits both. Reported per run: output fps; the bound its stages allow (pipeline: 1000 / the
+slowest stage's mean ms; serial: 1000 / decode + step), which tells how much of a difference comes from the load of
+the moment rather than the scheduling; frames dropped at the entrance; latency from the camera's send to the result
+(median, p95, max); the mean work per stage.
 
     PYTHONPATH=$PWD .venv/bin/python scripts/bench_pipeline.py [--encoder-ms 40] [--rate 30] [--seconds 15]
 """
@@ -160,11 +162,15 @@ def summary(mode: str, out: dict, sent: int, stages: dict) -> dict:
     done = out["done"]
     lat = np.array(out["latency"][1:])  # the first frame (the tracker's start) is left out
     fps = (len(done) - 2) / (done[-1] - done[1]) if len(done) > 3 else float("nan")
+    means = {k: float(np.mean(v[1:])) for k, v in stages.items() if len(v) > 1}
+    # the rate the stages allow: the slowest stage of the pipeline, the sum of the serial worker's work
+    bound = 1e3 / (max(means.values()) if mode == "pipeline" else sum(means.values()))
     return {
         "mode": mode, "sent": sent, "processed": len(done), "dropped": out["dropped"], "fps": round(fps, 2),
+        "bound_fps": round(bound, 2),
         "latency_ms_median": round(float(np.median(lat)), 1), "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
         "latency_ms_max": round(float(lat.max()), 1),
-        "stage_ms_mean": {k: round(float(np.mean(v[1:])), 1) for k, v in stages.items() if len(v) > 1},
+        "stage_ms_mean": {k: round(v, 1) for k, v in means.items()},
     }
 
 
@@ -204,9 +210,10 @@ def main(argv=None) -> int:
     print(f"\n{len(files)} frames {shape[1]}x{shape[0]} at {args.rate:g} Hz, {args.seconds:g} s a run; "
           f"stand-in encoder {args.encoder_ms:g} ms, decoder {args.decoder_ms:g} ms a call, {args.tracks} tracks; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
-    print(f"{'mode':10s} {'fps':>6s} {'dropped':>8s} {'lat p50':>8s} {'lat p95':>8s} {'lat max':>8s}  stages (ms)")
+    print(f"{'mode':10s} {'fps':>6s} {'bound':>6s} {'dropped':>8s} {'lat p50':>8s} {'lat p95':>8s} {'lat max':>8s}"
+          "  stages (ms)")
     for r in runs:
-        print(f"{r['mode']:10s} {r['fps']:6.2f} {r['dropped']:8d} {r['latency_ms_median']:8.1f} "
+        print(f"{r['mode']:10s} {r['fps']:6.2f} {r['bound_fps']:6.2f} {r['dropped']:8d} {r['latency_ms_median']:8.1f} "
               f"{r['latency_ms_p95']:8.1f} {r['latency_ms_max']:8.1f}  {r['stage_ms_mean']}")
     mean = {m: {k: float(np.mean([r[k] for r in runs if r["mode"] == m])) for k in ("fps", "latency_ms_median")}
             for m in ("serial", "pipeline")}
