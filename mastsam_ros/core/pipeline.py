@@ -170,6 +170,17 @@ class Pipeline:
                 t.join(max(0.0, end - time.monotonic()))
         return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
+    def is_alive(self) -> bool:
+        """Whether a stage's thread still runs (after :meth:`close`: one still in the middle of a model call)."""
+        return any(t.is_alive() for t in self._threads)
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` s (None: no limit) for the stages' threads to end (after :meth:`close`)."""
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(None if end is None else max(0.0, end - time.monotonic()))
+
     # --- stages ---------------------------------------------------------------------------------------------------
     # Scheduling. A stage starts a frame only when its slot downstream is free, and no earlier than it needs to so
     # that the frame reaches the next stage just as that stage frees (from each stage's mean work per frame): a frame

@@ -183,7 +183,7 @@ class TrackerNode(Node):
         self._tracker: Tracker | None = None
         self._outputs: list = []  # publishers and services of the configured node
         self._inputs: list = []  # subscriptions and timers of the active node
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | Pipeline | None = None  # or a closed pipeline still in a frame
         self._pipeline: Pipeline | None = None  # node.pipeline: replaces the worker and its slot while active
         self._stop = threading.Event()
         self._slot = _Slot()
@@ -636,19 +636,24 @@ class TrackerNode(Node):
         self._inputs = []
         self._stop.set()
         ended = True
+        abandoned = None
         if self._pipeline is not None:
-            ended = self._pipeline.close(timeout=timeout)
-            if ended:
-                self._pipeline = None
-            elif warn:
-                self.get_logger().warning(f"the pipeline is still in a frame after {timeout:.0f} s; it stops after it")
+            pipe, self._pipeline = self._pipeline, None
+            ended = pipe.close(timeout=timeout)
+            if not ended:
+                abandoned = pipe
+                if warn:
+                    self.get_logger().warning(
+                        f"the pipeline is still in a frame after {timeout:.0f} s; it stops after it")
         if self._worker is not None:
             self._worker.join(timeout=timeout)
-            ended = not self._worker.is_alive()
-            if ended:
+            ended = ended and not self._worker.is_alive()
+            if not self._worker.is_alive():
                 self._worker = None
             elif warn:
                 self.get_logger().warning(f"the worker is still in a frame after {timeout:.0f} s; it stops after it")
+        if abandoned is not None:
+            self._worker = abandoned  # still in a frame: seen as the worker (is_alive, join) until it ends
         with self._publish_lock:  # a frame being published completes; none is published after this
             pass
         self._slot.take(timeout=0.0)

@@ -258,3 +258,16 @@ def test_sam_embed_ahead_leaves_the_current_embedding(tmp_path):
     assert np.array_equal(seg.predict(prompt)[0].mask, seg2.predict(prompt)[0].mask)
     with pytest.raises(MastSamError, match="SamEmbedding"):
         seg.set_embedding(object())
+
+
+def test_a_stage_in_a_long_call_outlives_close_and_can_be_joined():
+    seg = _Slow(encode_s=0.5)
+    tracker = Tracker(Config(), segmenter=seg)
+    pipe = Pipeline(tracker, lambda o: None)
+    pipe.submit(_frame(1))
+    deadline = time.monotonic() + 5
+    while pipe._started["encode"] is None and time.monotonic() < deadline:  # wait until the encoder call began
+        time.sleep(0.005)
+    assert not pipe.close(timeout=0.01) and pipe.is_alive()  # abandoned in the middle of the encoder call
+    pipe.join(10)
+    assert not pipe.is_alive()
