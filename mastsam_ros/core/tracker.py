@@ -319,8 +319,11 @@ class Tracker:
         return self._grid.work if self._grid else None
 
     # --- the per-frame step -------------------------------------------------------------------------------------
-    def step(self, frame: np.ndarray) -> FrameResult:
+    def step(self, frame: np.ndarray, embedding: object = None) -> FrameResult:
         """Track one frame: ``frame`` is H x W x 3 uint8 RGB (or H x W grey). Raises FrameError on bad frames.
+
+        ``embedding``: the frame's ``self.segmenter.embed(frame)`` computed ahead (a pipeline), used instead of
+        encoding the frame here.
 
         A frame of another size than the previous one resets the state (one warning) and starts afresh.
         """
@@ -346,7 +349,7 @@ class Tracker:
         self._timings: dict[str, float] = {}
         before = {t.id for t in self._tracks}
 
-        self._embed_and_match(frame)
+        self._embed_and_match(frame, embedding)
         masks: dict[int, np.ndarray] = {}
         self._softs = {}
         prompted: list[int] = []
@@ -395,9 +398,15 @@ class Tracker:
         )
 
     # --- stages -------------------------------------------------------------------------------------------------
-    def _embed_and_match(self, frame: np.ndarray) -> None:
-        """Segmenter encoder and matcher preparation of the new frame, side by side when configured (both release
-        the GIL in their native code: torch, OpenCV)."""
+    def _embed_and_match(self, frame: np.ndarray, embedding: object = None) -> None:
+        """Segmenter encoder (or the embedding computed ahead made current) and matcher preparation of the new frame,
+        side by side when configured (both release the GIL in their native code: torch, OpenCV)."""
+        def encode() -> None:
+            if embedding is None:
+                self.segmenter.set_image(frame)
+            else:
+                self.segmenter.set_embedding(embedding)
+
         def match() -> float:
             t0 = time.perf_counter()
             self.matcher.push(frame)
@@ -407,7 +416,7 @@ class Tracker:
         self._last_frame = frame
         if not self.cfg.tracker.overlap_matcher:
             with self._timed("encoder"):
-                self.segmenter.set_image(frame)
+                encode()
             self._timings["matcher"] = match()
             return
         if self._pool is None:
@@ -415,7 +424,7 @@ class Tracker:
         future = self._pool.submit(match)
         try:
             with self._timed("encoder"):
-                self.segmenter.set_image(frame)
+                encode()
         finally:
             self._timings["matcher"] = future.result()  # re-raises the matcher's error, after it has finished
 

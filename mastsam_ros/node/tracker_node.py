@@ -10,7 +10,10 @@ Services: ``~/reset`` and ``~/resegment`` (std_srvs/Trigger).
 
 Threading: the subscription callback only checks the message (O(1)) and overwrites a one-slot buffer; one worker
 thread owns the tracker and always takes the newest frame, so the node never works through a backlog, and every
-overwritten frame is counted as dropped. Parameter changes (validated in the on-set callback, applied in the
+overwritten frame is counted as dropped. With ``node.pipeline`` the one slot is the entrance of a three-stage
+pipeline (mastsam_ros/core/pipeline.py): one thread decodes the next frame, one computes its segmenter embedding
+(the GPU encoder) while the third tracks and publishes the frame before it; outputs stay in frame order and frames
+are dropped only at the entrance. Parameter changes (validated in the on-set callback, applied in the
 post-set one) and service requests reach the worker through state it reads between frames: it hands parameter
 changes to ``Tracker.configure``, which rebuilds a backend when a field it copied at build time changed. No callback
 lets an exception escape: it is logged (throttled) and counted in diagnostics.
@@ -47,6 +50,7 @@ from mastsam_ros.core.config import Config, ConfigError, validate
 from mastsam_ros.core.config import config_field as _param
 from mastsam_ros.core.errors import BadImage, FrameTooSmall, MastSamError
 from mastsam_ros.core.frames import MIN_SIDE
+from mastsam_ros.core.pipeline import Outcome, Pipeline
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.labels_io import LabelMapper
@@ -89,6 +93,11 @@ class NodeSection:
         " larger, is downscaled to fit (counted as downscaled); a larger PNG or other compressed image is refused"
         " from its header before decoding (counted as too_large). Outputs are at the processed size.",
         range=(64 * 64, 100_000_000),
+    )
+    pipeline: bool = _param(
+        False, "Decode, encode (segmenter embedding) and track in three threads, so the encoder of the next frame"
+        " runs while this one is tracked (a GPU stays busy); outputs stay in frame order, latency grows by up to a"
+        " frame. Off: one worker decodes and tracks each frame in turn.", read_only=True,
     )
 
 
@@ -174,7 +183,8 @@ class TrackerNode(Node):
         self._tracker: Tracker | None = None
         self._outputs: list = []  # publishers and services of the configured node
         self._inputs: list = []  # subscriptions and timers of the active node
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | Pipeline | None = None  # or a closed pipeline still in a frame
+        self._pipeline: Pipeline | None = None  # node.pipeline: replaces the worker and its slot while active
         self._stop = threading.Event()
         self._slot = _Slot()
         self._input_topic = self.resolve_topic_name("image")
@@ -224,13 +234,21 @@ class TrackerNode(Node):
 
         self._slot = _Slot()
         self._stop = threading.Event()
-        # The worker gets its own stop event: one that outlives a deactivation (a long frame) never sees the next.
-        self._worker = threading.Thread(target=self._work, args=(self._stop,), name="mastsam_tracker", daemon=True)
-        self._worker.start()
+        if self._node.pipeline:
+            stop = self._stop  # this activation's, as the worker's below
+            self._pipeline = Pipeline(self._tracker, lambda out: self._deliver(out, stop),
+                                      decode=lambda payload: self._to_rgb(payload[0]),
+                                      between=self._apply_pending, name="mastsam_tracker")
+        else:
+            # The worker gets its own stop event: one that outlives a deactivation (a long frame) never sees the next.
+            self._worker = threading.Thread(target=self._work, args=(self._stop,), name="mastsam_tracker", daemon=True)
+            self._worker.start()
         c = self._cfg
         self.get_logger().info(
             f"tracking {self._input_topic} ({self._node.qos}) with segmenter {c.segmenter.backend} "
             f"on {c.segmenter.device}, matcher {c.matcher.backend}"
+            + (f", pipelined (segmenter embeds ahead: {str(self._tracker.segmenter.embeds_ahead).lower()})"
+               if self._pipeline else "")
         )
 
     # --- parameters --------------------------------------------------------------------------------------------
@@ -357,7 +375,11 @@ class TrackerNode(Node):
         try:
             if not self._check_stamp(msg.header):
                 return
-            if self._slot.put((msg, time.monotonic(), extra)):
+            if self._pipeline is not None:
+                replaced = self._pipeline.submit((msg, extra), arrived=time.monotonic())
+            else:
+                replaced = self._slot.put((msg, time.monotonic(), extra))
+            if replaced:
                 self._count("dropped")
         except Exception as e:  # noqa: BLE001
             self._callback_error(e)
@@ -406,26 +428,48 @@ class TrackerNode(Node):
                 continue
             try:
                 self._process(*item, stop=stop)
-            except BadImage as e:
-                self._count(e.kind)
-                self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
-            except FrameTooSmall as e:  # the core's own size check: a counted refusal, like the node's
-                self._count("too_small")
-                self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
-            except MastSamError as e:
-                self._count("bad_frame")
-                self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
             except Exception as e:  # noqa: BLE001 - the worker must outlive any one frame
-                if stop.is_set() or not rclpy.ok():
+                if not self._failed(e, stop):
                     return
-                self._count("tracker_errors")
-                self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
 
-    def _process(self, msg, received: float, extra=None, stop: threading.Event | None = None) -> None:
+    def _failed(self, e: Exception, stop: threading.Event) -> bool:
+        """Count and log one frame's failure; False when it came from shutting down (the worker then ends)."""
+        if isinstance(e, BadImage):
+            self._count(e.kind)
+            self.get_logger().warning(f"skipping image: {e}", throttle_duration_sec=THROTTLE_S)
+        elif isinstance(e, FrameTooSmall):  # the core's own size check: a counted refusal, like the node's
+            self._count("too_small")
+            self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
+        elif isinstance(e, MastSamError):
+            self._count("bad_frame")
+            self.get_logger().warning(f"tracker refused a frame: {e}", throttle_duration_sec=THROTTLE_S)
+        else:
+            if stop.is_set() or not rclpy.ok():
+                return False
+            self._count("tracker_errors")
+            self.get_logger().error(f"frame failed: {type(e).__name__}: {e}", throttle_duration_sec=THROTTLE_S)
+        return True
+
+    def _deliver(self, out: Outcome, stop: threading.Event) -> None:
+        """The pipeline's tracking thread, one outcome in frame order: publish it, or count its failure."""
+        msg, extra = out.payload
+        if out.error is not None:
+            self._failed(out.error, stop)
+            return
+        try:
+            self._process(msg, out.arrived, extra, stop=stop, rgb=out.frame, result=out.result,
+                          step_ms=out.stage_ms["track"])
+        except Exception as e:  # noqa: BLE001 - counted like the worker's failures
+            self._failed(e, stop)
+
+    def _process(self, msg, received: float, extra=None, stop: threading.Event | None = None, rgb=None, result=None,
+                 step_ms: float = 0.0) -> None:
         """One frame: track, then publish all its outputs (2D and 3D) at once under the publish lock, unless
-        ``stop`` (the worker's stop event; default the current one) was set meanwhile."""
+        ``stop`` (the worker's stop event; default the current one) was set meanwhile. The pipeline passes the
+        frame decoded (``rgb``) and tracked (``result``, in ``step_ms``) already."""
         stop = self._stop if stop is None else stop
-        rgb = self._to_rgb(msg)
+        if rgb is None:
+            rgb = self._to_rgb(msg)
         if self._last_shape is not None and rgb.shape[:2] != self._last_shape:
             self._count("size_changes")
             self.get_logger().warning(
@@ -434,9 +478,10 @@ class TrackerNode(Node):
             )
         self._last_shape = rgb.shape[:2]
 
-        t0 = time.perf_counter()
-        result = self._tracker.step(rgb)
-        step_ms = (time.perf_counter() - t0) * 1e3
+        if result is None:
+            t0 = time.perf_counter()
+            result = self._tracker.step(rgb)
+            step_ms = (time.perf_counter() - t0) * 1e3
         if result.reset:
             self._labels.reset()
         labels16, label_of = self._labels.assign(result)
@@ -528,8 +573,12 @@ class TrackerNode(Node):
         values = {
             "rate_hz": f"{rate:.2f}",
             "latency_ms_mean": f"{np.mean(latencies):.1f}" if latencies else "nan",
+            "latency_ms_median": f"{np.median(latencies):.1f}" if latencies else "nan",
+            "latency_ms_p95": f"{np.percentile(latencies, 95):.1f}" if latencies else "nan",
             "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "nan",
             "processing_ms_mean": f"{np.mean(processing):.1f}" if processing else "nan",
+            "pipeline": str(self._node.pipeline).lower(),
+            **self._pipeline_figures(),
             **{f"frames_{k}" if k in ("received", "processed", "dropped", "lost_transport") else k:
                str(counters.get(k, 0))
                for k in self.COUNTERS},
@@ -547,6 +596,20 @@ class TrackerNode(Node):
             hardware_id=self.get_fully_qualified_name(),
             values=[KeyValue(key=k, value=v) for k, v in values.items()],
         )
+
+    def _pipeline_figures(self) -> dict[str, str]:
+        """With ``node.pipeline``: each stage's mean work (ms) and the mean wait between arrival and result, over the
+        pipeline's newest frames, and whether the segmenter's encoder really runs ahead (its ``embeds_ahead``)."""
+        pipe = self._pipeline
+        if pipe is None:
+            return {}
+        st = pipe.stats()
+        return {
+            **{f"pipeline_{k}": f"{st[k]:.1f}" for k in ("decode_ms_mean", "encode_ms_mean", "track_ms_mean",
+                                                           "wait_ms_mean")},
+            "pipeline_in_flight": str(pipe.in_flight),
+            "pipeline_embeds_ahead": str(self._tracker.segmenter.embeds_ahead).lower(),
+        }
 
     def _backend_settings(self) -> dict[str, str]:
         """What the built backends hold, read back from them (``matcher.max_side``...), not what was last set."""
@@ -573,13 +636,24 @@ class TrackerNode(Node):
         self._inputs = []
         self._stop.set()
         ended = True
+        abandoned = None
+        if self._pipeline is not None:
+            pipe, self._pipeline = self._pipeline, None
+            ended = pipe.close(timeout=timeout)
+            if not ended:
+                abandoned = pipe
+                if warn:
+                    self.get_logger().warning(
+                        f"the pipeline is still in a frame after {timeout:.0f} s; it stops after it")
         if self._worker is not None:
             self._worker.join(timeout=timeout)
-            ended = not self._worker.is_alive()
-            if ended:
+            ended = ended and not self._worker.is_alive()
+            if not self._worker.is_alive():
                 self._worker = None
             elif warn:
                 self.get_logger().warning(f"the worker is still in a frame after {timeout:.0f} s; it stops after it")
+        if abandoned is not None:
+            self._worker = abandoned  # still in a frame: seen as the worker (is_alive, join) until it ends
         with self._publish_lock:  # a frame being published completes; none is published after this
             pass
         self._slot.take(timeout=0.0)

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..errors import MastSamError
 from ..registry import Registry
 from ..types import PointPrompt, Proposal
 
@@ -33,10 +34,26 @@ def grid_points(shape: tuple[int, int], points_per_side: int, region: np.ndarray
     return np.array([[x, y]], np.float32)
 
 
+class Deferred:
+    """The default "embedding" of :meth:`Segmenter.embed`: the image itself, embedded when it is made current."""
+
+    __slots__ = ("image",)
+
+    def __init__(self, image: np.ndarray):
+        self.image = image
+
+
 class Segmenter(ABC):
-    """Embed an image once with ``set_image``, then answer any number of ``generate`` / ``predict`` calls on it."""
+    """Embed an image once with ``set_image``, then answer any number of ``generate`` / ``predict`` calls on it.
+
+    A pipeline embeds ahead instead: ``embed`` (frame n+1, in its own thread, while frame n is prompted) and later
+    ``set_embedding`` (frame n+1 becomes current); ``set_image(x)`` is ``set_embedding(embed(x))``.
+    """
 
     name: str = "?"
+    #: True where :meth:`embed` does the expensive work itself (SAM's encoder); False where the default defers it to
+    #: :meth:`set_embedding` (then a pipeline cannot run this backend's encoder beside the rest of the step).
+    embeds_ahead: bool = False
     #: True for backends that are not SAM (documented fallbacks); front ends report it.
     is_fallback: bool = False
     #: Set by the tracker to its working resolution (h, w): masks may then come back at that size instead of the
@@ -52,6 +69,24 @@ class Segmenter(ABC):
     @abstractmethod
     def set_image(self, image: np.ndarray) -> None:
         """Embed ``image`` (H x W x 3 uint8 RGB). The one expensive per-frame call (SAM: the image encoder)."""
+
+    def embed(self, image: np.ndarray) -> object:
+        """The embedding of ``image`` (H x W x 3 uint8 RGB), computed without making it current: the current image
+        and its answers are untouched, and this may run in another thread while ``generate`` / ``predict`` run on
+        the current one. Returns an opaque object for :meth:`set_embedding` of this same segmenter.
+
+        Default (``embeds_ahead`` False): nothing is computed ahead; the image is kept and :meth:`set_embedding`
+        runs ``set_image`` on it, the serial behaviour, so every backend works in a pipeline.
+        """
+        return Deferred(image)
+
+    def set_embedding(self, embedding: object) -> None:
+        """Make an embedding from :meth:`embed` current: afterwards ``generate`` / ``predict`` answer on its image
+        exactly as after ``set_image`` of that image."""
+        if not isinstance(embedding, Deferred):
+            raise MastSamError(f"{self.name}: set_embedding got {type(embedding).__name__}, not an embedding from "
+                               f"this segmenter's embed()")
+        self.set_image(embedding.image)
 
     @abstractmethod
     def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:

@@ -22,6 +22,7 @@ All work happens at reduced resolution (``segmenter.max_side``); masks are retur
 from __future__ import annotations
 
 import heapq
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,8 +30,19 @@ from scipy import ndimage as ndi
 from skimage.segmentation import felzenszwalb, watershed
 
 from ..config import SegmenterSection
+from ..errors import MastSamError
 from ..types import PointPrompt, Proposal
 from .base import Segmenter
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """One frame's preparation (:meth:`ClassicalSegmenter.embed`)."""
+
+    shape: tuple[int, int]  # H, W of the frame
+    scale: float  # working / frame size
+    small: np.ndarray  # blurred RGB at the working size
+    grad: np.ndarray  # Lab colour gradient magnitude at the working size, float32
 
 
 class ClassicalSegmenter(Segmenter):
@@ -46,19 +58,30 @@ class ClassicalSegmenter(Segmenter):
         return {"max_side": self.max_side}
 
     # --- per frame ----------------------------------------------------------------------------------------------
-    def set_image(self, image: np.ndarray) -> None:
+    embeds_ahead = True
+
+    def embed(self, image: np.ndarray) -> "_Prepared":
+        """The per-frame preparation (downscale, blur, Lab gradient), computed without touching the current image."""
         h, w = image.shape[:2]
-        self._shape = (h, w)
-        self._scale = min(1.0, self.max_side / max(h, w))
+        scale = min(1.0, self.max_side / max(h, w))
         small = image
-        if self._scale < 1.0:
-            small = cv2.resize(image, (round(w * self._scale), round(h * self._scale)), interpolation=cv2.INTER_AREA)
-        self._small = cv2.GaussianBlur(small, (0, 0), 1.0)
-        lab = cv2.cvtColor(self._small, cv2.COLOR_RGB2LAB).astype(np.float32)
+        if scale < 1.0:
+            small = cv2.resize(image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        small = cv2.GaussianBlur(small, (0, 0), 1.0)
+        lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
         gx = cv2.Sobel(lab, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(lab, cv2.CV_32F, 0, 1, ksize=3)
-        self._grad = np.sqrt(gx**2 + gy**2).max(axis=2)
+        return _Prepared((h, w), scale, small, np.sqrt(gx**2 + gy**2).max(axis=2))
+
+    def set_embedding(self, embedding: object) -> None:
+        if not isinstance(embedding, _Prepared):
+            raise MastSamError(f"classical: set_embedding got {type(embedding).__name__}, not this segmenter's embed()")
+        self._shape, self._scale, self._small, self._grad = (embedding.shape, embedding.scale, embedding.small,
+                                                             embedding.grad)
         self._segments: np.ndarray | None = None  # automatic segmentation, computed on first generate()
+
+    def set_image(self, image: np.ndarray) -> None:
+        self.set_embedding(self.embed(image))
 
     def _full(self, small_mask: np.ndarray) -> np.ndarray:
         h, w = self._shape

@@ -13,6 +13,7 @@ centre (SAM's own convention: its prompt encoder adds 0.5 to reach the pixel cen
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,15 @@ MOBILE_SAM_SOURCE = (
     "(https://github.com/ChaoningZhang/MobileSAM/raw/master/weights/mobile_sam.pt)"
 )
 PIP_NAMES = {"segment_anything": "segment-anything==1.0", "mobile_sam": "mobilesam-mirror==1.0.0 timm"}
+
+
+@dataclass(frozen=True)
+class SamEmbedding:
+    """One image's encoder output and the sizes that map prompts onto it (from :meth:`SamSegmenter.embed`)."""
+
+    features: object  # torch tensor 1 x 256 x 64 x 64 float32, on the segmenter's device
+    original_size: tuple[int, int]  # H, W of the frame
+    input_size: tuple[int, int]  # H, W after the longest-side resize
 
 
 def _import_package(package: str):
@@ -154,8 +164,12 @@ class SamSegmenter(Segmenter):
         return cls(model, cfg, package=package, name="mobile_sam" if mobile else "sam")
 
     # --- image ------------------------------------------------------------------------------------------------
-    def set_image(self, image: np.ndarray) -> None:
-        """Embed ``image``: H x W x 3 uint8 RGB. Resized so its longest side is the encoder's (1024), then padded."""
+    embeds_ahead = True
+
+    def embed(self, image: np.ndarray) -> "SamEmbedding":
+        """Run the image encoder on ``image`` (H x W x 3 uint8 RGB: resized so its longest side is the encoder's,
+        1024, then padded) without touching the current embedding, so it may run in another thread while the
+        decoder answers prompts on the current one (inference mode is per thread; the model is only read)."""
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
             raise FrameError(f"SAM expects an H x W x 3 uint8 RGB image, got {desc}")
@@ -166,10 +180,20 @@ class SamSegmenter(Segmenter):
         x = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
         with torch.inference_mode():
             x = self.model.preprocess(x.float())
-            emb = self.model.image_encoder(x.half() if self.half else x)
-        self._embedding = emb.float()
-        self._original_size = (int(image.shape[0]), int(image.shape[1]))
-        self._input_size = (int(resized.shape[0]), int(resized.shape[1]))
+            emb = self.model.image_encoder(x.half() if self.half else x).float()
+        return SamEmbedding(emb, (int(image.shape[0]), int(image.shape[1])),
+                            (int(resized.shape[0]), int(resized.shape[1])))
+
+    def set_embedding(self, embedding: object) -> None:
+        if not isinstance(embedding, SamEmbedding):
+            raise MastSamError(f"{self.name}: set_embedding got {type(embedding).__name__}, not a SamEmbedding")
+        self._embedding = embedding.features
+        self._original_size = embedding.original_size
+        self._input_size = embedding.input_size
+
+    def set_image(self, image: np.ndarray) -> None:
+        """Embed ``image`` and make it current: :meth:`embed`, then :meth:`set_embedding`."""
+        self.set_embedding(self.embed(image))
 
     def _require_image(self) -> None:
         if self._embedding is None:

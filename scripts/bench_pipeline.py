@@ -1,0 +1,229 @@
+"""Frame rate and latency of the tracker with and without the frame pipeline (mastsam_ros/core/pipeline.py), side by
+side in one run, under a camera that sends faster than either keeps up.
+
+There is no GPU here, so the segmenter is a stand-in for one (:class:`GpuStandIn`): its encoder call sleeps
+``--encoder-ms`` (a GPU call releases the GIL while the device works; a sleep does the same), each decoder call
+sleeps ``--decoder-ms``, and its answers are ``--tracks`` fixed regions (mastsam_ros.cli.bench's zero-cost
+segmenter), so the tracker holds a steady track count. Everything else is real: the JPEG decode of each frame, the
+DIS flow matcher on the CPU, the tracker's prompts, re-segmentation schedule and bookkeeping.
+
+A camera thread sends the JPEG frames of ``--source`` (default: DAVIS car-roundabout, 854x480) at ``--rate`` Hz for
+``--seconds`` per run. ``serial``: the node's way without the pipeline, a one-slot buffer and one worker that decodes
+and steps (the tracker still computes the flow beside the encoder, ``tracker.overlap_matcher``). ``pipeline``: the
+same one slot as the entrance of the three-stage pipeline. Runs alternate (serial, pipeline, pipeline, serial, ...)
+so a change of machine load hits both. Reported per run: output fps; the bound its stages allow (pipeline: 1000 / the
+slowest stage's mean ms; serial: 1000 / decode + step), which tells how much of a difference comes from the load of
+the moment rather than the scheduling; frames dropped at the entrance; latency from the camera's send to the result
+(median, p95, max); the mean work per stage.
+
+    PYTHONPATH=$PWD .venv/bin/python scripts/bench_pipeline.py [--encoder-ms 40] [--rate 30] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mastsam_ros.cli.bench import ZeroCostSegmenter  # noqa: E402
+from mastsam_ros.core.config import Config, parse_overrides  # noqa: E402
+from mastsam_ros.core.pipeline import Pipeline  # noqa: E402
+from mastsam_ros.core.tracker import Tracker  # noqa: E402
+
+CAR = REPO.parent / "shared" / "data" / "davis2016" / "JPEGImages" / "480p" / "car-roundabout"
+
+
+class GpuStandIn(ZeroCostSegmenter):
+    """Fixed regions as answers; the encoder sleeps ``encoder_s`` in :meth:`embed` (ahead of time in a pipeline),
+    every generate / predict call sleeps ``decoder_s`` (one batched decoder call)."""
+
+    name = "gpu-stand-in"
+    embeds_ahead = True
+
+    def __init__(self, shape, tracks: int, encoder_s: float, decoder_s: float):
+        super().__init__(shape, tracks)
+        self.encoder_s, self.decoder_s = encoder_s, decoder_s
+
+    def embed(self, image):
+        time.sleep(self.encoder_s)
+        return ("stand-in", image.shape)
+
+    def set_embedding(self, embedding) -> None:
+        pass
+
+    def set_image(self, image) -> None:
+        self.set_embedding(self.embed(image))
+
+    def generate(self, region=None, seeds=None):
+        time.sleep(self.decoder_s)
+        return super().generate(region, seeds)
+
+    def predict(self, prompts):
+        if prompts:
+            time.sleep(self.decoder_s)
+        return super().predict(prompts)
+
+
+def decode(jpeg: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+class Camera(threading.Thread):
+    """Sends ``frames`` in a loop at ``rate`` Hz to ``send(jpeg, t_sent)`` until ``seconds`` have passed."""
+
+    def __init__(self, frames, rate: float, seconds: float, send):
+        super().__init__(daemon=True)
+        self.frames, self.period, self.seconds, self.send = frames, 1.0 / rate, seconds, send
+        self.sent = 0
+
+    def run(self) -> None:
+        start = time.monotonic()
+        while time.monotonic() - start < self.seconds:
+            self.send(self.frames[self.sent % len(self.frames)], time.monotonic())
+            self.sent += 1
+            time.sleep(max(0.0, start + self.sent * self.period - time.monotonic()))
+
+
+def run_serial(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
+    """One slot and one worker (the node without node.pipeline)."""
+    cond = threading.Condition()
+    slot: list = []
+    out = {"latency": [], "decode": [], "track": [], "dropped": 0, "done": []}
+    stop = threading.Event()
+
+    def send(jpeg, t):
+        with cond:
+            out["dropped"] += int(bool(slot))
+            slot[:] = [(jpeg, t)]
+            cond.notify()
+
+    def work():
+        while not stop.is_set():
+            with cond:
+                if not cond.wait_for(lambda: bool(slot), 0.2):
+                    continue
+                (jpeg, t), = slot
+                slot.clear()
+            t0 = time.perf_counter()
+            rgb = decode(jpeg)
+            t1 = time.perf_counter()
+            tracker.step(rgb)
+            t2 = time.perf_counter()
+            out["decode"].append((t1 - t0) * 1e3)
+            out["track"].append((t2 - t1) * 1e3)
+            out["latency"].append((time.monotonic() - t) * 1e3)
+            out["done"].append(time.monotonic())
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    cam = Camera(frames, rate, seconds, send)
+    cam.start()
+    cam.join()
+    stop.set()
+    worker.join(30)
+    return summary("serial", out, cam.sent, {"decode": out["decode"], "track (encoder + step)": out["track"]})
+
+
+def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
+    out = {"latency": [], "done": [], "stages": {"decode": [], "encode": [], "track": []}, "errors": 0}
+
+    def deliver(o):
+        if o.error is not None:
+            out["errors"] += 1
+            return
+        out["latency"].append(o.latency_ms)
+        out["done"].append(time.monotonic())
+        for k, v in o.stage_ms.items():
+            out["stages"][k].append(v)
+
+    pipe = Pipeline(tracker, deliver, decode=decode, name="bench")
+    cam = Camera(frames, rate, seconds, lambda jpeg, t: pipe.submit(jpeg, arrived=t))
+    cam.start()
+    cam.join()
+    pipe.flush(30)
+    pipe.close()
+    out["dropped"] = pipe.counters["dropped"]
+    if out["errors"]:
+        raise RuntimeError(f"{out['errors']} frames failed in the pipeline")
+    return summary("pipeline", out, cam.sent, out["stages"])
+
+
+def summary(mode: str, out: dict, sent: int, stages: dict) -> dict:
+    done = out["done"]
+    lat = np.array(out["latency"][1:])  # the first frame (the tracker's start) is left out
+    fps = (len(done) - 2) / (done[-1] - done[1]) if len(done) > 3 else float("nan")
+    means = {k: float(np.mean(v[1:])) for k, v in stages.items() if len(v) > 1}
+    # the rate the stages allow: the slowest stage of the pipeline, the sum of the serial worker's work
+    bound = 1e3 / (max(means.values()) if mode == "pipeline" else sum(means.values()))
+    return {
+        "mode": mode, "sent": sent, "processed": len(done), "dropped": out["dropped"], "fps": round(fps, 2),
+        "bound_fps": round(bound, 2),
+        "latency_ms_median": round(float(np.median(lat)), 1), "latency_ms_p95": round(float(np.percentile(lat, 95)), 1),
+        "latency_ms_max": round(float(lat.max()), 1),
+        "stage_ms_mean": {k: round(v, 1) for k, v in means.items()},
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--source", type=Path, default=CAR, help="directory of JPEG frames")
+    ap.add_argument("--frames", type=int, default=50, help="frames of the source, sent in a loop")
+    ap.add_argument("--encoder-ms", type=float, default=40.0)
+    ap.add_argument("--decoder-ms", type=float, default=5.0)
+    ap.add_argument("--tracks", type=int, default=8)
+    ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="length of each run")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per mode (alternating)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="tracker config override")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    files = sorted(args.source.glob("*.jpg"))[: args.frames]
+    if not files:
+        print(f"no JPEG frames in {args.source}", file=sys.stderr)
+        return 2
+    jpegs = [np.fromfile(f, np.uint8) for f in files]
+    shape = decode(jpegs[0]).shape[:2]
+    cfg = Config().update(parse_overrides(args.set))
+
+    runs = []
+    order = ["serial", "pipeline", "pipeline", "serial"] * args.repeats
+    for mode in order[: 2 * args.repeats]:
+        seg = GpuStandIn(shape, args.tracks, args.encoder_ms / 1e3, args.decoder_ms / 1e3)
+        tracker = Tracker(cfg, segmenter=seg)
+        run = (run_serial if mode == "serial" else run_pipeline)(tracker, jpegs, args.rate, args.seconds)
+        tracker.close()
+        runs.append(run)
+        print(json.dumps(run), flush=True)
+
+    load = os.getloadavg()
+    print(f"\n{len(files)} frames {shape[1]}x{shape[0]} at {args.rate:g} Hz, {args.seconds:g} s a run; "
+          f"stand-in encoder {args.encoder_ms:g} ms, decoder {args.decoder_ms:g} ms a call, {args.tracks} tracks; "
+          f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
+    print(f"{'mode':10s} {'fps':>6s} {'bound':>6s} {'dropped':>8s} {'lat p50':>8s} {'lat p95':>8s} {'lat max':>8s}"
+          "  stages (ms)")
+    for r in runs:
+        print(f"{r['mode']:10s} {r['fps']:6.2f} {r['bound_fps']:6.2f} {r['dropped']:8d} {r['latency_ms_median']:8.1f} "
+              f"{r['latency_ms_p95']:8.1f} {r['latency_ms_max']:8.1f}  {r['stage_ms_mean']}")
+    mean = {m: {k: float(np.mean([r[k] for r in runs if r["mode"] == m])) for k in ("fps", "latency_ms_median")}
+            for m in ("serial", "pipeline")}
+    print(f"pipeline / serial: fps x{mean['pipeline']['fps'] / mean['serial']['fps']:.2f}, median latency "
+          f"x{mean['pipeline']['latency_ms_median'] / mean['serial']['latency_ms_median']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
+                                         "load": load}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
