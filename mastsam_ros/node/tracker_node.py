@@ -38,6 +38,7 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import ParameterException
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -714,6 +715,11 @@ def main(args=None) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C or SIGTERM: rclpy's signal handler shut the context down; fall through to cleanup
+    except RCLError:
+        # The signal can land while the executor builds its wait set: rcl then reports the context it just lost.
+        # That is the same clean stop; any other rcl failure is not.
+        if rclpy.ok():
+            raise
     except (MastSamError, ParameterException, ImportError) as e:
         # Invalid parameters, a missing backend or unbuilt messages: say what, and exit non-zero without a trace.
         (node.get_logger() if node else rclpy.logging.get_logger("tracker")).fatal(str(e))
