@@ -10,11 +10,15 @@ DIS flow matcher on the CPU, the tracker's prompts, re-segmentation schedule and
 A camera thread sends the JPEG frames of ``--source`` (default: DAVIS car-roundabout, 854x480) at ``--rate`` Hz for
 ``--seconds`` per run. ``serial``: the node's way without the pipeline, a one-slot buffer and one worker that decodes
 and steps (the tracker still computes the flow beside the encoder, ``tracker.overlap_matcher``). ``pipeline``: the
-same one slot as the entrance of the three-stage pipeline. Runs alternate (serial, pipeline, pipeline, serial, ...)
-so a change of machine load hits both. Reported per run: output fps; the bound its stages allow (pipeline: 1000 / the
-slowest stage's mean ms; serial: 1000 / decode + step), which tells how much of a difference comes from the load of
-the moment rather than the scheduling; frames dropped at the entrance; latency from the camera's send to the result
-(median, p95, max); the mean work per stage.
+same one slot as the entrance of the three-stage pipeline; stage 2 computes the matcher's pair (the DIS flow of frame
+n -> n+1) beside the encoder (``Matcher.pair_ahead``). ``pipeline-flow3`` (with ``--modes``): the pipeline with
+nothing computed ahead by the matcher, so the flow runs in stage 3 as it did before the matcher could compute ahead.
+Runs alternate (serial, pipeline, pipeline, serial, ...) so a change of machine load hits every mode.
+
+Reported per run: output fps; the bound its stages allow (pipeline: 1000 / the slowest stage's mean ms; serial:
+1000 / decode + step), which tells how much of a difference comes from the load of the moment rather than the
+scheduling; frames dropped at the entrance; latency from the camera's send to the result
+(median, p95, max); the mean work per stage (pipeline: ``flow_ahead`` is stage 2's pair, inside its encode time).
 
     PYTHONPATH=$PWD .venv/bin/python scripts/bench_pipeline.py [--encoder-ms 40] [--rate 30] [--seconds 15]
 """
@@ -134,8 +138,11 @@ def run_serial(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
     return summary("serial", out, cam.sent, {"decode": out["decode"], "track (encoder + step)": out["track"]})
 
 
-def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
-    out = {"latency": [], "done": [], "stages": {"decode": [], "encode": [], "track": []}, "errors": 0}
+def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float, ahead: bool = True) -> dict:
+    out = {"latency": [], "done": [], "stages": {"decode": [], "encode": [], "track": [], "flow_ahead": []},
+           "errors": 0}
+    if not ahead:  # the matcher computes nothing ahead (the Matcher default): its flow runs in stage 3
+        tracker.matcher.pair_ahead = lambda previous, image: None
 
     def deliver(o):
         if o.error is not None:
@@ -145,6 +152,7 @@ def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
         out["done"].append(time.monotonic())
         for k, v in o.stage_ms.items():
             out["stages"][k].append(v)
+        out["stages"]["flow_ahead"].append(o.flow_ms)
 
     pipe = Pipeline(tracker, deliver, decode=decode, name="bench")
     cam = Camera(frames, rate, seconds, lambda jpeg, t: pipe.submit(jpeg, arrived=t))
@@ -155,7 +163,9 @@ def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
     out["dropped"] = pipe.counters["dropped"]
     if out["errors"]:
         raise RuntimeError(f"{out['errors']} frames failed in the pipeline")
-    return summary("pipeline", out, cam.sent, out["stages"])
+    if ahead and pipe.counters["paired_ahead"] == 0:
+        raise RuntimeError("no pair was computed in stage 2")
+    return summary("pipeline" if ahead else "pipeline-flow3", out, cam.sent, out["stages"])
 
 
 def summary(mode: str, out: dict, sent: int, stages: dict) -> dict:
@@ -164,7 +174,8 @@ def summary(mode: str, out: dict, sent: int, stages: dict) -> dict:
     fps = (len(done) - 2) / (done[-1] - done[1]) if len(done) > 3 else float("nan")
     means = {k: float(np.mean(v[1:])) for k, v in stages.items() if len(v) > 1}
     # the rate the stages allow: the slowest stage of the pipeline, the sum of the serial worker's work
-    bound = 1e3 / (max(means.values()) if mode == "pipeline" else sum(means.values()))
+    # (flow_ahead is part of encode's time)
+    bound = 1e3 / (max(means.values()) if mode.startswith("pipeline") else sum(means.values()))
     return {
         "mode": mode, "sent": sent, "processed": len(done), "dropped": out["dropped"], "fps": round(fps, 2),
         "bound_fps": round(bound, 2),
@@ -184,6 +195,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
     ap.add_argument("--seconds", type=float, default=15.0, help="length of each run")
     ap.add_argument("--repeats", type=int, default=2, help="runs per mode (alternating)")
+    ap.add_argument("--modes", default="serial,pipeline",
+                    help="comma-separated, of serial, pipeline and pipeline-flow3 (the flow in stage 3)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="tracker config override")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
@@ -196,12 +209,19 @@ def main(argv=None) -> int:
     shape = decode(jpegs[0]).shape[:2]
     cfg = Config().update(parse_overrides(args.set))
 
+    modes = args.modes.split(",")
+    if not modes or set(modes) - {"serial", "pipeline", "pipeline-flow3"}:
+        print(f"--modes: unknown mode in {args.modes!r}", file=sys.stderr)
+        return 2
     runs = []
-    order = ["serial", "pipeline", "pipeline", "serial"] * args.repeats
-    for mode in order[: 2 * args.repeats]:
+    order = (modes + modes[::-1]) * args.repeats
+    for mode in order[: len(modes) * args.repeats]:
         seg = GpuStandIn(shape, args.tracks, args.encoder_ms / 1e3, args.decoder_ms / 1e3)
         tracker = Tracker(cfg, segmenter=seg)
-        run = (run_serial if mode == "serial" else run_pipeline)(tracker, jpegs, args.rate, args.seconds)
+        if mode == "serial":
+            run = run_serial(tracker, jpegs, args.rate, args.seconds)
+        else:
+            run = run_pipeline(tracker, jpegs, args.rate, args.seconds, ahead=mode == "pipeline")
         tracker.close()
         runs.append(run)
         print(json.dumps(run), flush=True)
@@ -216,9 +236,12 @@ def main(argv=None) -> int:
         print(f"{r['mode']:10s} {r['fps']:6.2f} {r['bound_fps']:6.2f} {r['dropped']:8d} {r['latency_ms_median']:8.1f} "
               f"{r['latency_ms_p95']:8.1f} {r['latency_ms_max']:8.1f}  {r['stage_ms_mean']}")
     mean = {m: {k: float(np.mean([r[k] for r in runs if r["mode"] == m])) for k in ("fps", "latency_ms_median")}
-            for m in ("serial", "pipeline")}
-    print(f"pipeline / serial: fps x{mean['pipeline']['fps'] / mean['serial']['fps']:.2f}, median latency "
-          f"x{mean['pipeline']['latency_ms_median'] / mean['serial']['latency_ms_median']:.2f}")
+            for m in modes}
+    base = "serial" if "serial" in modes else modes[0]
+    for m in modes:
+        if m != base:
+            print(f"{m} / {base}: fps x{mean[m]['fps'] / mean[base]['fps']:.2f}, median latency "
+                  f"x{mean[m]['latency_ms_median'] / mean[base]['latency_ms_median']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
                                          "load": load}, indent=2) + "\n")

@@ -505,26 +505,21 @@ class ZeroCostSegmenter(Segmenter):
 
 
 class ReplayFlow(FlowMatcher):
-    """The flow matcher with its DIS fields computed before the timed run (:meth:`record`); ``push`` then only
-    steps to the next recorded pair, so carrying points and warping masks cost what they cost and the flow itself
-    nothing."""
+    """The flow matcher with its DIS fields computed before the timed run (``pair_ahead`` of each consecutive pair of
+    ``frames``); ``push`` then installs the next recorded pair (``push_ahead``), so carrying points and warping masks
+    cost what they cost and the flow itself nothing."""
 
     name = "flow-replay"
 
     def __init__(self, cfg: MatcherSection, frames: list[np.ndarray]):
         super().__init__(cfg)
-        self._recorded = []  # per frame: (small grey frame, scale, (forward, backward) or None)
-        for frame in frames:
-            super().push(frame)
-            self._recorded.append((self._cur, self._scale, self._pair_flows() if self._prev is not None else None))
-        super().reset()
+        self._recorded = [self.pair_ahead(prev, frame) for prev, frame in zip([None, *frames[:-1]], frames)]
         self._next = 0
 
     def push(self, image: np.ndarray) -> None:
-        small, scale, flows = self._recorded[self._next % len(self._recorded)]
+        ahead = self._recorded[self._next % len(self._recorded)]
         self._next += 1
-        self._prev, self._cur, self._scale = self._cur, small, scale
-        self._flows = flows if self._prev is not None else None
+        self.push_ahead(image, ahead)
 
     def reset(self) -> None:
         super().reset()

@@ -5,10 +5,12 @@ Stages, one thread each:
 1. ``decode``: takes the newest submitted item from the entrance, decodes it (``decode``: a ROS message, a JPEG...
    to H x W x 3 uint8 RGB) and checks it (:func:`~mastsam_ros.core.frames.check_frame`);
 2. ``encode``: the segmenter's embedding of that frame, computed ahead (:meth:`Segmenter.embed`): on a GPU the
-   encoder of frame n+1 runs while frame n is tracked;
-3. ``track``: ``Tracker.step(frame, embedding)`` (the matcher's pair, DIS flow, prompts, bookkeeping), then
-   ``deliver`` with the outcome, in this same thread, so the tracker and its matcher still hold that frame's state
-   while the front end publishes it.
+   encoder of frame n+1 runs while frame n is tracked; beside it (a second thread when the segmenter embeds ahead)
+   the matcher's pair (frame n, frame n+1), computed ahead too (:meth:`Matcher.pair_ahead`: for the flow matcher the
+   grey downscaled frame and both DIS flows), without touching the pair (n-1, n) that stage 3 is reading;
+3. ``track``: ``Tracker.step(frame, embedding, pair)`` (the pair installed by ``Matcher.push_ahead``, prompts,
+   bookkeeping), then ``deliver`` with the outcome, in this same thread, so the tracker and its matcher still hold
+   that frame's state while the front end publishes it.
 
 Between two stages one slot (a queue of depth 1). A stage starts a frame only when its slot downstream is free
 and, from each stage's mean work per frame, just early enough that the frame reaches the next stage as that one
@@ -19,11 +21,13 @@ still waiting there, and that is counted as dropped; past the entrance no frame 
 passes every stage in turn, outcomes come out in submission order, a failed frame included (its error is
 delivered in its place).
 
-The matcher stays in stage 3: its state is the pair (previous, current) that stage 3 is reading, so frame n+1
-cannot be pushed into it while frame n is tracked (the tracker still runs its DIS flow beside the step's own work
-where ``tracker.overlap_matcher`` says so). With a segmenter whose ``embeds_ahead`` is False (the default
-:meth:`Segmenter.embed`) stage 2 only passes the frame on and the encoding happens in stage 3, as without a
-pipeline.
+The matcher's state (the pair (previous, current) that stage 3 reads) changes only in stage 3: stage 2 hands the
+pair it computed to the step, and ``push_ahead`` installs it only where its previous frame is the one the matcher
+holds (after a reset, a failed frame or a rebuilt matcher it computes the pair again, as without a pipeline; a pair
+made by a matcher the tracker has since replaced is not passed at all, counted as ``rematched``). The previous frame
+of stage 2's pair is the last frame it passed on without error. A matcher that computes nothing ahead (the default
+``pair_ahead``) does its work in stage 3. With a segmenter whose ``embeds_ahead`` is False (the default
+:meth:`Segmenter.embed`) stage 2 passes the frame on and the encoding happens in stage 3, as without a pipeline.
 
 Control between frames: ``between`` is called in the tracking thread before every step and while it waits for a
 frame (the node applies parameter changes there). An embedding made by a segmenter the tracker has since replaced
@@ -36,6 +40,7 @@ import logging
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from queue import SimpleQueue
@@ -43,6 +48,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import FrameError
 from .frames import check_frame
 from .tracker import Tracker
 from .types import FrameResult
@@ -63,6 +69,7 @@ class Outcome:
     result: FrameResult | None = None  # None when a stage failed
     error: BaseException | None = None  # the first stage's exception, if any
     stage_ms: dict[str, float] = field(default_factory=dict)  # decode, encode, track: work only, no waiting
+    flow_ms: float = 0.0  # the matcher's pair computed in stage 2 (inside its encode time: beside the encoder)
     latency_ms: float = 0.0  # arrival to result (waiting included), before ``deliver`` runs
 
     @property
@@ -72,12 +79,14 @@ class Outcome:
 
 
 class _Item:
-    __slots__ = ("outcome", "embedding", "segmenter")
+    __slots__ = ("outcome", "embedding", "segmenter", "pair", "matcher")
 
     def __init__(self, outcome: Outcome):
         self.outcome = outcome
         self.embedding: object = None
         self.segmenter: object = None
+        self.pair: object = None  # the matcher's pair (previous frame, this frame), computed ahead
+        self.matcher: object = None  # the matcher that computed it
 
 
 class Pipeline:
@@ -111,7 +120,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._seq = 0
         self.counters = {"submitted": 0, "dropped": 0, "delivered": 0, "errors": 0, "deliver_errors": 0,
-                         "reencoded": 0}
+                         "reencoded": 0, "paired_ahead": 0, "pair_failed": 0, "rematched": 0}
+        self._flow_pool: ThreadPoolExecutor | None = None  # stage 2's second thread: the pair beside the encoder
         self._recent: deque[Outcome] = deque(maxlen=history)  # newest outcomes (their arrays dropped), for stats
         self._threads = [threading.Thread(target=run, name=f"{name}-{stage}", daemon=True)
                          for stage, run in zip(STAGES, (self._run_decode, self._run_encode, self._run_track))]
@@ -168,6 +178,8 @@ class Pipeline:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(max(0.0, end - time.monotonic()))
+        if self._flow_pool is not None:
+            self._flow_pool.shutdown(wait=False)
         return not any(t.is_alive() for t in self._threads if t is not threading.current_thread())
 
     def is_alive(self) -> bool:
@@ -250,6 +262,7 @@ class Pipeline:
             self._hand("decode", item, "_decoded")
 
     def _run_encode(self) -> None:
+        previous = None  # the last frame passed on without error: the previous frame of the next pair
         while self._take("encode", lambda now: None if self._decoded is None else self._encode_at(now)):
             with self._cond:
                 item, self._decoded = self._decoded, None
@@ -257,13 +270,44 @@ class Pipeline:
             out = item.outcome
             if out.error is None:
                 t0 = time.perf_counter()
-                segmenter = self.tracker.segmenter
+                segmenter, matcher = self.tracker.segmenter, self.tracker.matcher
+                pair = None
+                if segmenter.embeds_ahead:  # the encoder releases the GIL (a GPU call): the pair beside it
+                    if self._flow_pool is None:
+                        self._flow_pool = ThreadPoolExecutor(1, thread_name_prefix=f"{self._threads[1].name}-flow")
+                    pair = self._flow_pool.submit(self._pair_ahead, matcher, previous, out)
                 try:
                     item.embedding, item.segmenter = segmenter.embed(out.frame), segmenter
                 except Exception as e:  # noqa: BLE001
                     out.error = e
+                if pair is not None:
+                    item.pair = pair.result()  # waited for even after an error: one pair at a time
+                elif out.error is None:
+                    item.pair = self._pair_ahead(matcher, previous, out)
+                item.matcher = matcher
                 out.stage_ms["encode"] = (time.perf_counter() - t0) * 1e3
+                if out.error is None:
+                    previous = out.frame
             self._hand("encode", item, "_encoded")
+
+    def _pair_ahead(self, matcher, previous: np.ndarray | None, out: Outcome) -> object:
+        """The matcher's pair (``previous``, this frame) computed ahead, or None (none computed ahead, or it failed:
+        the step then computes it, and raises where the frame itself is bad)."""
+        t0 = time.perf_counter()
+        try:
+            pair = matcher.pair_ahead(previous, out.frame)
+        except Exception as e:  # noqa: BLE001 - stage 3 computes the pair itself and reports a bad frame
+            if not isinstance(e, FrameError):
+                log.warning("pipeline: computing the matcher's pair ahead failed (%s); the step computes it", e)
+            pair = None
+            with self._cond:
+                self.counters["pair_failed"] += 1
+        else:
+            if pair is not None:
+                with self._cond:
+                    self.counters["paired_ahead"] += 1
+        out.flow_ms = (time.perf_counter() - t0) * 1e3
+        return pair
 
     def _hand(self, stage: str, item: _Item, slot: str) -> None:
         with self._cond:
@@ -303,13 +347,18 @@ class Pipeline:
                 embedding = None
                 with self._cond:
                     self.counters["reencoded"] += 1
+            pair = item.pair
+            if pair is not None and item.matcher is not self.tracker.matcher:  # rebuilt meanwhile: computed again
+                pair = None
+                with self._cond:
+                    self.counters["rematched"] += 1
             t0 = time.perf_counter()
             try:
-                out.result = self.tracker.step(out.frame, embedding)
+                out.result = self.tracker.step(out.frame, embedding, pair)
             except Exception as e:  # noqa: BLE001
                 out.error = e
             out.stage_ms["track"] = (time.perf_counter() - t0) * 1e3
-        item.embedding = None  # the next frame's encoder may need the memory
+        item.embedding = item.pair = None  # the next frame's encoder may need the memory
         out.latency_ms = (time.monotonic() - out.arrived) * 1e3
         with self._cond:
             if self._stop.is_set():
@@ -317,7 +366,7 @@ class Pipeline:
             self.counters["delivered"] += 1
             self.counters["errors"] += int(out.error is not None)
             self._recent.append(Outcome(out.seq, None, out.arrived, error=out.error, stage_ms=dict(out.stage_ms),
-                                        latency_ms=out.latency_ms))
+                                        flow_ms=out.flow_ms, latency_ms=out.latency_ms))
         try:
             self._deliver(out)
         except Exception:  # noqa: BLE001
@@ -328,19 +377,21 @@ class Pipeline:
     # --- figures --------------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
         """Over the newest delivered frames: latency (arrival to result) median, p95 and max in ms, each stage's
-        mean work in ms, and the mean wait; NaN before the first frame."""
+        mean work in ms, the mean time of stage 2's matcher pair (``flow_ms_mean``, part of encode's time), and the
+        mean wait; NaN before the first frame."""
         with self._cond:
             recent = [o for o in self._recent if o.error is None]
         if not recent:
             nan = float("nan")
             return {"latency_ms_median": nan, "latency_ms_p95": nan, "latency_ms_max": nan, "wait_ms_mean": nan,
-                    **{f"{s}_ms_mean": nan for s in STAGES}}
+                    "flow_ms_mean": nan, **{f"{s}_ms_mean": nan for s in STAGES}}
         lat = np.array([o.latency_ms for o in recent])
         return {
             "latency_ms_median": float(np.median(lat)),
             "latency_ms_p95": float(np.percentile(lat, 95)),
             "latency_ms_max": float(lat.max()),
             "wait_ms_mean": float(np.mean([o.waited_ms for o in recent])),
+            "flow_ms_mean": float(np.mean([o.flow_ms for o in recent])),
             **{f"{s}_ms_mean": float(np.mean([o.stage_ms.get(s, 0.0) for o in recent])) for s in STAGES},
         }
 

@@ -319,11 +319,12 @@ class Tracker:
         return self._grid.work if self._grid else None
 
     # --- the per-frame step -------------------------------------------------------------------------------------
-    def step(self, frame: np.ndarray, embedding: object = None) -> FrameResult:
+    def step(self, frame: np.ndarray, embedding: object = None, pair: object = None) -> FrameResult:
         """Track one frame: ``frame`` is H x W x 3 uint8 RGB (or H x W grey). Raises FrameError on bad frames.
 
         ``embedding``: the frame's ``self.segmenter.embed(frame)`` computed ahead (a pipeline), used instead of
-        encoding the frame here.
+        encoding the frame here. ``pair``: ``self.matcher.pair_ahead(previous frame, frame)`` computed ahead, installed
+        by ``Matcher.push_ahead`` (which computes again where it does not fit the matcher's state).
 
         A frame of another size than the previous one resets the state (one warning) and starts afresh.
         """
@@ -349,7 +350,7 @@ class Tracker:
         self._timings: dict[str, float] = {}
         before = {t.id for t in self._tracks}
 
-        self._embed_and_match(frame, embedding)
+        self._embed_and_match(frame, embedding, pair)
         masks: dict[int, np.ndarray] = {}
         self._softs = {}
         prompted: list[int] = []
@@ -398,7 +399,7 @@ class Tracker:
         )
 
     # --- stages -------------------------------------------------------------------------------------------------
-    def _embed_and_match(self, frame: np.ndarray, embedding: object = None) -> None:
+    def _embed_and_match(self, frame: np.ndarray, embedding: object = None, pair: object = None) -> None:
         """Segmenter encoder (or the embedding computed ahead made current) and matcher preparation of the new frame,
         side by side when configured (both release the GIL in their native code: torch, OpenCV)."""
         def encode() -> None:
@@ -409,7 +410,10 @@ class Tracker:
 
         def match() -> float:
             t0 = time.perf_counter()
-            self.matcher.push(frame)
+            if pair is None:
+                self.matcher.push(frame)
+            else:
+                self.matcher.push_ahead(frame, pair)
             self.matcher.prepare()
             return (time.perf_counter() - t0) * 1e3
 

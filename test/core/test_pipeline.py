@@ -17,6 +17,18 @@ from mastsam_ros.core.segmenters.classical import ClassicalSegmenter
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.core.types import PointPrompt, Proposal
 
+class CountingDis:
+    """Stands in for a flow matcher's DIS object: counts ``calc`` calls by the thread they ran in."""
+
+    def __init__(self, dis):
+        self.dis = dis
+        self.threads: list[str] = []
+
+    def calc(self, *args):
+        self.threads.append(threading.current_thread().name)
+        return self.dis.calc(*args)
+
+
 SIZE = (320, 180)  # classical segmenter answers in a fraction of a second at this size on 2 cores
 
 
@@ -35,7 +47,13 @@ def test_pipelined_results_equal_the_serial_ones(small_frames):
     serial = Tracker(Config())
     expected = [serial.step(decode(e)) for e in encoded]
     tracker = Tracker(Config())
+    matcher = tracker.matcher  # DIS calls counted by thread: the flow of every pair is computed in stage 2
+    matcher._dis = CountingDis(matcher._dis)
+    matcher._ahead_dis = CountingDis(cv2.DISOpticalFlow_create(matcher._preset))
     outcomes = list(run_pipelined(tracker, encoded, decode=decode, timeout=60))
+    assert matcher._dis.threads == []  # nothing computed in stage 3
+    assert len(matcher._ahead_dis.threads) == 2 * (len(encoded) - 1)  # forward and backward of each pair
+    assert all(name.startswith("mastsam-offline-encode") for name in matcher._ahead_dis.threads)
     assert [o.seq for o in outcomes] == list(range(len(encoded)))
     assert all(o.error is None for o in outcomes), [o.error for o in outcomes]
     for want, got in zip(expected, outcomes):
@@ -174,6 +192,55 @@ def test_an_embedding_of_a_replaced_segmenter_is_not_used():
     assert all(e is None for e, _ in results)
     assert pipe.counters["reencoded"] >= 1
     assert [cur for _, cur in results[2:]] == [12, 13, 14]  # the new segmenter saw every later frame
+
+
+def test_pairs_ahead_across_a_rebuilt_matcher_and_a_failed_frame(car_frames):
+    """The matcher is rebuilt (``matcher.max_side``) between two frames while stage 2 holds pairs from the old one,
+    and a frame fails to decode: every result still equals the serial tracker's, with the same change at the same
+    frame."""
+    frames = [cv2.resize(f, (160, 120), interpolation=cv2.INTER_AREA) for f in car_frames[0]]
+    frames += frames[-2::-1]
+    broken = 6
+
+    serial = Tracker(Config(), segmenter=_Slow(encode_s=0.0))
+    expected = []
+    for i, f in enumerate(frames):
+        if i == 3:
+            assert serial.configure({"matcher.max_side": 100}) == ["matcher"]
+        if i != broken:
+            expected.append(serial.step(f).labels)
+
+    tracker = Tracker(Config(), segmenter=_Slow(encode_s=0.0))
+    results = []
+
+    def decode(i):
+        if i == broken:
+            raise FrameError("broken frame")
+        return frames[i]
+
+    def deliver(o):
+        results.append(o)
+        if len(results) == 3:
+            time.sleep(0.5)  # stage 2 meanwhile computes the next frame's pair with the matcher about to be replaced
+
+    def between():
+        if len(results) == 3 and tracker.cfg.matcher.max_side != 100:
+            tracker.configure({"matcher.max_side": 100})
+
+    pipe = Pipeline(tracker, deliver, decode=decode, between=between)
+    try:
+        for i in range(len(frames)):
+            pipe.submit(i, block=True, timeout=30)
+        assert pipe.flush(timeout=60)
+    finally:
+        pipe.close()
+    assert [o.seq for o in results] == list(range(len(frames)))
+    assert [o.seq for o in results if o.error is not None] == [broken]
+    got = [o.result.labels for o in results if o.error is None]
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(expected, got))
+    c = pipe.counters
+    assert c["rematched"] >= 1 and c["paired_ahead"] == len(frames) - 1 and c["pair_failed"] == 0
+    assert tracker.matcher.max_side == 100 and all(a.max() > 0 for a in expected)  # the rebuilt one, tracking
 
 
 def test_close_abandons_what_is_in_flight():

@@ -33,6 +33,26 @@ class Matcher(ABC):
         Returns ``(points_cur, confidence)``: (N, 2) float32 and (N,) float32 in [0, 1]; 0 = no trustworthy match.
         """
 
+    def pair_ahead(self, previous: np.ndarray | None, image: np.ndarray) -> object | None:
+        """Compute the correspondence data of the pair (``previous`` -> ``image``) ahead of time, without touching
+        this matcher's state: a pipeline calls it in another thread while the current pair is still being read.
+
+        ``previous`` is the frame to be pushed just before ``image`` (None: none, e.g. the first frame). Returns an
+        opaque object for :meth:`push_ahead`, or None when this backend computes nothing ahead (the default: the
+        work then happens in ``push`` / ``prepare`` as without a pipeline). It may raise what ``push`` raises on a
+        bad frame. Calls to it must not overlap each other (one thread computes ahead).
+        """
+        return None
+
+    def push_ahead(self, image: np.ndarray, ahead: object | None) -> bool:
+        """``push(image)``, with the work ``ahead`` (from :meth:`pair_ahead` for this ``image``) installed instead
+        of being computed again. A backend uses ``ahead`` only when it was made by this very matcher for the frame
+        it holds as current (else it computes as ``push`` does: a reset, a failed frame or a rebuilt matcher between
+        the two calls leaves the result unchanged). Returns whether the pair's correspondence work (the flow) was used;
+        the default pushes and returns False."""
+        self.push(image)
+        return False
+
     def prepare(self) -> None:
         """Do the work of the newest pair now (dense flow...), so ``carry`` and ``warp_labels`` only look it up.
         The tracker calls it in a second thread while the segmenter encodes the frame; a no-op by default."""

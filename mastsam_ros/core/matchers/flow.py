@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -90,6 +91,19 @@ def preset_of(dis) -> str:
     return "custom"
 
 
+@dataclass(frozen=True, eq=False)
+class FlowPair:
+    """A pair computed ahead by :meth:`FlowMatcher.pair_ahead`: both frames downscaled to grey at the matcher's size,
+    the new frame's scale, and the forward and backward DIS flow (None when there is no pair: no previous frame, or
+    one of another size)."""
+
+    owner: object  # the token of the matcher that computed it: another matcher (other settings) does not use it
+    previous: np.ndarray | None
+    current: np.ndarray
+    scale: float
+    flows: tuple[np.ndarray, np.ndarray] | None
+
+
 class FlowMatcher(Matcher):
     """DIS optical flow at reduced resolution, forward and backward, only around the asked-for points' frame.
 
@@ -102,7 +116,8 @@ class FlowMatcher(Matcher):
     def __init__(self, cfg: MatcherSection):
         self.max_side = cfg.max_side
         self.max_error = cfg.max_error_px
-        self._dis = cv2.DISOpticalFlow_create(PRESETS[cfg.flow_preset])
+        self._preset = PRESETS[cfg.flow_preset]
+        self._dis = cv2.DISOpticalFlow_create(self._preset)
         self._patch, self._finest = self._dis.getPatchSize(), self._dis.getFinestScale()
         self._prev: np.ndarray | None = None
         self._cur: np.ndarray | None = None
@@ -110,6 +125,9 @@ class FlowMatcher(Matcher):
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
         self._grid_xy: tuple[np.ndarray, np.ndarray] | None = None  # pixel x, y maps at the frame size
         self._maps = None  # (backward flow, map_x, map_y) of the last warp: several maps warp with one computation
+        self._token = object()  # marks the pairs this matcher computes ahead
+        self._ahead_dis = None  # pair_ahead's own DIS object: it runs in another thread than push / prepare
+        self._ahead_last: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its small grey) of the last pair_ahead
 
     def settings(self) -> dict:
         return {"max_side": self.max_side, "max_error_px": self.max_error, "flow_preset": preset_of(self._dis)}
@@ -126,8 +144,54 @@ class FlowMatcher(Matcher):
 
     def push(self, image: np.ndarray) -> None:
         self.check_size(*image.shape[:2])
-        grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-        small, self._scale = downscale(grey, self.max_side)
+        self._install(*self._small(image))
+
+    def pair_ahead(self, previous: np.ndarray | None, image: np.ndarray) -> FlowPair:
+        """Grey and downscaled ``image``, and the DIS flows of (``previous``, ``image``) both ways, computed with a DIS
+        object of the same preset that only this method uses (the matcher's state is not read or changed). When
+        ``previous`` is the ``image`` of the call before (the same array object: a stream of frames), its small grey
+        frame is reused, so each frame is downscaled once; a ``previous`` too small for the matcher gives no flows."""
+        self.check_size(*image.shape[:2])
+        small, scale = self._small(image)
+        before = None
+        if previous is not None:
+            last = self._ahead_last
+            if last is not None and last[0] is previous:
+                before = last[1]
+            else:
+                try:
+                    self.check_size(*previous.shape[:2])
+                    before = self._small(previous)[0]
+                except FrameTooSmall:
+                    before = None
+        self._ahead_last = (image, small)
+        flows = None
+        if before is not None and before.shape == small.shape:
+            if self._ahead_dis is None:
+                self._ahead_dis = cv2.DISOpticalFlow_create(self._preset)
+            flows = (self._ahead_dis.calc(before, small, None), self._ahead_dis.calc(small, before, None))
+        return FlowPair(self._token, before, small, scale, flows)
+
+    def push_ahead(self, image: np.ndarray, ahead: object | None) -> bool:
+        """Installs ``ahead``'s small frame, and its flows when its previous frame is this matcher's current one
+        (compared by content); otherwise the flows are computed on demand as after ``push``."""
+        if not isinstance(ahead, FlowPair) or ahead.owner is not self._token:
+            self.push(image)
+            return False
+        self.check_size(*image.shape[:2])
+        self._install(ahead.current, ahead.scale)
+        if ahead.flows is None or self._prev is None or not np.array_equal(self._prev, ahead.previous):
+            return False
+        self._flows = ahead.flows
+        return True
+
+    def _small(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The grey frame downscaled to at most ``max_side``, and its scale."""
+        return downscale(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), self.max_side)
+
+    def _install(self, small: np.ndarray, scale: float) -> None:
+        """Make ``small`` (the new frame's grey, downscaled) the current frame; the pair's flows are not known yet."""
+        self._scale = scale
         if self._cur is not None and self._cur.shape != small.shape:
             self._cur = None  # size change: no valid pair until the next frame
         self._prev, self._cur = self._cur, small
