@@ -76,7 +76,7 @@ class ClassicalSegmenter(Segmenter):
     #: at most this many regions of at least ``min_area``: past ``level``, merging goes on across the weakest
     #: boundaries until no more remain (a busy frame otherwise gives dozens of small background tracks; the demo's
     #: distinct ids and the values tried: docs/RESULTS.md, fallback)
-    max_regions = 24
+    max_regions = 28
 
     def _hierarchy(self) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
         """Fine labels (small frame) and the regions at ``level`` as (member fine labels, persistence score)."""
