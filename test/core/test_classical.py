@@ -39,8 +39,8 @@ def test_automatic_masks_and_region_limit(car_frames):
 
 
 def test_busy_frame_merges_down_to_max_regions(car_frames):
-    """car-roundabout's first frame has about twice ``max_regions`` regions at ``level``: the cap merges them down
-    (across the weakest boundaries) to at most ``max_regions`` masks, which still cover the frame."""
+    """car-roundabout's first frame has far more than ``max_regions`` regions at ``level`` (47): the cap merges them
+    down (across the weakest boundaries) to at most ``max_regions`` masks, which still cover the frame."""
     frames, _ = car_frames
     seg = build_segmenter(Config().segmenter)
     seg.set_image(frames[0])
