@@ -74,7 +74,7 @@ class ClassicalSegmenter(Segmenter):
     max_level = 1.0  # boundary strength that counts as the top of the hierarchy (for persistence)
     level = 0.5  # merging stops when the weakest boundary is this strong (0.35, 0.5, 0.7 tried: 0.5 best)
     #: at most this many regions of at least ``min_area``: past ``level``, merging goes on across the weakest
-    #: boundaries until no more remain (a busy frame otherwise gives dozens of small background tracks; the demo's
+    #: boundaries until that many are left (a busy frame otherwise gives dozens of small background tracks; the demo's
     #: distinct ids and the values tried, 20, 24, 28: docs/RESULTS.md, fallback)
     max_regions = 28
 
