@@ -7,8 +7,9 @@ colour edges only; it has no notion of objects.
 - Automatic mode: hierarchical merging of superpixels. A Felzenszwalb-Huttenlocher graph segmentation
   (scikit-image) is the bottom level; its region adjacency graph is merged greedily, always across the weakest
   boundary (mean colour gradient along the shared boundary plus the two regions' mean colour difference, recomputed
-  after each merge; regions under ``min_area`` merge first), until the weakest boundary reaches ``level``. The
-  regions then alive are the masks (a partition). A mask's score is its persistence: how much stronger its weakest
+  after each merge; regions under ``min_area`` merge first), until the weakest boundary reaches ``level`` and at
+  most ``max_regions`` regions of at least ``min_area`` are left (a busy frame merges past ``level``). The regions
+  then alive are the masks (a partition). A mask's score is its persistence: how much stronger its weakest
   outer boundary is than the strongest boundary merged inside it (or, for an unmerged superpixel, its inner
   texture), in [0, 1]; regions outlined by strong edges and uniform inside score high. Best first, at most
   ``max_proposals``. (Returning every region of the hierarchy, nested like SAM's automatic masks, was tried and
@@ -95,6 +96,10 @@ class ClassicalSegmenter(Segmenter):
     min_area = 0.002  # fraction of the frame
     max_level = 1.0  # boundary strength that counts as the top of the hierarchy (for persistence)
     level = 0.5  # merging stops when the weakest boundary is this strong (0.35, 0.5, 0.7 tried: 0.5 best)
+    #: at most this many regions of at least ``min_area``: past ``level``, merging goes on across the weakest
+    #: boundaries until that many are left (a busy frame otherwise gives dozens of small background tracks; the demo's
+    #: distinct ids and the values tried, 20, 24, 28: docs/RESULTS.md, fallback)
+    max_regions = 28
 
     def _hierarchy(self) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
         """Fine labels (small frame) and the regions at ``level`` as (member fine labels, persistence score)."""
@@ -134,12 +139,13 @@ class ClassicalSegmenter(Segmenter):
         heap = [(weight(i, j), i, j) for i in edges for j in edges[i] if i < j]
         heapq.heapify(heap)
         alive = set(range(n))
+        n_big = int(np.count_nonzero(area >= min_px))  # regions of at least min_area: the masks that count
         nxt = n
         while heap:
             w, i, j = heapq.heappop(heap)
             if i not in alive or j not in alive or j not in edges[i]:
                 continue
-            if w > self.level:
+            if w > self.level and n_big <= self.max_regions:
                 break
             k = nxt
             nxt += 1
@@ -157,6 +163,7 @@ class ClassicalSegmenter(Segmenter):
                     e[0] += s_
                     e[1] += l_
                     edges[o][k] = e
+            n_big += int(area[k] >= min_px) - int(area[i] >= min_px) - int(area[j] >= min_px)
             alive -= {i, j}
             alive.add(k)
             for o in edges[k]:
