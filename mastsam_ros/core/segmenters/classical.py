@@ -98,8 +98,8 @@ class ClassicalSegmenter(Segmenter):
     level = 0.5  # merging stops when the weakest boundary is this strong (0.35, 0.5, 0.7 tried: 0.5 best)
     #: at most this many regions of at least ``min_area``: past ``level``, merging goes on across the weakest
     #: boundaries until that many are left (a busy frame otherwise gives dozens of small background tracks; the demo's
-    #: distinct ids and the values tried, 20, 24, 28: docs/RESULTS.md, fallback)
-    max_regions = 28
+    #: distinct ids and the values tried, 20, 24, 28, 30: docs/RESULTS.md, fallback)
+    max_regions = 30
 
     def _hierarchy(self) -> tuple[np.ndarray, list[tuple[np.ndarray, float]]]:
         """Fine labels (small frame) and the regions at ``level`` as (member fine labels, persistence score)."""
