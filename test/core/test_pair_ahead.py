@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 
-import cv2
 import numpy as np
 import pytest
 
@@ -12,27 +10,13 @@ from mastsam_ros.core.config import Config
 from mastsam_ros.core.errors import FrameTooSmall
 from mastsam_ros.core.matchers import build_matcher
 from mastsam_ros.core.matchers.base import Matcher
+from flowcount import count_flow
 
 POINTS = np.array([[150, 120], [300, 200], [500, 250], [620, 300], [250, 330], [840, 470]], np.float32)
 
 
-class CountingDis:
-    """Stands in for a DIS object: counts ``calc`` calls and the threads they ran in."""
-
-    def __init__(self, dis):
-        self.dis = dis
-        self.threads: list[str] = []
-
-    def calc(self, *args):
-        self.threads.append(threading.current_thread().name)
-        return self.dis.calc(*args)
-
-
 def counted_flow(cfg=None):
-    m = build_matcher((cfg or Config()).matcher)
-    m._dis = CountingDis(m._dis)
-    m._ahead_dis = CountingDis(cv2.DISOpticalFlow_create(m._preset))
-    return m
+    return count_flow(build_matcher((cfg or Config()).matcher))
 
 
 def answers(m, shape):

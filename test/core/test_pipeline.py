@@ -16,18 +16,7 @@ from mastsam_ros.core.segmenters.base import Segmenter
 from mastsam_ros.core.segmenters.classical import ClassicalSegmenter
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.core.types import PointPrompt, Proposal
-
-class CountingDis:
-    """Stands in for a flow matcher's DIS object: counts ``calc`` calls by the thread they ran in."""
-
-    def __init__(self, dis):
-        self.dis = dis
-        self.threads: list[str] = []
-
-    def calc(self, *args):
-        self.threads.append(threading.current_thread().name)
-        return self.dis.calc(*args)
-
+from flowcount import count_flow
 
 SIZE = (320, 180)  # classical segmenter answers in a fraction of a second at this size on 2 cores
 
@@ -47,9 +36,7 @@ def test_pipelined_results_equal_the_serial_ones(small_frames):
     serial = Tracker(Config())
     expected = [serial.step(decode(e)) for e in encoded]
     tracker = Tracker(Config())
-    matcher = tracker.matcher  # DIS calls counted by thread: the flow of every pair is computed in stage 2
-    matcher._dis = CountingDis(matcher._dis)
-    matcher._ahead_dis = CountingDis(cv2.DISOpticalFlow_create(matcher._preset))
+    matcher = count_flow(tracker.matcher)  # DIS calls counted by thread: the flow of every pair is computed in stage 2
     outcomes = list(run_pipelined(tracker, encoded, decode=decode, timeout=60))
     assert matcher._dis.threads == []  # nothing computed in stage 3
     assert len(matcher._ahead_dis.threads) == 2 * (len(encoded) - 1)  # forward and backward of each pair

@@ -202,11 +202,25 @@ def ros():
     rclpy.try_shutdown()
 
 
-@pytest.fixture(scope="module")
-def tracker_node(ros, tmp_path_factory):
-    """One tracker node per test module (start-up costs about 2 s), stopped with SIGTERM at the end."""
-    proc = NodeProcess("-p", "node.qos:=reliable", "-p", "node.diagnostics_period:=0.5",
-                       log_path=tmp_path_factory.mktemp("node") / "tracker.log")
+def node_process(log_path: Path, *ros_args: str):
+    """For a fixture to ``yield from``: a tracker node (reliable QoS, diagnostics every 0.5 s, plus ``ros_args``),
+    stopped with SIGTERM at the end, which must exit cleanly."""
+    proc = NodeProcess("-p", "node.qos:=reliable", "-p", "node.diagnostics_period:=0.5", *ros_args, log_path=log_path)
     yield proc
     code = proc.stop()
     assert code == 0, f"the node did not exit cleanly on SIGTERM (code {code}):\n{proc.log()}"
+
+
+def connected_probe(proc: NodeProcess, name: str):
+    """For a fixture to ``yield from``: a Probe connected to ``proc``'s topics, destroyed at the end."""
+    require_ros()
+    p = Probe(name)
+    p.wait_connected(proc)
+    yield p
+    p.destroy()
+
+
+@pytest.fixture(scope="module")
+def tracker_node(ros, tmp_path_factory):
+    """One tracker node per test module (start-up costs about 2 s), stopped with SIGTERM at the end."""
+    yield from node_process(tmp_path_factory.mktemp("node") / "tracker.log")

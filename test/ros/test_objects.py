@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from scene3d import CX, CY, FX, FY, centroid_tolerance, render
 
-from .conftest import NodeProcess, Probe, labels_of, require_ros
+from .conftest import NodeProcess, Probe, labels_of, node_process, require_ros
 
 MF_PATH = os.environ.get("MASTSAM_MESSAGE_FILTERS_PATH", "")
 if MF_PATH and MF_PATH not in sys.path:
@@ -89,13 +89,9 @@ class Probe3D(Probe):
 def node3d(ros, tmp_path_factory):
     env_path = os.pathsep.join(p for p in (MF_PATH, os.environ.get("PYTHONPATH", "")) if p)
     os.environ["PYTHONPATH"] = env_path  # the node process inherits it
-    proc = NodeProcess("-r", f"__node:={NAME}", "-p", "node.qos:=reliable", "-p", "node.diagnostics_period:=0.5",
-                       "-p", "node.depth.enabled:=true", "-p", "node.depth.wait:=3.0",
-                       "-p", "node.objects.publish_points:=true", "-p", "node.objects.points_stride:=2",
-                       log_path=tmp_path_factory.mktemp("node3d") / "tracker3d.log")
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"the node did not exit cleanly on SIGTERM (code {code}):\n{proc.log()}"
+    yield from node_process(tmp_path_factory.mktemp("node3d") / "tracker3d.log", "-r", f"__node:={NAME}",
+                            "-p", "node.depth.enabled:=true", "-p", "node.depth.wait:=3.0",
+                            "-p", "node.objects.publish_points:=true", "-p", "node.objects.points_stride:=2")
 
 
 @pytest.fixture(scope="module")

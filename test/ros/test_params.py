@@ -11,7 +11,7 @@ import pytest
 
 from mastsam_ros.core.config import Config
 
-from .conftest import PARAMS, Probe, bedroom_frames, image_msg, labels_of, require_ros
+from .conftest import PARAMS, bedroom_frames, connected_probe, image_msg, labels_of
 
 pytestmark = pytest.mark.usefixtures("ros")
 
@@ -30,11 +30,7 @@ WARMUP = 2  # frames before the first change
 
 @pytest.fixture(scope="module")
 def probe(tracker_node):
-    require_ros()
-    p = Probe("params_probe")
-    p.wait_connected(tracker_node)
-    yield p
-    p.destroy()
+    yield from connected_probe(tracker_node, "params_probe")
 
 
 def _diagnostics_until(probe, predicate, timeout=10.0) -> dict:

@@ -6,27 +6,19 @@ import time
 
 import pytest
 
-from .conftest import NodeProcess, Probe, bedroom_frames, image_msg, require_ros
+from .conftest import bedroom_frames, connected_probe, image_msg, node_process
 
 pytestmark = pytest.mark.usefixtures("ros")
 
 
 @pytest.fixture(scope="module")
 def pipelined_node(ros, tmp_path_factory):
-    proc = NodeProcess("-p", "node.qos:=reliable", "-p", "node.diagnostics_period:=0.5", "-p", "node.pipeline:=true",
-                       log_path=tmp_path_factory.mktemp("node") / "tracker.log")
-    yield proc
-    code = proc.stop()
-    assert code == 0, f"the node did not exit cleanly on SIGTERM (code {code}):\n{proc.log()}"
+    yield from node_process(tmp_path_factory.mktemp("node") / "tracker.log", "-p", "node.pipeline:=true")
 
 
 @pytest.fixture(scope="module")
 def probe(pipelined_node):
-    require_ros()
-    p = Probe("pipeline_probe")
-    p.wait_connected(pipelined_node)
-    yield p
-    p.destroy()
+    yield from connected_probe(pipelined_node, "pipeline_probe")
 
 
 def test_answers_with_input_stamps_and_reports_its_stages(probe, pipelined_node):
