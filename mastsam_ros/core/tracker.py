@@ -359,9 +359,9 @@ class Tracker:
             with self._timed("matcher"):
                 carried, shifts, correspondences = self._carry()
             with self._timed("warp"):
-                warped = self._warp(shifts)
+                warped, owner = self._warp(shifts)
             with self._timed("prompt"):
-                masks, prompted = self._prompt(carried, warped)
+                masks, prompted = self._prompt(carried, warped, owner)
 
         grid = grid_points(self._grid.frame, self.cfg.segmenter.points_per_side)
         action = self.schedule.next(self._index, bool(self._tracks), keyframe_requested, grid)
@@ -458,14 +458,15 @@ class Tracker:
         pairs = (np.concatenate(keep_src), np.concatenate(keep_dst)) if keep_src else None
         return carried, shifts, pairs
 
-    def _warp(self, shifts: list) -> list[_Mask]:
+    def _warp(self, shifts: list) -> tuple[list[_Mask], np.ndarray | None]:
         """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
         checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
 
         With a dense matcher (``flow``) the working maps (owner or candidate, and its probability) are warped pixel by
         pixel along the correspondence field, so masks follow deformation and parts
         moving differently; with a sparse one each mask moves rigidly by the median displacement of its carried
-        points (unmoved when none was carried)."""
+        points (unmoved when none was carried). Returns the masks and, with a dense matcher, the warped partition
+        (track index + 1 where each track is now, 0 elsewhere)."""
         n = len(self._tracks)
         cand = self.matcher.warp_labels(self._cand)
         if cand is not None:
@@ -477,8 +478,7 @@ class Tracker:
                     s[sl] = np.where(cand[sl] == k + 1, prob[sl], np.float32(0))
                     m[sl] = s[sl] >= 0.5
                 out.append(_Mask(m, s, box=sl))
-            self._warped_owner = np.where(prob >= 0.5, cand, 0)  # the warped partition
-            return out
+            return out, np.where(prob >= 0.5, cand, 0)
         out = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
@@ -486,11 +486,11 @@ class Tracker:
             if len(moves):
                 mask = M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale))
             out.append(_Mask(mask, mask.astype(np.float32)))
-        self._warped_owner = None
-        return out
+        return out, None
 
-    def _prompt(self, carried: list[np.ndarray], warped: list[_Mask]):
-        """Prompt the chosen tracks; returns every track's mask this frame (working size) and the prompted ids."""
+    def _prompt(self, carried: list[np.ndarray], warped: list[_Mask], owner: np.ndarray | None):
+        """Prompt the chosen tracks; returns every track's mask this frame (working size) and the prompted ids.
+        ``owner``: the warped partition when the matcher gives one (see :meth:`_warp`)."""
         cfg = self.cfg.tracker
         g = self._grid
         diag = float(np.hypot(*g.work))
@@ -510,7 +510,10 @@ class Tracker:
                 )
             )
             who.append(i)
-        confirmed = self._answers(prompts, who, [carried_w[i] for i in who], warped, diag)
+        if owner is None and prompts and cfg.swallow_fraction < 1.0:
+            # where each track is now, by its warped masks (a sparse matcher gives no warped partition)
+            owner = M.paint(g.work, [w.mask for w in warped], list(range(1, len(warped) + 1)))
+        confirmed = self._answers(prompts, who, [carried_w[i] for i in who], warped, owner, diag)
         if cfg.retry_rejected:
             # A rejected answer usually means the carried points slid off the object (occlusion, fast motion) while
             # the warped mask is still on it: ask once more from the warped mask's innermost pixel.
@@ -525,7 +528,7 @@ class Tracker:
                         labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(neg), np.int32)]),
                     )
                 )
-            confirmed.update(self._answers(prompts, retry, inner, warped, diag))
+            confirmed.update(self._answers(prompts, retry, inner, warped, owner, diag))
         masks = {}
         for i, t in enumerate(self._tracks):
             if t.id in chosen:
@@ -542,17 +545,19 @@ class Tracker:
                 masks[t.id], self._softs[t.id], t.score = warped[i].mask, warped[i].soft, 0.0
         return masks, sorted(chosen)
 
-    def _answers(self, prompts: list, who: list[int], positives_w: list, warped: list[_Mask], diag: float) -> dict:
+    def _answers(
+        self, prompts: list, who: list[int], positives_w: list, warped: list[_Mask], owner: np.ndarray | None,
+        diag: float,
+    ) -> dict:
         """Decode ``prompts`` (for tracks ``who``) in one call; the plausible answers as {track index: (mask,
-        probability map, score)}. Each answer is examined inside its own box."""
+        probability map, score)}. Each answer is examined inside its own box; ``owner`` (where each track is now)
+        serves the rule against swallowed neighbours."""
         cfg = self.cfg.tracker
         out = {}
         answers = self.segmenter.predict(prompts) if prompts else []
-        owner = None
-        if cfg.swallow_fraction < 1.0 and answers:  # where each track is now, by its warped mask
-            owner = self._warped_owner
-            if owner is None:
-                owner = M.paint(self._grid.work, [w.mask for w in warped], list(range(1, len(warped) + 1)))
+        if cfg.swallow_fraction >= 1.0:
+            owner = None
+        if owner is not None:
             held = np.bincount(owner.ravel(), minlength=len(warped) + 1)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
