@@ -3,6 +3,12 @@
     mastsam-track --image-dir DIR --output-dir OUT [--debug] [--config FILE] [--set KEY=VALUE ...]
     mastsam-track --video FILE --output-dir OUT
     mastsam-track --demo --output-dir OUT --debug     # embedded default input
+    mastsam-track --image-dir DIR --output-dir OUT --pipeline   # decode, encode, track in three threads
+
+``--pipeline`` runs the frames through the node's three-stage pipeline (mastsam_ros/core/pipeline.py: files decoded
+in one thread, the segmenter's embedding and the matcher's flow computed ahead in a second, tracking in a third),
+with the serial run's outputs, every frame kept (the entrance waits instead of dropping, unlike the node's), and
+prints latency and throughput at the end.
 
 Writes ``OUT/<frame>.png`` (indexed palette PNG, pixel value = track id, stable across frames; 16-bit grey once a
 value reaches 256; ids past 65535 wrap to a value no other live track holds, see ``mastsam_ros/labels_io.py``),
@@ -29,6 +35,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -39,10 +46,11 @@ from ..core.config import Config, parse_overrides
 from ..core.errors import MastSamError
 from ..core.geometry import GeometryError, Intrinsics, frame_point_map, objects_3d, objects_from_depth
 from ..core.matchers.base import Matcher
+from ..core.pipeline import STAGES, Outcome, outcome_stats, run_pipelined
 from ..core.render import correspondences, overlay
 from ..core.tracker import Tracker
 from ..labels_io import LabelMapper, save_label_png
-from .frames import count_frames, demo_source, iter_frames, synthetic_frames
+from .frames import count_frames, demo_source, iter_frames, list_images, read_rgb, synthetic_frames
 
 log = logging.getLogger("mastsam_track")
 
@@ -65,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None)
     p.add_argument("--fps", type=float, default=15.0, help="frame rate of overlay.mp4")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--pipeline", action="store_true",
+                   help="decode, encode and track in three threads (the node's node.pipeline), no frame dropped; "
+                        "prints latency and throughput at the end")
     g = p.add_argument_group("3D instances (OUT/objects.jsonl)")
     src3d = g.add_mutually_exclusive_group()
     src3d.add_argument("--depth-dir", type=Path, help="depth image per frame, same file stem (see above)")
@@ -157,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         if not source.exists():
             log.error("input not found: %s", source)
             return 2
-        frames = iter_frames(source, args.max_frames)
+        if args.pipeline and source.is_dir():  # the files are read in the pipeline's decoding thread
+            frames = ((path.stem, path) for path in list_images(source)[:args.max_frames])
+        else:
+            frames = iter_frames(source, args.max_frames)
         total = count_frames(source)
         if total is not None and args.max_frames is not None:
             total = min(total, args.max_frames)
@@ -181,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
     stats = run(tracker, frames, out, debug=args.debug, fps=args.fps, total=total, progress=not args.quiet,
-                objects=objects)
+                objects=objects, pipeline=args.pipeline)
     log.info(
         "%d frames tracked, %d skipped (unreadable or rejected), %d distinct ids -> %s",
         stats["frames"], stats["skipped"], stats["ids"], out,
@@ -189,34 +203,100 @@ def main(argv: list[str] | None = None) -> int:
     if objects is not None:
         log.info("3D objects (%s) for %d frames, %d frames without (see warnings) -> %s", objects.source,
                  stats["frames"] - objects.skipped, objects.skipped, out / "objects.jsonl")
+    if args.pipeline:
+        print(pipeline_summary(stats["pipeline"]))
     # the one-line summary on stdout, for scripts and the README's demo figure
     print(f"distinct ids: {stats['ids']} over {stats['frames']} frames ({stats['skipped']} skipped) -> {out}")
     return 0 if stats["frames"] else 1
 
 
+class Unreadable(MastSamError):
+    """An image file or video frame that could not be decoded: skipped and counted."""
+
+
+def decode(item: tuple[str, np.ndarray | Path | None]) -> np.ndarray:
+    """The frame of a ``(name, rgb or image file or None)`` item; :class:`Unreadable` when there is none."""
+    source = item[1]
+    rgb = read_rgb(source) if isinstance(source, Path) else source
+    if rgb is None:
+        raise Unreadable("unreadable image")
+    return rgb
+
+
+def tracked_serially(tracker: Tracker, frames, objects=None):
+    """``(name, rgb, result, error, 3D records)`` per item of ``frames``, tracked one after the other; ``error`` is
+    the :class:`MastSamError` that made the frame a skip (then ``rgb`` or ``result`` is None)."""
+    for name, source in frames:
+        try:
+            rgb = decode((name, source))
+            result = tracker.step(rgb)
+        except MastSamError as e:
+            yield name, None, None, e, None
+            continue
+        yield name, rgb, result, None, objects(name, result) if objects is not None else None
+
+
+def tracked_pipelined(tracker: Tracker, frames, objects=None, figures: dict | None = None):
+    """As :func:`tracked_serially`, through the frame pipeline (:func:`~mastsam_ros.core.pipeline.run_pipelined`:
+    no frame dropped, results in order). 3D records are made in the tracking thread while the tracker (its matcher's
+    point map) still holds that frame. ``figures`` receives, once every frame is out, the pipeline's counters
+    (``counters``), figures of the tracked frames (``stats``, :func:`~mastsam_ros.core.pipeline.outcome_stats`) and
+    the wall time from the first frame in to the last one out (``wall_s``)."""
+    records: dict[int, list | None] = {}
+
+    def on_result(out: Outcome) -> None:
+        if objects is not None:
+            records[out.seq] = objects(out.payload[0], out.result)
+
+    counters: dict[str, int] = {}
+    kept: list[Outcome] = []  # each frame's figures, its arrays dropped
+    t0 = time.monotonic()
+    for out in run_pipelined(tracker, frames, decode=decode, on_result=on_result, counters=counters):
+        if out.error is not None and not isinstance(out.error, MastSamError):
+            raise out.error  # as the serial run: only the core's own refusals are skips
+        kept.append(Outcome(out.seq, None, out.arrived, error=out.error, stage_ms=out.stage_ms, flow_ms=out.flow_ms,
+                            pair_used=out.pair_used, matcher_ms=out.matcher_ms, latency_ms=out.latency_ms))
+        yield out.payload[0], out.frame, out.result, out.error, records.pop(out.seq, None)
+    if figures is not None:
+        figures.update(counters=counters, stats=outcome_stats(kept), wall_s=time.monotonic() - t0,
+                       seqs=[o.seq for o in kept])
+
+
+def pipeline_summary(figures: dict) -> str:
+    """The ``--pipeline`` report: throughput, latency, each stage's mean work, the flow computed ahead."""
+    c, st = figures["counters"], figures["stats"]
+    tracked = c.get("delivered", 0) - c.get("errors", 0)
+    fps = tracked / figures["wall_s"] if figures["wall_s"] > 0 else float("nan")
+    return (f"pipeline: {tracked} frames in {figures['wall_s']:.2f} s ({fps:.2f} fps), dropped {c.get('dropped', 0)}; "
+            f"latency ms median {st['latency_ms_median']:.1f} p95 {st['latency_ms_p95']:.1f} "
+            f"max {st['latency_ms_max']:.1f}; mean ms " + " ".join(f"{s} {st[f'{s}_ms_mean']:.1f}" for s in STAGES)
+            + f" wait {st['wait_ms_mean']:.1f}; pair computed ahead {c.get('paired_ahead', 0)}, used "
+            f"{c.get('pair_used', 0)}, not used {c.get('pair_not_used', 0)}; flow ahead ms median "
+            f"{st['flow_ms_median']:.1f}, matcher in step ms median {st['matcher_ms_median']:.1f}")
+
+
 def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=None, progress=True,
-        objects=None) -> dict:
-    """Track every frame of ``frames`` (iterable of (name, rgb or None)) and write the outputs under ``out``.
+        objects=None, pipeline=False) -> dict:
+    """Track every frame of ``frames`` (iterable of (name, rgb, an image file or None)) and write the outputs under
+    ``out``.
 
     ``objects``: an :class:`Objects3D` (or any ``(name, FrameResult) -> list of dicts or None``) whose records
-    go to ``out/objects.jsonl``, one line per frame it answers.
+    go to ``out/objects.jsonl``, one line per frame it answers. ``pipeline``: through the frame pipeline
+    (:func:`tracked_pipelined`, same outputs); the returned dict then has its figures under ``pipeline``.
     """
     video = None
     prev = None
     seen_ids: set[int] = set()
     mapper = LabelMapper()
     n_ok = n_skip = 0
+    figures: dict = {}
+    tracked = tracked_pipelined(tracker, frames, objects, figures) if pipeline else \
+        tracked_serially(tracker, frames, objects)
     with open(out / "tracks.jsonl", "w") as jsonl, \
             (open(out / "objects.jsonl", "w") if objects is not None else _Null()) as objects_jsonl:
-        for name, rgb in tqdm(frames, total=total, disable=not progress, unit="frame"):
-            if rgb is None:
-                log.warning("frame %s: unreadable image, skipped", name)
-                n_skip += 1
-                continue
-            try:
-                result = tracker.step(rgb)
-            except MastSamError as e:
-                log.warning("frame %s: %s, skipped", name, e)
+        for name, rgb, result, error, objs in tqdm(tracked, total=total, disable=not progress, unit="frame"):
+            if error is not None:
+                log.warning("frame %s: %s, skipped", name, error)
                 n_skip += 1
                 continue
             n_ok += 1
@@ -227,7 +307,6 @@ def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=Non
             seen_ids.update(t.id for t in result.tracks)
             jsonl.write(json.dumps(record(name, result, label_of)) + "\n")
             if objects is not None:
-                objs = objects(name, result)
                 if objs is not None:
                     objects_jsonl.write(json.dumps({"frame": name, "index": result.index, "objects": objs}) + "\n")
             if debug:
@@ -249,7 +328,10 @@ def run(tracker: Tracker, frames, out: Path, *, debug=False, fps=15.0, total=Non
             prev = rgb
     if video is not None:
         video.release()
-    return {"frames": n_ok, "skipped": n_skip, "ids": len(seen_ids)}
+    stats = {"frames": n_ok, "skipped": n_skip, "ids": len(seen_ids)}
+    if pipeline:
+        stats["pipeline"] = figures
+    return stats
 
 
 class _Null:

@@ -69,7 +69,9 @@ class Outcome:
     result: FrameResult | None = None  # None when a stage failed
     error: BaseException | None = None  # the first stage's exception, if any
     stage_ms: dict[str, float] = field(default_factory=dict)  # decode, encode, track: work only, no waiting
-    flow_ms: float = 0.0  # the matcher's pair computed in stage 2 (inside its encode time: beside the encoder)
+    flow_ms: float = 0.0  # the matcher's pair computed in stage 2 (inside its encode time; 0: none computed)
+    pair_used: bool = False  # the step installed that pair (its flow not computed again in stage 3)
+    matcher_ms: float = 0.0  # the matcher's work inside the step (``FrameResult.timings["matcher"]``)
     latency_ms: float = 0.0  # arrival to result (waiting included), before ``deliver`` runs
 
     @property
@@ -120,7 +122,8 @@ class Pipeline:
         self._stop = threading.Event()
         self._seq = 0
         self.counters = {"submitted": 0, "dropped": 0, "delivered": 0, "errors": 0, "deliver_errors": 0,
-                         "reencoded": 0, "paired_ahead": 0, "pair_failed": 0, "rematched": 0}
+                         "reencoded": 0, "paired_ahead": 0, "pair_failed": 0, "rematched": 0,
+                         "pair_used": 0, "pair_not_used": 0}
         self._flow_pool: ThreadPoolExecutor | None = None  # stage 2's second thread: the pair beside the encoder
         self._recent: deque[Outcome] = deque(maxlen=history)  # newest outcomes (their arrays dropped), for stats
         self._threads = [threading.Thread(target=run, name=f"{name}-{stage}", daemon=True)
@@ -306,7 +309,8 @@ class Pipeline:
             if pair is not None:
                 with self._cond:
                     self.counters["paired_ahead"] += 1
-        out.flow_ms = (time.perf_counter() - t0) * 1e3
+        if pair is not None:
+            out.flow_ms = (time.perf_counter() - t0) * 1e3
         return pair
 
     def _hand(self, stage: str, item: _Item, slot: str) -> None:
@@ -352,12 +356,17 @@ class Pipeline:
                 pair = None
                 with self._cond:
                     self.counters["rematched"] += 1
+            matcher = self.tracker.matcher
             t0 = time.perf_counter()
             try:
                 out.result = self.tracker.step(out.frame, embedding, pair)
             except Exception as e:  # noqa: BLE001
                 out.error = e
             out.stage_ms["track"] = (time.perf_counter() - t0) * 1e3
+            if out.result is not None:
+                # push_ahead (called by the step only with a pair) tells the matcher whether it installed it
+                out.pair_used = pair is not None and bool(getattr(matcher, "ahead_used", False))
+                out.matcher_ms = float(out.result.timings.get("matcher", 0.0))
         item.embedding = item.pair = None  # the next frame's encoder may need the memory
         out.latency_ms = (time.monotonic() - out.arrived) * 1e3
         with self._cond:
@@ -365,8 +374,11 @@ class Pipeline:
                 return
             self.counters["delivered"] += 1
             self.counters["errors"] += int(out.error is not None)
+            if out.error is None:
+                self.counters["pair_used" if out.pair_used else "pair_not_used"] += 1
             self._recent.append(Outcome(out.seq, None, out.arrived, error=out.error, stage_ms=dict(out.stage_ms),
-                                        flow_ms=out.flow_ms, latency_ms=out.latency_ms))
+                                        flow_ms=out.flow_ms, pair_used=out.pair_used, matcher_ms=out.matcher_ms,
+                                        latency_ms=out.latency_ms))
         try:
             self._deliver(out)
         except Exception:  # noqa: BLE001
@@ -376,35 +388,61 @@ class Pipeline:
 
     # --- figures --------------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:
-        """Over the newest delivered frames: latency (arrival to result) median, p95 and max in ms, each stage's
-        mean work in ms, the mean time of stage 2's matcher pair (``flow_ms_mean``, part of encode's time), and the
-        mean wait; NaN before the first frame."""
+        """Over the newest delivered frames: see :func:`outcome_stats`."""
         with self._cond:
             recent = [o for o in self._recent if o.error is None]
-        if not recent:
-            nan = float("nan")
-            return {"latency_ms_median": nan, "latency_ms_p95": nan, "latency_ms_max": nan, "wait_ms_mean": nan,
-                    "flow_ms_mean": nan, **{f"{s}_ms_mean": nan for s in STAGES}}
-        lat = np.array([o.latency_ms for o in recent])
-        return {
-            "latency_ms_median": float(np.median(lat)),
-            "latency_ms_p95": float(np.percentile(lat, 95)),
-            "latency_ms_max": float(lat.max()),
-            "wait_ms_mean": float(np.mean([o.waited_ms for o in recent])),
-            "flow_ms_mean": float(np.mean([o.flow_ms for o in recent])),
-            **{f"{s}_ms_mean": float(np.mean([o.stage_ms.get(s, 0.0) for o in recent])) for s in STAGES},
-        }
+        return outcome_stats(recent)
+
+
+def outcome_stats(outcomes: list[Outcome]) -> dict[str, float]:
+    """Figures of tracked outcomes (errors left out): latency (arrival to result) median, p95 and max in ms, each
+    stage's mean work in ms, the mean wait, stage 2's matcher pair (``flow_ms_mean``, ``flow_ms_median``: part of
+    encode's time; over the frames that computed one), the matcher's work inside the step (``matcher_ms_median``:
+    with the pair installed, carrying points; else also the flow) and ``pair_used`` (frames whose step installed the
+    pair computed ahead); NaN (``pair_used`` 0) without frames."""
+    outcomes = [o for o in outcomes if o.error is None]
+    nan = float("nan")
+    if not outcomes:
+        return {"latency_ms_median": nan, "latency_ms_p95": nan, "latency_ms_max": nan, "wait_ms_mean": nan,
+                "flow_ms_mean": nan, "flow_ms_median": nan, "matcher_ms_median": nan, "pair_used": 0,
+                **{f"{s}_ms_mean": nan for s in STAGES}}
+    lat = np.array([o.latency_ms for o in outcomes])
+    flows = [o.flow_ms for o in outcomes if o.flow_ms > 0.0]
+    return {
+        "latency_ms_median": float(np.median(lat)),
+        "latency_ms_p95": float(np.percentile(lat, 95)),
+        "latency_ms_max": float(lat.max()),
+        "wait_ms_mean": float(np.mean([o.waited_ms for o in outcomes])),
+        "flow_ms_mean": float(np.mean(flows)) if flows else nan,
+        "flow_ms_median": float(np.median(flows)) if flows else nan,
+        "matcher_ms_median": float(np.median([o.matcher_ms for o in outcomes])),
+        "pair_used": sum(o.pair_used for o in outcomes),
+        **{f"{s}_ms_mean": float(np.mean([o.stage_ms.get(s, 0.0) for o in outcomes])) for s in STAGES},
+    }
 
 
 def run_pipelined(tracker: Tracker, items: Iterable[Any], decode: Callable[[Any], np.ndarray] | None = None,
-                  timeout: float | None = None) -> Iterator[Outcome]:
+                  timeout: float | None = None, on_result: Callable[[Outcome], None] | None = None,
+                  counters: dict[str, int] | None = None) -> Iterator[Outcome]:
     """Every item through a :class:`Pipeline` without drops (the entrance waits), outcomes yielded in order.
 
     For offline use (files, benchmarks, tests): each outcome is yielded as soon as it is ready, while later items are
-    still being decoded and encoded. ``timeout``: seconds any one wait may take (None: no limit).
+    still being decoded and encoded, so the tracker may already be in a later frame; ``on_result(outcome)`` runs in
+    the tracking thread before the next step, for what must read the tracker's state of that very frame (a matcher's
+    point map); what it raises becomes the outcome's ``error``. ``timeout``: seconds any one wait may take (None: no
+    limit). ``counters``: a dict updated with the pipeline's counters (:attr:`Pipeline.counters`) when it stops.
     """
     done: SimpleQueue[Outcome] = SimpleQueue()
-    pipe = Pipeline(tracker, done.put, decode=decode, name="mastsam-offline")
+
+    def deliver(out: Outcome) -> None:
+        if on_result is not None and out.error is None:
+            try:
+                on_result(out)
+            except Exception as e:  # noqa: BLE001 - handed to the consumer with its frame
+                out.error = e
+        done.put(out)
+
+    pipe = Pipeline(tracker, deliver, decode=decode, name="mastsam-offline")
     try:
         for item in items:
             pipe.submit(item, block=True, timeout=timeout)
@@ -416,3 +454,5 @@ def run_pipelined(tracker: Tracker, items: Iterable[Any], decode: Callable[[Any]
             yield done.get()
     finally:
         pipe.close()
+        if counters is not None:
+            counters.update(pipe.counters)

@@ -16,6 +16,8 @@ class Matcher(ABC):
     """
 
     name: str = "?"
+    #: what the newest :meth:`push_ahead` returned: whether the pair computed ahead was installed (front ends count it)
+    ahead_used: bool = False
 
     def settings(self) -> dict:
         """The config fields (by name in their section) this backend copied when it was built, read back from the
@@ -49,8 +51,9 @@ class Matcher(ABC):
         of being computed again. A backend uses ``ahead`` only when it was made by this very matcher for the frame
         it holds as current (else it computes as ``push`` does: a reset, a failed frame or a rebuilt matcher between
         the two calls leaves the result unchanged). Returns whether the pair's correspondence work (the flow) was used;
-        the default pushes and returns False."""
+        the default pushes and returns False. Implementations also keep that answer in :attr:`ahead_used`."""
         self.push(image)
+        self.ahead_used = False
         return False
 
     def prepare(self) -> None:
