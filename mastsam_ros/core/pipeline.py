@@ -163,6 +163,11 @@ class Pipeline:
         return (self._entrance is None and self._decoded is None and self._encoded is None
                 and all(t is None for t in self._started.values()))
 
+    def counts(self) -> dict[str, int]:
+        """A copy of :attr:`counters`, taken under the pipeline's lock (from any thread)."""
+        with self._cond:
+            return dict(self.counters)
+
     @property
     def in_flight(self) -> int:
         """Items submitted and neither dropped nor delivered yet."""

@@ -164,6 +164,7 @@ class TrackerNode(Node):
         self._counters: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=300)  # ms, receive -> published, newest frames
         self._processing: deque[float] = deque(maxlen=300)  # ms, tracker.step only
+        self._matcher_ms: deque[float] = deque(maxlen=300)  # ms, the matcher's work inside tracker.step
         self._published_at: deque[float] = deque(maxlen=300)  # monotonic s, for the output rate
         self._tracks = 0
         self._last_stamp: int | None = None
@@ -507,6 +508,7 @@ class TrackerNode(Node):
             self._tracks = len(result.tracks)
             self._latencies.append((now - received) * 1e3)
             self._processing.append(step_ms)
+            self._matcher_ms.append(float(result.timings.get("matcher", 0.0)))
             self._published_at.append(now)
 
     def _to_rgb(self, msg) -> np.ndarray:
@@ -552,6 +554,7 @@ class TrackerNode(Node):
             recent = [t for t in self._published_at if now - t <= 5.0]
             latencies = list(self._latencies)[-len(recent):] if recent else []
             processing = list(self._processing)[-len(recent):] if recent else []
+            matcher_ms = list(self._matcher_ms)[-len(recent):] if recent else []
             tracks = self._tracks
             previous = getattr(self, "_previous_counters", {})
             self._previous_counters = counters
@@ -578,6 +581,7 @@ class TrackerNode(Node):
             "latency_ms_p95": f"{np.percentile(latencies, 95):.1f}" if latencies else "nan",
             "latency_ms_max": f"{np.max(latencies):.1f}" if latencies else "nan",
             "processing_ms_mean": f"{np.mean(processing):.1f}" if processing else "nan",
+            "matcher_ms_median": f"{np.median(matcher_ms):.1f}" if matcher_ms else "nan",
             "pipeline": str(self._node.pipeline).lower(),
             **self._pipeline_figures(),
             **{f"frames_{k}" if k in ("received", "processed", "dropped", "lost_transport") else k:
@@ -599,17 +603,25 @@ class TrackerNode(Node):
         )
 
     def _pipeline_figures(self) -> dict[str, str]:
-        """With ``node.pipeline``: each stage's mean work (ms) and the mean wait between arrival and result, over the
-        pipeline's newest frames, and whether the segmenter's encoder really runs ahead (its ``embeds_ahead``)."""
+        """With ``node.pipeline``: each stage's mean work (ms), the mean wait between arrival and result and the
+        median time of the matcher's pair computed in stage 2 (``pipeline_flow_ms_median``: the flow ahead), over the
+        pipeline's newest frames; whether the segmenter's encoder really runs ahead (its ``embeds_ahead``); and,
+        cumulative, the pairs stage 2 computed (``pipeline_paired_ahead``), the frames whose step installed one
+        (``pipeline_pair_used``) or did not (``pipeline_pair_not_used``: it computed the flow itself, or had no pair
+        to compute: the first frame, after a reset or a size change), pairs that failed in stage 2 and pairs made by
+        a matcher rebuilt meanwhile (``pipeline_rematched``)."""
         pipe = self._pipeline
         if pipe is None:
             return {}
         st = pipe.stats()
+        counters = pipe.counts()
         return {
             **{f"pipeline_{k}": f"{st[k]:.1f}" for k in ("decode_ms_mean", "encode_ms_mean", "track_ms_mean",
-                                                           "wait_ms_mean")},
+                                                           "wait_ms_mean", "flow_ms_median")},
             "pipeline_in_flight": str(pipe.in_flight),
             "pipeline_embeds_ahead": str(self._tracker.segmenter.embeds_ahead).lower(),
+            **{f"pipeline_{k}": str(counters[k]) for k in ("paired_ahead", "pair_used", "pair_not_used",
+                                                          "pair_failed", "rematched")},
         }
 
     def _backend_settings(self) -> dict[str, str]:

@@ -127,6 +127,8 @@ def test_bad_input_is_counted_and_the_node_keeps_answering(probe, tracker_node):
         assert int(c[key]) >= 1, (key, c)
     assert int(c["frames_dropped"]) >= 10, (c, burst_s)
     assert int(c["tracker_errors"]) == 0 and int(c["callback_errors"]) == 0, tracker_node.log()
+    # the matcher's work inside the step (the flow, computed there without the pipeline, and carrying points)
+    assert float(c["matcher_ms_median"]) > 0 and "pipeline_paired_ahead" not in c, c
     received, processed = int(c["frames_received"]), int(c["frames_processed"])
     assert processed < received
     assert "unsupported encoding [32FC1]" in tracker_node.log()
