@@ -129,9 +129,11 @@ def test_pointmap_needs_a_matcher_with_points(tmp_path, davis_root):
     assert code == 2
 
 
-def test_pointmap_objects_through_run(tmp_path):
+@pytest.mark.parametrize("pipeline", [False, True])
+def test_pointmap_objects_through_run(tmp_path, pipeline):
     """track.run with Objects3D on a matcher's point map: a stand-in matcher returns the rendered scene's points at
-    half resolution with a confidence map (as MASt3R predicts them at its own size)."""
+    half resolution with a confidence map (as MASt3R predicts them at its own size), of the frame the tracker holds.
+    With the pipeline the records are made in the tracking thread before the next step: still that frame's."""
     from scene3d import CX, CY, FX, FY, centroid_tolerance, render
 
     from mastsam_ros.core.config import Config
@@ -139,7 +141,6 @@ def test_pointmap_objects_through_run(tmp_path):
     from mastsam_ros.core.tracker import Tracker
 
     k = Intrinsics(FX, FY, CX, CY)
-    tracker = Tracker(Config())
 
     class PointMaps:
         frame = 0
@@ -153,13 +154,18 @@ def test_pointmap_objects_through_run(tmp_path):
 
     source = PointMaps()
 
-    def frames():
-        for i in range(3):
-            source.frame = i
-            yield f"{i:05d}", render(i)[0]
+    class HoldingTracker(Tracker):
+        """The point map follows the frame the tracker last stepped (as a matcher's own does)."""
 
+        def step(self, frame, embedding=None, pair=None):
+            result = super().step(frame, embedding, pair)
+            source.frame = result.index
+            return result
+
+    tracker = HoldingTracker(Config())
+    frames = ((f"{i:05d}", render(i)[0]) for i in range(3))
     objects = track.Objects3D(matcher=source, min_conf=1.5)
-    stats = track.run(tracker, frames(), tmp_path, progress=False, objects=objects)
+    stats = track.run(tracker, frames, tmp_path, progress=False, objects=objects, pipeline=pipeline)
     assert stats["frames"] == 3 and objects.skipped == 0
     tracks = [json.loads(x) for x in (tmp_path / "tracks.jsonl").read_text().splitlines()]
     lines = [json.loads(x) for x in (tmp_path / "objects.jsonl").read_text().splitlines()]
