@@ -458,7 +458,9 @@ def prototype_segmenter(args, cfg: Config, current: Segmenter, tmp: Path) -> Seg
 class ZeroCostSegmenter(Segmenter):
     """Fixed regions (:func:`stand_in_regions`) as answers, prepared once at the tracker's working resolution, so a
     call costs a lookup: predict answers each prompt with the region holding most of its positive points (the
-    nearest region when none does), generate with the regions holding a seed."""
+    nearest region when none does), generate with the regions holding a seed. Each answer carries its probability
+    map too, as SAM's do at the working size (:class:`Proposal`'s ``soft``). The answers are shared read-only arrays:
+    a tracker that wrote into one would fail loudly."""
 
     name = "zero-cost"
     is_fallback = True
@@ -466,7 +468,7 @@ class ZeroCostSegmenter(Segmenter):
     def __init__(self, shape: tuple[int, int], count: int):
         self.regions = stand_in_regions(shape, count)
         self.count = count
-        self._work: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._work: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
         ys, xs = np.indices(shape)
         ids = np.arange(1, count + 1)
         self._centres = np.stack([ndi.mean(xs, self.regions, ids), ndi.mean(ys, self.regions, ids)], axis=1)
@@ -474,11 +476,17 @@ class ZeroCostSegmenter(Segmenter):
     def set_image(self, image: np.ndarray) -> None:
         pass
 
-    def _masks(self) -> list[np.ndarray]:
+    def _masks(self) -> list[tuple[np.ndarray, np.ndarray]]:
         shape = self.mask_shape or self.regions.shape
         if shape not in self._work:
             small = cv2.resize(self.regions, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-            self._work[shape] = [small == i for i in range(self.count + 1)]
+            answers = []
+            for i in range(self.count + 1):
+                mask = small == i
+                soft = mask.astype(np.float32)
+                mask.flags.writeable = soft.flags.writeable = False
+                answers.append((mask, soft))
+            self._work[shape] = answers
         return self._work[shape]
 
     def _lookup(self, pts: np.ndarray) -> np.ndarray:
@@ -490,17 +498,20 @@ class ZeroCostSegmenter(Segmenter):
         masks = self._masks()
         pts = grid_points(self.regions.shape, 16) if seeds is None else np.asarray(seeds, np.float32).reshape(-1, 2)
         ids = sorted({int(i) for i in self._lookup(pts)} - {0})
-        return [Proposal(masks[i].copy(), score=0.95 - 0.01 * i, stability=0.95) for i in ids]
+        return [Proposal(masks[i][0], score=0.95 - 0.01 * i, stability=0.95, soft=masks[i][1]) for i in ids]
 
     def predict(self, prompts) -> list[Proposal]:
-        masks, out = self._masks(), []
-        for p in prompts:
-            pos = np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1]
-            hit = self._lookup(pos)
+        if not prompts:
+            return []
+        masks = self._masks()
+        pos = [np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1] for p in prompts]
+        hits = np.split(self._lookup(np.concatenate(pos)), np.cumsum([len(q) for q in pos])[:-1])  # one lookup
+        out = []
+        for q, hit in zip(pos, hits):
             hit = hit[hit > 0]
             best = (int(np.bincount(hit).argmax()) if hit.size
-                    else 1 + int(np.argmin(np.linalg.norm(self._centres - pos.mean(axis=0), axis=1))))
-            out.append(Proposal(masks[best].copy(), score=0.9, stability=0.9))
+                    else 1 + int(np.argmin(np.linalg.norm(self._centres - q.mean(axis=0), axis=1))))
+            out.append(Proposal(masks[best][0], score=0.9, stability=0.9, soft=masks[best][1]))
         return out
 
 

@@ -334,14 +334,10 @@ class Tracker:
         cand = self.matcher.warp_labels(self._cand)
         if cand is not None:
             prob = self.matcher.warp_labels(self._prob)  # the same pixel mapping (computed once per pair)
-            out = []
-            for k, sl in enumerate(ndi.find_objects(cand, max_label=n) if n else []):
-                s, m = np.zeros(cand.shape, np.float32), np.zeros(cand.shape, bool)
-                if sl is not None:  # only the track's box is touched
-                    s[sl] = np.where(cand[sl] == k + 1, prob[sl], np.float32(0))
-                    m[sl] = s[sl] >= 0.5
-                out.append(_Mask(m, s, box=sl))
-            return out, np.where(prob >= 0.5, cand, 0)
+            # one pass: every track's box, area and centroid, and the partition
+            stats, owner = np.empty((n, 7)), np.empty(cand.shape, cand.dtype)
+            M.partition_stats(cand, prob, n, stats, owner)
+            return [_Mask.of_candidates(cand, prob, k + 1, stats[k]) for k in range(n)], owner
         out = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
@@ -424,48 +420,42 @@ class Tracker:
             held = np.bincount(owner.ravel(), minlength=len(warped) + 1)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
-            hard = soft >= 0.5
-            box = _box(hard)
-            if box is None:
+            hard = np.empty(soft.shape, bool)
+            y0, y1, x0, x1 = M.threshold_box(soft, hard)
+            if y1 == 0:
                 continue
-            swallowed = None
-            if owner is not None:
-                # An answer that swallows most of another tracked object at least half this track's size is the
-                # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour
-                # (motion, occlusion) stays, and so does a small one (a part of this object tracked on its own,
-                # which merging then joins to it).
-                taken = np.bincount(owner[box][hard[box]], minlength=len(warped) + 1)
-                swallowed = (taken >= cfg.swallow_fraction * np.maximum(held, 1)) & (held >= 0.5 * held[i + 1])
-                swallowed[0] = swallowed[i + 1] = False
-                if swallowed.any():
-                    hard[box] &= ~swallowed[owner[box]]
-                else:
-                    swallowed = None
-            mask = M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box)
-            if swallowed is not None and M.iou(mask, warped[i].mask) < 0.5:
+            # An answer that swallows most of another tracked object at least half this track's size is the
+            # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour (motion,
+            # occlusion) stays, and so does a small one (a part of this object tracked on its own, which merging then
+            # joins to it).
+            swallowed = owner is not None and M.drop_swallowed(
+                hard, owner, held, i + 1, cfg.swallow_fraction, y0, y1, x0, x1
+            )
+            box = (slice(y0, y1), slice(x0, x1))
+            M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box, inplace=True)
+            expected = warped[i]
+            area, cx, cy, hits = M.measure(hard, y0, y1, x0, x1, pos)
+            if swallowed and M.iou(hard, expected.mask) < 0.5:
                 continue  # what is left is not where the track was: the answer was about something else
-            if self._plausible(mask, box, warped[i], pos, diag):
-                out[i] = (mask, soft, prop.score)
+            if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
+                out[i] = (hard, soft, prop.score)
         return out
 
-    def _plausible(self, mask: np.ndarray, box, expected: _Mask, positives_w: np.ndarray, diag: float) -> bool:
-        """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts.
-        ``box``: slices holding all of ``mask``."""
+    def _plausible(self, area: int, centroid, hits: int, prompts: int, expected: _Mask, diag: float) -> bool:
+        """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts
+        (``hits`` of its ``prompts`` positive points on it)."""
         cfg = self.cfg.tracker
-        area, ref = int(np.count_nonzero(mask[box])), expected.area
+        ref = expected.area
         if area == 0:
             return False
         if ref > 0:
             ratio = area / ref
             if ratio > cfg.max_area_ratio or ratio < 1.0 / cfg.max_area_ratio:
                 return False
-            if np.hypot(*(_centroid(mask, box) - expected.centroid)) > cfg.max_shift_fraction * diag:
+            ex, ey = expected.centroid
+            if np.hypot(centroid[0] - ex, centroid[1] - ey) > cfg.max_shift_fraction * diag:
                 return False
-        if positives_w.shape[0] == 0:
-            return False
-        h, w = mask.shape
-        xy = np.minimum(np.maximum(np.rint(positives_w).astype(np.intp), 0), (w - 1, h - 1))
-        return np.count_nonzero(mask[xy[:, 1], xy[:, 0]]) >= cfg.min_prompt_hits * xy.shape[0]
+        return prompts > 0 and hits >= cfg.min_prompt_hits * prompts
 
     def _merge_automatic(self, masks: dict, props: list) -> None:
         """Automatic masks (all of a re-segmentation, or a slice): they join tracks by IoU, the rest may be new."""
@@ -683,15 +673,50 @@ class Tracker:
 
 class _Mask:
     """A track's mask at the working size with what the checks ask of it, each computed once: its probability map,
-    box (slices), area and centroid (working pixels)."""
+    box (slices), area and centroid (working pixels).
 
-    __slots__ = ("mask", "soft", "box", "area", "_centroid")
+    :meth:`of_candidates` makes one from a row of :func:`masks.partition_stats` instead: measured already, its
+    planes (``mask``, ``soft``) drawn from the candidate maps only when asked for (a track whose answer is accepted
+    never needs them)."""
 
-    def __init__(self, mask: np.ndarray, soft: np.ndarray, box=False):
-        self.mask, self.soft = mask, soft
+    __slots__ = ("_mask", "_soft", "box", "area", "_centroid", "_source")
+
+    def __init__(self, mask: np.ndarray | None, soft: np.ndarray | None, box=False):
+        self._mask, self._soft, self._source = mask, soft, None
+        if mask is None:
+            return
         self.box = _box(mask) if box is False else box
         self.area = int(np.count_nonzero(mask[self.box])) if self.box is not None else 0
         self._centroid = None
+
+    @classmethod
+    def of_candidates(cls, cand: np.ndarray, prob: np.ndarray, label: int, stats: np.ndarray) -> _Mask:
+        m = cls(None, None)
+        y0, y1, x0, x1, area = (int(v) for v in stats[:5])
+        m.box = (slice(y0, y1), slice(x0, x1)) if y1 else None
+        m.area = area
+        m._centroid = np.array([stats[5], stats[6]]) if area else np.zeros(2)
+        m._source = (cand, prob, label)
+        return m
+
+    def _draw(self) -> None:
+        cand, prob, label = self._source
+        self._soft, self._mask = np.zeros(cand.shape, np.float32), np.zeros(cand.shape, bool)
+        if self.box is not None:
+            ys, xs = self.box
+            M.candidate_plane(cand, prob, label, ys.start, ys.stop, xs.start, xs.stop, self._soft, self._mask)
+
+    @property
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            self._draw()
+        return self._mask
+
+    @property
+    def soft(self) -> np.ndarray:
+        if self._soft is None:
+            self._draw()
+        return self._soft
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
