@@ -49,16 +49,16 @@ def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(x), int(y), int(w), int(h)
 
 
-def merge_groups(masks: list[np.ndarray], overlap: float) -> list[list[int]]:
+def merge_groups(masks: list[np.ndarray], overlap: float, inter: np.ndarray | None = None) -> list[list[int]]:
     """Union-find over masks: i and j join when their intersection exceeds ``overlap`` x the smaller area.
 
     Returns the groups as lists of indices, each sorted ascending, groups ordered by their first index, so the
-    caller keeps the first (oldest) member's identity.
+    caller keeps the first (oldest) member's identity. ``inter``: the masks' :func:`self_intersections` when known.
     """
     n = len(masks)
     ds = DisjointSet(range(n))
     if n > 1:
-        inter = _self_intersections(masks)
+        inter = self_intersections(masks) if inter is None else inter
         area = np.diag(inter)
         smaller = np.minimum(area[:, None], area[None, :])
         hit = np.triu(inter > overlap * np.maximum(smaller, 1.0), k=1)
@@ -68,12 +68,15 @@ def merge_groups(masks: list[np.ndarray], overlap: float) -> list[list[int]]:
     return sorted(groups, key=lambda g: g[0])
 
 
-def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int]) -> np.ndarray:
-    """A label map (H x W uint32, 0 = background) where larger masks are painted first so smaller ones stay visible."""
+def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int], areas=None) -> np.ndarray:
+    """A label map (H x W uint32, 0 = background) where larger masks are painted first so smaller ones stay visible.
+    ``areas``: the masks' pixel counts when known."""
     labels = np.zeros(shape, np.uint32)
-    order = np.argsort([-int(m.sum()) for m in masks], kind="stable")
-    for i in order:
-        labels[masks[i]] = ids[i]
+    if areas is None:
+        areas = [np.count_nonzero(m) for m in masks]
+    flat = labels.ravel()
+    for i in np.argsort([-int(a) for a in areas], kind="stable"):
+        paint_one(flat, masks[i].ravel(), ids[i])
     return labels
 
 
@@ -105,13 +108,11 @@ def _intersections(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     return np.bitwise_count(pa[:, None, :] & pb[None, :, :]).sum(axis=2, dtype=np.int64).astype(np.float64)
 
 
-def _self_intersections(masks: list[np.ndarray]) -> np.ndarray:
+def self_intersections(masks: list[np.ndarray]) -> np.ndarray:
     """:func:`_intersections` of a list with itself, counted only on the pixels two or more masks claim (tracks'
     masks mostly tile the image, so those are few); the diagonal holds the areas."""
-    areas = np.array([np.count_nonzero(m) for m in masks], np.float64)
     claims = np.zeros(masks[0].size, np.uint16)
-    for m in masks:
-        claims += m.ravel()
+    areas = np.array([claim(claims, m.ravel()) for m in masks], np.float64)
     shared = np.flatnonzero(claims >= 2)
     if shared.size == 0:
         return np.diag(areas)
@@ -267,3 +268,56 @@ def candidate_plane(cand, prob, label, y0, y1, x0, x1, soft, hard) -> None:
                 p = prob[y, x]
                 soft[y, x] = p
                 hard[y, x] = p >= 0.5
+
+
+@kernel
+def claim(claims: np.ndarray, mask: np.ndarray) -> int:
+    """``claims += mask`` (flat arrays of one size); returns the mask's pixel count."""
+    area = 0
+    for j in range(mask.size):
+        v = mask[j]
+        claims[j] += v
+        area += v
+    return area
+
+
+@kernel
+def paint_one(labels: np.ndarray, mask: np.ndarray, value: int) -> None:
+    """``labels[mask] = value`` (flat arrays of one size)."""
+    for j in range(mask.size):
+        if mask[j]:
+            labels[j] = value
+
+
+@kernel
+def label_boxes(labels: np.ndarray, n: int, boxes: np.ndarray) -> None:
+    """``boxes[k]``: the box (y0, y1, x0, x1, half-open; y1 == 0 when absent) of label k + 1 of ``labels``, k < n."""
+    h, w = labels.shape
+    for k in range(n):
+        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = h, 0, w, 0
+    for y in range(h):
+        for x in range(w):
+            c = labels[y, x]
+            if c == 0 or c > n:
+                continue
+            k = c - 1
+            boxes[k, 0] = min(boxes[k, 0], y)
+            boxes[k, 1] = y + 1
+            boxes[k, 2] = min(boxes[k, 2], x)
+            boxes[k, 3] = max(boxes[k, 3], x + 1)
+
+
+@kernel
+def owner_probabilities(soft, index, label, y0, y1, x0, x1, cand, prob) -> None:
+    """Track ``label``'s share of the candidate maps, inside a box: where ``index`` is the track, its probability
+    from ``soft`` (at least 0.5); on background pixels where ``soft`` beats the candidate so far, the track becomes
+    the candidate with its probability (below 0.5)."""
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            i = index[y, x]
+            s = soft[y, x]
+            if i == label:
+                prob[y, x] = max(s, np.float32(0.5))
+            elif i == 0 and s > prob[y, x]:
+                cand[y, x] = label
+                prob[y, x] = min(s, np.float32(0.499))

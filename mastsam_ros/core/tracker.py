@@ -562,14 +562,16 @@ class Tracker:
         cfg = self.cfg.tracker
         tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age and masks[t.id].any()]
         merged = []
-        for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap):
+        inter = M.self_intersections([masks[t.id] for t in tracks]) if tracks else None
+        area = {t.id: int(inter[k, k]) for k, t in enumerate(tracks)}
+        for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap, inter):
             keep = tracks[group[0]]  # tracks are kept in id (birth) order, so the first is the oldest
             if len(group) > 1:
                 union = np.logical_or.reduce([masks[tracks[g].id] for g in group])
                 # A merge that would more than multiply the survivor's area is the car-and-road collapse: refuse it
                 # and let painting split the overlap instead.
-                if np.count_nonzero(union) <= cfg.max_area_ratio * max(np.count_nonzero(masks[keep.id]), 1):
-                    masks[keep.id] = union
+                if (joined := np.count_nonzero(union)) <= cfg.max_area_ratio * max(area[keep.id], 1):
+                    masks[keep.id], area[keep.id] = union, joined
                     self._softs[keep.id] = np.maximum.reduce([self._softs[tracks[g].id] for g in group])
                     keep.last_seen = max(tracks[g].last_seen for g in group)
                     merged.append(keep)
@@ -579,9 +581,10 @@ class Tracker:
             merged.append(keep)
         merged.sort(key=lambda t: t.id)
         if len(merged) > cfg.max_tracks:  # keep the largest
-            merged = sorted(merged, key=lambda t: -np.count_nonzero(masks[t.id]))[: cfg.max_tracks]
+            merged = sorted(merged, key=lambda t: -area[t.id])[: cfg.max_tracks]
             merged.sort(key=lambda t: t.id)
-        index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)))
+        index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)),
+                        [area[t.id] for t in merged])
         present = np.bincount(index.ravel(), minlength=len(merged) + 1)[1:] > 0
         # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
         lut = np.zeros(len(merged) + 1, np.uint16)
@@ -598,18 +601,13 @@ class Tracker:
         idx = self._index_map
         cand, prob = idx.copy(), np.zeros(idx.shape, np.float32)
         h, w = idx.shape
-        for k, sl in enumerate(ndi.find_objects(idx, max_label=len(self._tracks))):
-            if sl is None:
-                continue
-            soft = self._softs[self._tracks[k].id]
-            ys = slice(max(sl[0].start - 2, 0), min(sl[0].stop + 2, h))
-            xs = slice(max(sl[1].start - 2, 0), min(sl[1].stop + 2, w))
-            s, i, c, p = soft[ys, xs], idx[ys, xs], cand[ys, xs], prob[ys, xs]  # views: written in place
-            own = i == k + 1
-            p[own] = np.maximum(s[own], 0.5)
-            halo = (i == 0) & (s > p)
-            c[halo] = k + 1
-            p[halo] = np.minimum(s[halo], 0.499)
+        n = len(self._tracks)
+        boxes = np.empty((n, 4), np.intp)
+        M.label_boxes(idx, n, boxes)
+        for k, (y0, y1, x0, x1) in enumerate(boxes.tolist()):
+            if y1:  # the track's box grown by 2 pixels: its halo on the background around it
+                M.owner_probabilities(self._softs[self._tracks[k].id], idx, k + 1, max(y0 - 2, 0), min(y1 + 2, h),
+                                      max(x0 - 2, 0), min(x1 + 2, w), cand, prob)
         self._cand, self._prob = cand, prob
 
     def _refresh_points(self) -> None:
