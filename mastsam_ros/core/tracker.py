@@ -49,7 +49,7 @@ from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
 from .matchers import Matcher, build_matcher
-from .points import isolated, label_points
+from .points import carried_flags, label_points
 from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
@@ -220,9 +220,9 @@ class Tracker:
         correspondences = None
         if self._tracks:
             with self._timed("matcher"):
-                carried, shifts, correspondences = self._carry()
+                carried, moves, correspondences = self._carry()
             with self._timed("warp"):
-                warped, owner = self._warp(shifts)
+                warped, owner = self._warp(moves)
             with self._timed("prompt"):
                 masks, prompted = self._prompt(carried, warped, owner)
 
@@ -296,30 +296,24 @@ class Tracker:
             self._timings["matcher"] = future.result()  # re-raises the matcher's error, after it has finished
 
     def _carry(self):
-        """Carry all tracks' points at once; returns per-track kept points, per-track shift, and the kept pairs."""
+        """Carry all tracks' points at once; returns per-track kept points, per-track displacements of the
+        trustworthy points (NaN for the others), and the kept pairs."""
         cfg = self.cfg.tracker
-        counts = [t.points.shape[0] for t in self._tracks]
-        src = np.concatenate([t.points for t in self._tracks]) if sum(counts) else np.zeros((0, 2), np.float32)
+        counts = np.array([t.points.shape[0] for t in self._tracks])
+        src = np.concatenate([t.points for t in self._tracks]) if counts.sum() else np.zeros((0, 2), np.float32)
         dst, conf = self.matcher.carry(src)
         h, w = self._grid.frame
-        inside = (dst[:, 0] >= 0) & (dst[:, 0] <= w - 1) & (dst[:, 1] >= 0) & (dst[:, 1] <= h - 1)
-        ok = (conf >= cfg.min_match_confidence) & inside
-        carried, shifts, keep_src, keep_dst = [], [], [], []
-        trusted = np.where(ok, conf, 0.0)
-        start = 0
-        for t, n in zip(self._tracks, counts):
-            p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
-            self.budget.accrue(t.id, float(trusted[start : start + n].sum()) / n if n else 0.0)
-            start += n
-            # The track's motion, for matchers without a dense field: its trustworthy points' displacements.
-            shifts.append(q[good] - p[good])
-            q, p = q[good], p[good]
-            stray = isolated(q, cfg.isolation_factor)
-            carried.append(q[~stray])
-            keep_src.append(p[~stray])
-            keep_dst.append(q[~stray])
-        pairs = (np.concatenate(keep_src), np.concatenate(keep_dst)) if keep_src else None
-        return carried, shifts, pairs
+        good, keep = np.empty(len(src), bool), np.empty(len(src), bool)
+        trust, kept = np.empty(len(counts)), np.empty(len(counts), np.intp)
+        # kept: trustworthy (confident, inside the frame) and not isolated from the bulk of the track (one stray
+        # point can join car and road)
+        carried_flags(dst, conf, counts, w, h, cfg.min_match_confidence, cfg.isolation_factor, good, keep, trust, kept)
+        for t, c in zip(self._tracks, trust.tolist()):
+            self.budget.accrue(t.id, c)
+        carried = np.split(dst[keep], np.cumsum(kept)[:-1])
+        # each track's trustworthy points' displacements: its motion, for matchers without a dense field
+        moves = np.split(np.where(good[:, None], dst - src, np.nan), np.cumsum(counts)[:-1])
+        return carried, moves, (src[keep], dst[keep])
 
     def _warp(self, shifts: list) -> tuple[list[_Mask], np.ndarray | None]:
         """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
@@ -341,6 +335,7 @@ class Tracker:
         out = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
+            moves = moves[~np.isnan(moves[:, 0])]
             # the median displacement of its trustworthy points; unmoved when none was carried
             if len(moves):
                 mask = M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale))
