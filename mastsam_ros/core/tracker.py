@@ -412,7 +412,7 @@ class Tracker:
         if cfg.swallow_fraction >= 1.0:
             owner = None
         if owner is not None:
-            held = np.bincount(owner.ravel(), minlength=len(warped) + 1)
+            held = M.count_labels(owner, len(warped) + 1)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
             hard = np.empty(soft.shape, bool)
