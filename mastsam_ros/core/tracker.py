@@ -351,12 +351,12 @@ class Tracker:
         carried_w = [g.to_work(c) for c in carried]
         candidates = [t.id for t, pts in zip(self._tracks, carried) if pts.shape[0]]
         chosen = set(self.budget.choose(candidates, cfg.max_prompts_per_frame))
-        negatives = _Negatives(carried, carried_w) if cfg.negative_points else None
+        negatives = _Negatives(carried, carried_w, warped) if cfg.negative_points else None
         prompts, who = [], []
         for i, t in enumerate(self._tracks):
             if t.id not in chosen:
                 continue
-            neg = negatives.near(i, warped[i].bbox) if negatives else np.zeros((0, 2), np.float32)
+            neg = negatives.near(i) if negatives else np.zeros((0, 2), np.float32)
             prompts.append(
                 PointPrompt(
                     points=np.concatenate([carried[i], neg]).astype(np.float32),
@@ -375,7 +375,7 @@ class Tracker:
             inner = [_innermost(warped[i].mask) for i in retry]
             prompts = []
             for i, pw in zip(retry, inner):
-                neg = negatives.near(i, warped[i].bbox) if negatives else np.zeros((0, 2), np.float32)
+                neg = negatives.near(i) if negatives else np.zeros((0, 2), np.float32)
                 prompts.append(
                     PointPrompt(
                         points=np.concatenate([g.to_frame(pw), neg]).astype(np.float32),
@@ -727,24 +727,26 @@ class _Mask:
 
 
 class _Negatives:
-    """Every track's carried points in one array, to hand each prompt the other tracks' points inside its box."""
+    """Every track's carried points in one array, to hand each prompt the other tracks' points inside its box.
+    Which points lie in which track's expected box is decided for all tracks at once."""
 
-    def __init__(self, carried: list[np.ndarray], carried_w: list[np.ndarray]):
-        self.owner = np.repeat(np.arange(len(carried)), [len(c) for c in carried])
+    def __init__(self, carried: list[np.ndarray], carried_w: list[np.ndarray], warped: list[_Mask]):
+        owner = np.repeat(np.arange(len(carried)), [len(c) for c in carried])
         self.points = np.concatenate(carried) if carried else np.zeros((0, 2), np.float32)
-        self.points_w = np.concatenate(carried_w) if carried_w else np.zeros((0, 2), np.float32)
+        pw = np.concatenate(carried_w) if carried_w else np.zeros((0, 2), np.float32)
+        # each track's expected box (x, y, width, height) grown by a tenth of its size on each side
+        x, y, bw, bh = np.array([w.bbox for w in warped], np.float32).reshape(-1, 4).T[:, :, None]
+        mx, my = 0.1 * bw, 0.1 * bh
+        self._inside = (
+            (owner[None, :] != np.arange(len(carried))[:, None]) & (bw > 0)
+            & (pw[None, :, 0] >= x - mx) & (pw[None, :, 0] <= x + bw + mx)
+            & (pw[None, :, 1] >= y - my) & (pw[None, :, 1] <= y + bh + my)
+        )
 
-    def near(self, i: int, bbox: tuple[int, int, int, int], limit: int = 8) -> np.ndarray:
+    def near(self, i: int, limit: int = 8) -> np.ndarray:
         """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
         them is likely (at most ``limit``)."""
-        x, y, bw, bh = bbox
-        if bw == 0 or self.points.shape[0] == 0:
-            return np.zeros((0, 2), np.float32)
-        mx, my = 0.1 * bw, 0.1 * bh
-        pw = self.points_w
-        sel = (self.owner != i) & (pw[:, 0] >= x - mx) & (pw[:, 0] <= x + bw + mx)
-        sel &= (pw[:, 1] >= y - my) & (pw[:, 1] <= y + bh + my)
-        return self.points[sel][:limit]
+        return self.points[np.flatnonzero(self._inside[i])[:limit]]
 
 
 def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
