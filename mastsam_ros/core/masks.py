@@ -311,8 +311,9 @@ def label_boxes(labels: np.ndarray, n: int, boxes: np.ndarray) -> None:
 @kernel
 def owner_probabilities(soft, index, label, y0, y1, x0, x1, cand, prob) -> None:
     """Track ``label``'s share of the candidate maps, inside a box: where ``index`` is the track, its probability
-    from ``soft`` (at least 0.5); on background pixels where ``soft`` beats the candidate so far, the track becomes
-    the candidate with its probability (below 0.5)."""
+    from ``soft`` (at least 0.5); on a background pixel where ``soft`` beats the probability of the candidate so far
+    (kept below 0.5), the track becomes the candidate with its probability (capped at 0.499). Called for the tracks
+    in order, a later track takes over a pixel from an earlier one whose probability was capped there."""
     for y in range(y0, y1):
         for x in range(x0, x1):
             i = index[y, x]
