@@ -190,75 +190,64 @@ def _publish_cells(index_map, cand, prob, ids, cy, cx, by, ay, bx, ax, row_lo, r
     ``bx`` = 1 - ``ay``, 1 - ``ax``. Returns False (nothing reliable written) when a map holds an index above n."""
     h, w = index_map.shape
     n = ids.shape[0] - 1
+    # every index is checked once: the last row and column here, the others as a cell's top left corner below
     for y in range(h):
-        for x in range(w):
-            if index_map[y, x] > n or cand[y, x] > n:
-                return False
+        if index_map[y, w - 1] > n or cand[y, w - 1] > n:
+            return False
+    for x in range(w):
+        if index_map[h - 1, x] > n or cand[h - 1, x] > n:
+            return False
     _start_boxes(boxes, labels.shape[0] + labels.shape[1])
-    # the owner of each cell whose corners agree, with its frame pixels counted at once; -1 for the others
-    owner = np.empty((h - 1, w - 1), np.int32)
+    one = np.float32(1.0)
+    mixed = np.empty(w - 1, np.intp)  # the cells of one row whose corners disagree
     for y in range(h - 1):
+        r0, r1 = row_lo[y], row_hi[y]
+        if r1 == r0:
+            continue
+        # The frame rows of this cell row differ only in the pixels of mixed cells: write the first row's agreeing
+        # cells (each takes its owner, counted at once), copy it to the others, then visit the mixed cells' pixels.
+        m = 0
         for x in range(w - 1):
             o, c = index_map[y, x], cand[y, x]
+            if o > n or c > n:
+                return False
             if (index_map[y, x + 1] == o and index_map[y + 1, x] == o and index_map[y + 1, x + 1] == o
                     and cand[y, x + 1] == c and cand[y + 1, x] == c and cand[y + 1, x + 1] == c):
-                owner[y, x] = o
-                cnt = (row_hi[y] - row_lo[y]) * (col_hi[x] - col_lo[x])
-                if cnt > 0:
-                    area[o] += cnt
-                    _grow(boxes, o, col_lo[x], row_lo[y], col_hi[x] - 1, row_hi[y] - 1)
-            else:
-                owner[y, x] = -1
-    one = np.float32(1.0)
-    for y in range(h - 1):
-        for r in range(row_lo[y], row_hi[y]):
-            wt, wb = by[r], ay[r]
-            for x in range(w - 1):
-                o = owner[y, x]
-                if o >= 0:
+                c0, c1 = col_lo[x], col_hi[x]
+                if c1 > c0:
+                    area[o] += (r1 - r0) * (c1 - c0)
+                    _grow(boxes, o, c0, r0, c1 - 1, r1 - 1)
                     v = ids[o]
-                    for c in range(col_lo[x], col_hi[x]):
-                        labels[r, c] = v
-                    continue
-                l0, l1, l2, l3 = cand[y, x], cand[y, x + 1], cand[y + 1, x], cand[y + 1, x + 1]
-                p0, p1, p2, p3 = prob[y, x], prob[y, x + 1], prob[y + 1, x], prob[y + 1, x + 1]
+                    for c in range(c0, c1):
+                        labels[r0, c] = v
+            else:
+                mixed[m] = x
+                m += 1
+        first = labels[r0]
+        for r in range(r0 + 1, r1):
+            row = labels[r]
+            for c in range(row.shape[0]):
+                row[c] = first[c]
+        for i in range(m):
+            x = mixed[i]
+            l0, l1, l2, l3 = cand[y, x], cand[y, x + 1], cand[y + 1, x], cand[y + 1, x + 1]
+            p0, p1, p2, p3 = prob[y, x], prob[y, x + 1], prob[y + 1, x], prob[y + 1, x + 1]
+            # 1 where two corners have the same label, else 0: a corner's score adds the others' terms times these
+            e01, e02, e03 = np.float32(l0 == l1), np.float32(l0 == l2), np.float32(l0 == l3)
+            e12, e13, e23 = np.float32(l1 == l2), np.float32(l1 == l3), np.float32(l2 == l3)
+            for r in range(r0, r1):
+                wt, wb = by[r], ay[r]
                 for c in range(col_lo[x], col_hi[x]):
                     wl, wr = bx[c], ax[c]
                     q0, q1, q2, q3 = (wt * wl) * p0, (wt * wr) * p1, (wb * wl) * p2, (wb * wr) * p3
-                    # a corner's score: its own term, then those of the corners with the same label, in corner order
-                    s = q0
-                    if l1 == l0:
-                        s += q1
-                    if l2 == l0:
-                        s += q2
-                    if l3 == l0:
-                        s += q3
-                    best, k = s, l0
-                    s = q1
-                    if l0 == l1:
-                        s += q0
-                    if l2 == l1:
-                        s += q2
-                    if l3 == l1:
-                        s += q3
+                    best, k = ((q0 + q1 * e01) + q2 * e02) + q3 * e03, l0
+                    s = ((q1 + q0 * e01) + q2 * e12) + q3 * e13
                     if _above(s, best):
                         best, k = s, l1
-                    s = q2
-                    if l0 == l2:
-                        s += q0
-                    if l1 == l2:
-                        s += q1
-                    if l3 == l2:
-                        s += q3
+                    s = ((q2 + q0 * e02) + q1 * e12) + q3 * e23
                     if _above(s, best):
                         best, k = s, l2
-                    s = q3
-                    if l0 == l3:
-                        s += q0
-                    if l1 == l3:
-                        s += q1
-                    if l2 == l3:
-                        s += q2
+                    s = ((q3 + q0 * e03) + q1 * e13) + q2 * e23
                     if _above(s, best):
                         best, k = s, l3
                     if _above(one - (((q0 + q1) + q2) + q3), best):
