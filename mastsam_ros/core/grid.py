@@ -82,13 +82,16 @@ class WorkGrid:
         The rule per frame pixel: its centre lies in the 2 x 2 working cell (``cy``, ``cx``) with bilinear weights
         (``ay``, ``ax``). Where the cell's four corners agree (same ``cand`` and same ``index_map``) the pixel takes
         their owner, which is also its nearest working pixel. Elsewhere it takes the label with the highest
-        interpolated probability among five: each corner's ``cand`` scores the weighted probabilities of the
-        corners with that same ``cand`` (a track's probability is its ``prob`` where it is the candidate and 0
-        elsewhere), background scores 1 - the weighted sum of all four (the weights sum to 1); float32 arithmetic
-        in that order, ties to the first (top left, top right, bottom left, bottom right, background), as
-        ``argmax`` would, a NaN score winning as it does there. This is bilinear upsampling of one probability
-        map per track, at the cost of the boundary pixels only. Without a cell to interpolate (frame and working
-        size equal, or a working side under 2) and without tracks, each frame pixel takes its nearest working pixel.
+        interpolated probability among five, as bilinear upsampling of one probability map per track would (a
+        track's probability is its ``prob`` where it is the candidate and 0 elsewhere), at the cost of the boundary
+        pixels only. In float32: each corner's term is (its weight) x ``prob``; a corner's ``cand`` scores its own
+        term plus, in corner order (top left, top right, bottom left, bottom right), every other corner's term
+        times 1 where that corner has the same ``cand``, else times 0; background scores 1 - the sum of the four
+        terms in corner order (the weights sum to 1). The label is the first of the highest score in that order,
+        background last, as ``argmax`` picks it (a NaN counts as the highest: a NaN probability makes every score
+        in the cells around it NaN, so their pixels, where corners disagree, take the top left ``cand``). Without a
+        cell to interpolate (frame and working size equal, or a working side under 2) and without tracks, each frame
+        pixel takes its nearest working pixel.
 
         Returns ``labels`` (uint32, frame size: ``ids`` of the chosen indices), ``area`` (int64, n + 1: frame pixels
         of each index in ``labels``) and ``boxes`` (int64, n + 1 x 4: x, y, width, height in frame pixels of each
