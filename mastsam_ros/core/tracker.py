@@ -618,30 +618,18 @@ class Tracker:
             t.points = self._grid.to_frame(got[k + 1])
 
     def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
-        """The frame-size label map (ids, uint32) and the track records, from the working maps: nearest-neighbour
-        upsampling, then the boundary pixels by interpolated probability (:meth:`WorkGrid.refine`). Areas and boxes
-        are those of the published map, computed from the working maps and the boundary pixels alone."""
-        g = self._grid
-        n = len(self._tracks)
+        """The frame-size label map (ids, uint32) and the track records, from the working maps in one compiled pass
+        (:meth:`WorkGrid.publish`): nearest neighbour where a working cell's corners agree, the boundary pixels by
+        interpolated probability. Areas and boxes are those of the published map, counted in the same pass."""
         ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
-        labels = g.upsample(ids[self._index_map])
-        area = np.bincount(self._index_map.ravel(), weights=g.weight, minlength=n + 1)
-        fine = g.refine(self._cand, self._prob, self._index_map) if n else None
-        if fine is None:
-            boxes = [g.box(sl) for sl in (ndi.find_objects(self._index_map, max_label=n) if n else [])]
-        else:
-            rows, cols, new, cells = fine
-            old = self._index_map[g.rows[rows], g.cols[cols]]
-            changed = new != old
-            labels[rows[changed], cols[changed]] = ids[new[changed]]
-            area += np.bincount(new[changed], minlength=n + 1) - np.bincount(old[changed], minlength=n + 1)
-            boxes = g.boxes(cells, rows, cols, new, n)
+        labels, area, boxes = self._grid.publish(self._index_map, self._cand, self._prob, ids)
+        area, boxes = area.tolist(), boxes.tolist()
         tracks = [
             TrackInfo(
                 id=t.id,
                 score=float(t.score),
-                area=int(area[k + 1]),
-                bbox=boxes[k],
+                area=area[k + 1],
+                bbox=tuple(boxes[k + 1]),
                 age=self._index - t.born,
                 frames_since_seen=self._index - t.last_seen,
                 points=t.points.copy(),
