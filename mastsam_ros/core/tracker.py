@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
 from . import masks as M
