@@ -11,8 +11,13 @@ from .jit import kernel
 
 def point_count(area: int, image_area: int, cfg: TrackerSection) -> int:
     """How many points a mask of ``area`` pixels gets: one per ``area_per_point`` of the image, clamped."""
-    k = round(float(area) / (cfg.area_per_point * image_area))
-    return min(max(k, cfg.points_min), cfg.points_max)
+    return int(point_counts(np.array([area]), image_area, cfg)[0])
+
+
+def point_counts(areas: np.ndarray, image_area: int, cfg: TrackerSection) -> np.ndarray:
+    """:func:`point_count` of each of ``areas`` ((N,) int64 in, (N,) int64 out; halves round to even)."""
+    k = np.rint(np.asarray(areas) / (cfg.area_per_point * image_area))
+    return np.clip(k, cfg.points_min, cfg.points_max).astype(np.int64)
 
 
 def mask_points(
@@ -87,7 +92,7 @@ def label_points(
     sort groups its pixels by id, in raster order within an id; each track gets all its pixels or, above
     ``max_samples``, that many drawn at random (with replacement: a repeated pixel does not move a k-means centroid
     much; the draws are one ``rng.integers`` call for all tracks, made whatever their sizes once one track is above
-    ``max_samples``), k from :func:`point_count` (capped at ``caps``), the mean for k = 1 and the k-means centroids
+    ``max_samples``), k from :func:`point_counts` (capped at ``caps``), the mean for k = 1 and the k-means centroids
     of all other tracks in one ``kmeans.centroids_padded`` call, each centre snapped onto the nearest sampled pixel
     of its own track. Grouping, sampling and snapping are compiled kernels over (tracks x samples) arrays.
     """
@@ -104,8 +109,7 @@ def label_points(
     size = min(max_samples, most)
     drawn = rng.integers(0, n[:, None], (who.size, size)) if most > max_samples else np.zeros((0, 0), np.int64)
     valid = np.minimum(n, size)
-    ks = np.array([min(point_count(a, labels.size, cfg), caps, v) for a, v in zip(n.tolist(), valid.tolist())],
-                  np.int64)
+    ks = np.minimum(np.minimum(point_counts(n, labels.size, cfg), caps), valid)
     xs, ys, cx, cy = _gather(order, starts[who], n, drawn, size, labels.shape[1], int(ks.max()))
     multi = np.flatnonzero(ks > 1)
     if multi.size:
@@ -120,37 +124,37 @@ def label_points(
 @kernel
 def _group(flat, top):
     """Counting sort of a flat label map's pixels with labels 1..``top`` (others are left out): ``counts`` (top + 1,)
-    int64 pixels per label, ``starts`` (top + 1,) int64 where each label's run begins in ``order``, ``order`` the
-    flat pixel indices grouped by label, in raster order within a label. Both passes go by runs of equal labels
-    (a label map is mostly runs along its rows)."""
-    counts = np.zeros(top + 1, np.int64)
+    int64 pixels per label, ``starts`` (top + 1,) int64 where each label's pixels begin in ``order``, ``order`` the
+    flat pixel indices (int32) grouped by label, in raster order within a label. Both passes over the map act at the
+    ends of runs of equal labels only (a label map is mostly long runs along its rows)."""
     size = flat.size
-    p = 0
-    while p < size:
-        v = flat[p]
-        q = p + 1
-        while q < size and flat[q] == v:
-            q += 1
-        if 0 < v <= top:
-            counts[v] += q - p
-        p = q
+    counts = np.zeros(top + 1, np.int64)
     starts = np.zeros(top + 1, np.int64)
-    for v in range(1, top + 1):
-        starts[v] = starts[v - 1] + counts[v - 1]
-    order = np.empty(starts[top] + counts[top], np.int64)
+    if size == 0:
+        return counts, starts, np.empty(0, np.int32)
+    start, v = 0, flat[0]
+    for p in range(1, size):
+        w = flat[p]
+        if w != v:
+            if 0 < v <= top:
+                counts[v] += p - start
+            start, v = p, w
+    if 0 < v <= top:
+        counts[v] += size - start
+    for u in range(1, top + 1):
+        starts[u] = starts[u - 1] + counts[u - 1]
+    order = np.empty(starts[top] + counts[top], np.int32)
     fill = starts.copy()
-    p = 0
-    while p < size:
-        v = flat[p]
-        q = p + 1
-        while q < size and flat[q] == v:
-            q += 1
-        if 0 < v <= top:
-            f = fill[v]
-            for r in range(p, q):
-                order[f + r - p] = r
-            fill[v] = f + q - p
-        p = q
+    start, v = 0, flat[0]
+    for p in range(1, size + 1):
+        w = flat[p] if p < size else v + 1  # past the end: a label unlike the last one closes its run
+        if w != v:
+            if 0 < v <= top:
+                f = fill[v]
+                for q in range(start, p):
+                    order[f + q - start] = q
+                fill[v] = f + p - start
+            start, v = p, w
     return counts, starts, order
 
 

@@ -52,15 +52,18 @@ class BatchKMeans(KMeans):
     ) -> tuple[np.ndarray, np.ndarray]:
         if len(ks) == 0:
             return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-        if len(n) != len(ks) or xs.shape != ys.shape or xs.shape[0] != len(ks) or np.any(n > xs.shape[1]):
+        if len(n) != len(ks) or xs.shape != ys.shape or xs.ndim != 2 or xs.shape[0] != len(ks):
             raise MastSamError(f"k-means: {len(ks)} sets, {len(n)} sizes, rows of {xs.shape} and {ys.shape}")
-        if np.any(ks < 1) or np.any(ks > n):
-            raise MastSamError(f"k-means needs 1 <= k <= points per set, got k {list(ks)} for {list(n)} points")
         u = self._rng.random((int(ks.max()), len(ks)))  # one uniform per (centre, track): the seeding's draws
-        return _kmeans(
+        cx, cy, bad = _kmeans(
             np.ascontiguousarray(xs, np.float32), np.ascontiguousarray(ys, np.float32),
             np.ascontiguousarray(n, np.int64), np.ascontiguousarray(ks, np.int64), u, self.iterations,
         )
+        if bad >= 0:
+            raise MastSamError(
+                f"k-means needs 1 <= k <= points per set <= {xs.shape[1]}: set {bad} has {n[bad]} points, k {ks[bad]}"
+            )
+        return cx, cy
 
 
 @kernel
@@ -73,7 +76,8 @@ def _kmeans(xs, ys, n, ks, u, iterations):
     ``u[j, i]`` times the total (the first centre again when the total is 0: all points on it). Then at most
     ``iterations`` Lloyd iterations: each point to its nearest centre (the lowest index on a tie), each centre to the
     mean of its points (float64 sums), a centre that loses all its points stays put; a row stops early when no
-    point changed centre. Returns (t, max(ks)) float32 x and y of the centres, row ``i``'s first ``ks[i]`` filled.
+    point changed centre. Returns (t, max(ks)) float32 x and y of the centres, row ``i``'s first ``ks[i]`` filled,
+    and the first row whose ``ks``, ``n`` do not fit (nothing computed then; -1 when all fit).
     """
     t, s = xs.shape
     kmax = u.shape[0]
@@ -88,6 +92,9 @@ def _kmeans(xs, ys, n, ks, u, iterations):
     sx = np.empty(kmax, np.float64)
     sy = np.empty(kmax, np.float64)
     count = np.empty(kmax, np.int64)
+    for i in range(t):
+        if not 1 <= ks[i] <= n[i] <= s or ks[i] > kmax:
+            return out_x, out_y, i
     for i in range(t):
         m, k = n[i], ks[i]
         first = min(int(u[0, i] * m), m - 1)
@@ -148,4 +155,4 @@ def _kmeans(xs, ys, n, ks, u, iterations):
         for j in range(k):
             out_x[i, j] = cx[j]
             out_y[i, j] = cy[j]
-    return out_x, out_y
+    return out_x, out_y, -1
