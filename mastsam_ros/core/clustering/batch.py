@@ -72,12 +72,14 @@ def _kmeans(xs, ys, n, ks, u, iterations):
     (1 <= ks[i] <= n[i]). ``u`` ((max(ks), t) float64 in [0, 1)) are the seeding's uniforms.
 
     k-means++ seeding: the first centre is point ``int(u[0, i] * n[i])``; centre ``j`` is the first point whose
-    running sum of squared distances to the nearest centre so far (float32, in point order) reaches
-    ``u[j, i]`` times the total (the first centre again when the total is 0: all points on it). Then at most
-    ``iterations`` Lloyd iterations: each point to its nearest centre (the lowest index on a tie), each centre to the
-    mean of its points (float64 sums), a centre that loses all its points stays put; a row stops early when no
-    point changed centre. Returns (t, max(ks)) float32 x and y of the centres, row ``i``'s first ``ks[i]`` filled,
-    and the first row whose ``ks``, ``n`` do not fit (nothing computed then; -1 when all fit).
+    running sum of squared distances to the nearest centre so far (float32, in point order) reaches ``u[j, i]``
+    times the total (the first centre again when the total is 0: all points on it). Then at most ``iterations``
+    Lloyd iterations: each point to its nearest centre (squared distances in float64, the lowest index on a tie),
+    each centre to the mean of its points (float64 sums in point order), a centre that loses all its points stays
+    put; a row stops early when no point changed centre (an unchanged assignment is a fixed point, so stopping
+    all rows together would give the same centres). Returns (t, max(ks)) float32 x and y of the centres, row
+    ``i``'s first ``ks[i]`` filled, and the first row whose ``ks``, ``n`` do not fit (nothing computed then; -1
+    when all fit).
     """
     t, s = xs.shape
     kmax = u.shape[0]
