@@ -15,7 +15,7 @@ from mastsam_ros.core.clustering.base import KMeans
 from mastsam_ros.core.clustering.batch import BatchKMeans
 from mastsam_ros.core.config import Config
 from mastsam_ros.core.errors import MastSamError
-from mastsam_ros.core.points import isolated, label_points, point_count, snap
+from mastsam_ros.core.points import label_points, point_count, snap
 from mastsam_ros.core.tracker import Tracker
 
 f32 = np.float32
@@ -296,40 +296,3 @@ def test_snap_matches_the_reference_and_keeps_the_first_of_a_tie():
     tie = snap(np.array([[1, 0]], np.float32), np.array([[0, 0], [2, 0]], np.float32))
     assert tie.tolist() == [[0, 0]]
 
-
-
-# --- isolated ---------------------------------------------------------------------------------------------------------
-def ref_isolated(points, factor):
-    """Per point: distance to the per-coordinate median point over the median distance (at least 1), in float32."""
-    n = len(points)
-    if n < 3:
-        return [False] * n
-
-    def median(values):
-        s = sorted(values)
-        return s[n // 2] if n % 2 else f32(s[n // 2 - 1] + s[n // 2]) * f32(0.5)
-
-    centre = (median([p[0] for p in points]), median([p[1] for p in points]))
-    d = [np.sqrt((p[0] - centre[0]) ** 2 + (p[1] - centre[1]) ** 2) for p in points]
-    assert all(v.dtype == np.float32 for v in d)
-    spread = max(float(median(d)), 1.0)
-    return [bool(v > factor * spread) for v in d]
-
-
-def test_isolated_matches_the_reference_on_random_sets():
-    rng = np.random.default_rng(11)
-    flagged = 0
-    for n in list(range(0, 12)) * 6:
-        pts = (rng.normal(0, rng.uniform(0.3, 20), (n, 2)) + rng.uniform(0, 800, 2)).astype(np.float32)
-        if n >= 4 and rng.random() < 0.5:
-            pts[rng.integers(n)] += rng.uniform(20, 200, 2).astype(np.float32)  # a stray point
-        factor = float(rng.choice([1.5, 2.5, 4.0]))
-        got = isolated(pts, factor)
-        assert got.dtype == bool and got.tolist() == ref_isolated([tuple(p) for p in pts], factor), (pts, factor)
-        flagged += int(got.sum())
-    assert flagged > 10  # the comparison covered flagged points, not only all-False answers
-
-
-def test_isolated_refuses_points_that_are_not_x_y():
-    with pytest.raises(MastSamError, match="N, 2"):
-        isolated(np.zeros((4, 3), np.float32), 2.5)
