@@ -199,3 +199,53 @@ def _snap(xs, ys, n, cx, cy, ks):
                     best, best_d = p, d
             out[j, c, 0], out[j, c, 1] = xs[j, best], ys[j, best]
     return out
+
+
+@kernel
+def carried_flags(dst, conf, counts, width, height, min_confidence, factor, good, keep, trust, kept) -> None:
+    """What survives of every track's carried points, all tracks at once (``counts`` points each, in order):
+    a point is ``good`` (trustworthy) when its confidence is at least ``min_confidence`` and it landed inside the
+    frame (``width`` x ``height``), and kept when it is also not :func:`isolated` among its track's good points.
+    ``trust[j]``: track j's mean confidence, counting 0 for a point that is not good; ``kept[j]`` its kept count."""
+    start = 0
+    for j in range(counts.shape[0]):
+        n = counts[j]
+        ok = np.zeros(n, np.bool_)
+        total = 0.0
+        for i in range(n):
+            x, y, c = dst[start + i, 0], dst[start + i, 1], conf[start + i]
+            ok[i] = c >= min_confidence and x >= 0 and x <= width - 1 and y >= 0 and y <= height - 1
+            if ok[i]:
+                total += c
+        trust[j] = total / n if n else 0.0
+        m = ok.sum()
+        for i in range(n):
+            keep[start + i] = good[start + i] = ok[i]
+        if m >= 3:  # isolation needs a bulk to compare against (see isolated)
+            q = np.empty((m, 2), np.float32)
+            r = 0
+            for i in range(n):
+                if ok[i]:
+                    q[r, 0], q[r, 1] = dst[start + i, 0], dst[start + i, 1]
+                    r += 1
+            cx, cy = _median32(q[:, 0].copy()), _median32(q[:, 1].copy())
+            d = np.empty(m, np.float32)
+            for r in range(m):
+                dx, dy = q[r, 0] - cx, q[r, 1] - cy
+                d[r] = np.sqrt(dx * dx + dy * dy)
+            limit = np.float32(factor * max(np.float64(_median32(d.copy())), 1.0))
+            r = 0
+            for i in range(n):
+                if ok[i]:
+                    keep[start + i] = d[r] <= limit
+                    r += 1
+        kept[j] = keep[start : start + n].sum()
+        start += n
+
+
+@kernel
+def _median32(a):
+    """The median of a float32 vector as :func:`_median` computes it (the mean of the middle two in float32)."""
+    a.sort()
+    n = a.shape[0]
+    return a[n // 2] if n % 2 else np.float32(0.5) * (a[n // 2 - 1] + a[n // 2])

@@ -83,8 +83,8 @@ def test_main_parts_gap_keeps_a_broken_thin_structure_with_its_object():
 def test_self_intersections_match_the_pairwise_counts():
     rng = np.random.default_rng(1)
     masks = [rng.random((40, 50)) < 0.2 for _ in range(6)] + [np.zeros((40, 50), bool)]
-    assert np.array_equal(M._self_intersections(masks), M._intersections(masks, masks))
+    assert np.array_equal(M.self_intersections(masks), M._intersections(masks, masks))
     tiles = [np.zeros((40, 50), bool) for _ in range(3)]
     for i, t in enumerate(tiles):
         t[:, i * 10 : (i + 1) * 10] = True  # disjoint: nothing claimed twice
-    assert np.array_equal(M._self_intersections(tiles), M._intersections(tiles, tiles))
+    assert np.array_equal(M.self_intersections(tiles), M._intersections(tiles, tiles))
