@@ -108,6 +108,7 @@ class Tracker:
         self._prob: np.ndarray | None = None  # probability of ``_cand`` (>= 0.5 where owned, < 0.5 on background)
         self._softs: dict[int, np.ndarray] = {}  # during a step: each track's probability map at the working size
         self._grid: WorkGrid | None = None
+        self._seeds: tuple | None = None  # ((frame shape, points_per_side), seed grid)
         self._index = -1
         self._rng = np.random.default_rng(self.cfg.clustering.seed)
         self._fresh = True
@@ -225,7 +226,11 @@ class Tracker:
             with self._timed("prompt"):
                 masks, prompted = self._prompt(carried, warped, owner)
 
-        grid = grid_points(self._grid.frame, self.cfg.segmenter.points_per_side)
+        key = (self._grid.frame, self.cfg.segmenter.points_per_side)  # the automatic-mode seed grid, made once
+        if self._seeds is None or self._seeds[0] != key:
+            self._seeds = (key, grid_points(*key))
+            self._seeds[1].flags.writeable = False  # shared by every frame's schedule: nobody writes into it
+        grid = self._seeds[1]
         action = self.schedule.next(self._index, bool(self._tracks), keyframe_requested, grid)
         if action.kind == "automatic":
             with self._timed("automatic"):
