@@ -618,8 +618,12 @@ class Tracker:
             self._index_map, list(range(1, len(self._tracks) + 1)), self.kmeans, cfg, self._rng,
             self.cfg.clustering.max_samples, cap,
         )
-        for k, t in enumerate(self._tracks):
-            t.points = self._grid.to_frame(got[k + 1])
+        if not self._tracks:
+            return
+        pts = [got[k + 1] for k in range(len(self._tracks))]
+        frame = np.split(self._grid.to_frame(np.concatenate(pts)), np.cumsum([len(p) for p in pts])[:-1])
+        for t, p in zip(self._tracks, frame):  # one conversion to frame pixels for all tracks
+            t.points = p
 
     def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
         """The frame-size label map (ids, uint32) and the track records, from the working maps in one compiled pass
