@@ -584,7 +584,7 @@ class Tracker:
             merged.sort(key=lambda t: t.id)
         index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)),
                         [area[t.id] for t in merged])
-        present = np.bincount(index.ravel(), minlength=len(merged) + 1)[1:] > 0
+        present = M.count_labels(index, len(merged) + 1)[1:] > 0
         # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
         lut = np.zeros(len(merged) + 1, np.uint16)
         lut[1:][present] = np.arange(1, int(present.sum()) + 1)
