@@ -193,6 +193,10 @@ def test_publish_refuses_maps_it_cannot_read():
             grid.publish(maps[0], maps[1], prob, ids)
     with pytest.raises(MastSamError, match="working size"):
         grid.publish(idx[:-1], cand[:-1], prob[:-1], ids)
+    with pytest.raises(MastSamError, match="not unsigned"):
+        grid.publish(idx.astype(np.int32), cand, prob, ids)
+    with pytest.raises(MastSamError, match="not float32"):  # float64 would change the rule's arithmetic
+        grid.publish(idx, cand, prob.astype(np.float64), ids)
     with pytest.raises(MastSamError, match="index above"):  # without cells too (nearest neighbour)
         WorkGrid(grid.work, 20).publish(idx + 1, cand, prob, ids)
 
