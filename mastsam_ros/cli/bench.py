@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -236,6 +237,9 @@ class StandInMasks(Segmenter):
       ``region``, or the given ``seeds``), best first.
 
     ``limit`` (used for the prototype baseline, which has no track cap) keeps at most that many automatic masks.
+
+    The answers have the size the tracker asks for (``mask_shape``, passed on to ``inner`` so that SAM decodes at
+    that size as it does in the tracker) and carry probability maps as SAM's do there.
     """
 
     is_fallback = False
@@ -243,47 +247,91 @@ class StandInMasks(Segmenter):
     def __init__(self, inner: Segmenter, count: int, substitute: bool = True, limit: int | None = None):
         self.inner, self.count, self.substitute, self.limit = inner, count, substitute, limit
         self.name = f"{inner.name}+stand-in" if substitute else inner.name
-        self._regions: np.ndarray | None = None
-        self._centres: np.ndarray | None = None
+        self._regions: StandInRegions | None = None
         self._points_per_side = getattr(getattr(inner, "cfg", None), "points_per_side", 16)
+
+    @property
+    def mask_shape(self) -> tuple[int, int] | None:
+        return self.inner.mask_shape
+
+    @mask_shape.setter
+    def mask_shape(self, shape: tuple[int, int] | None) -> None:
+        self.inner.mask_shape = shape
 
     def set_image(self, image: np.ndarray) -> None:
         self.inner.set_image(image)
-        if self._regions is None or self._regions.shape != image.shape[:2]:
-            self._regions = stand_in_regions(image.shape[:2], self.count)
-            self._centres = None  # (count, 2) x y centre of each region, on first use
-
-    def _lookup(self, pts: np.ndarray) -> np.ndarray:
-        h, w = self._regions.shape
-        xy = np.clip(np.round(pts).astype(int), 0, [w - 1, h - 1])
-        return self._regions[xy[:, 1], xy[:, 0]]
+        if self._regions is None or self._regions.regions.shape != image.shape[:2]:
+            self._regions = StandInRegions(image.shape[:2], self.count)
 
     def generate(self, region=None, seeds=None) -> list[Proposal]:
         props = self.inner.generate(region, seeds=seeds)
         if self.substitute:
-            pts = grid_points(self._regions.shape, self._points_per_side, region) if seeds is None else seeds
-            ids = sorted({int(i) for i in self._lookup(np.asarray(pts, np.float32).reshape(-1, 2))} - {0})
-            props = [Proposal(self._regions == i, score=0.95 - 0.01 * i, stability=0.95) for i in ids]
+            shape = self._regions.regions.shape
+            pts = grid_points(shape, self._points_per_side, region) if seeds is None else seeds
+            props = self._regions.generate(self.mask_shape, pts)
         return props[: self.limit] if self.limit else props
 
     def predict(self, prompts) -> list[Proposal]:
         props = self.inner.predict(prompts)
         if not self.substitute:
             return props
-        if self._centres is None:
-            ys, xs = np.indices(self._regions.shape)
-            ids = np.arange(1, self.count + 1)
-            self._centres = np.stack([ndi.mean(xs, self._regions, ids), ndi.mean(ys, self._regions, ids)], axis=1)
+        return [
+            dataclasses.replace(answer, score=prop.score, stability=prop.stability)
+            for answer, prop in zip(self._regions.predict(self.mask_shape, prompts), props)
+        ]
+
+
+class StandInRegions:
+    """``count`` fixed regions of a frame (:func:`stand_in_regions`) answering as a segmenter would, each call a
+    lookup: a prompt gets the region holding most of its positive points (the region whose centre is nearest their
+    mean when none does: SAM never answers with nothing), automatic masks are the regions holding a seed, best first.
+    Masks and probability maps are prepared once per answer size and shared read-only: a caller that wrote into one
+    would fail loudly."""
+
+    def __init__(self, shape: tuple[int, int], count: int):
+        self.regions = stand_in_regions(shape, count)
+        self.count = count
+        self._answers: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
+        ys, xs = np.indices(shape)
+        ids = np.arange(1, count + 1)
+        self._centres = np.stack([ndi.mean(xs, self.regions, ids), ndi.mean(ys, self.regions, ids)], axis=1)
+
+    def answers(self, shape: tuple[int, int] | None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(mask, probability map) of region 0..count at ``shape`` (the frame's when None)."""
+        shape = tuple(shape or self.regions.shape)
+        if shape not in self._answers:
+            small = cv2.resize(self.regions, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+            answers = []
+            for i in range(self.count + 1):
+                mask = small == i
+                soft = mask.astype(np.float32)
+                mask.flags.writeable = soft.flags.writeable = False
+                answers.append((mask, soft))
+            self._answers[shape] = answers
+        return self._answers[shape]
+
+    def lookup(self, pts: np.ndarray) -> np.ndarray:
+        h, w = self.regions.shape
+        xy = np.clip(np.round(pts).astype(int), 0, [w - 1, h - 1])
+        return self.regions[xy[:, 1], xy[:, 0]]
+
+    def generate(self, shape, seeds) -> list[Proposal]:
+        answers = self.answers(shape)
+        ids = sorted({int(i) for i in self.lookup(np.asarray(seeds, np.float32).reshape(-1, 2))} - {0})
+        return [Proposal(answers[i][0], score=0.95 - 0.01 * i, stability=0.95, soft=answers[i][1]) for i in ids]
+
+    def predict(self, shape, prompts) -> list[Proposal]:
+        if not prompts:
+            return []
+        answers = self.answers(shape)
+        pos = [np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1] for p in prompts]
+        hits = np.split(self.lookup(np.concatenate(pos)), np.cumsum([len(q) for q in pos])[:-1])  # one lookup
         out = []
-        for p, prop in zip(prompts, props):
-            pos = np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1]
-            hit = self._lookup(pos)
+        for q, hit in zip(pos, hits):
             hit = hit[hit > 0]
-            if hit.size:
-                best = int(np.bincount(hit).argmax())
-            else:  # SAM always answers with some mask: the region nearest the points
-                best = 1 + int(np.argmin(np.linalg.norm(self._centres - pos.mean(axis=0), axis=1)))
-            out.append(Proposal(self._regions == best, score=prop.score, stability=prop.stability))
+            best = (int(np.bincount(hit).argmax()) if hit.size
+                    else 1 + int(np.argmin(np.linalg.norm(self._centres - q.mean(axis=0), axis=1))))
+            out.append(Proposal(answers[best][0], score=0.9, stability=0.9, soft=answers[best][1]))
         return out
 
 
@@ -456,52 +504,26 @@ def prototype_segmenter(args, cfg: Config, current: Segmenter, tmp: Path) -> Seg
 
 # --- the overhead mode: backends that cost nothing -------------------------------------------------------------------
 class ZeroCostSegmenter(Segmenter):
-    """Fixed regions (:func:`stand_in_regions`) as answers, prepared once at the tracker's working resolution, so a
-    call costs a lookup: predict answers each prompt with the region holding most of its positive points (the
-    nearest region when none does), generate with the regions holding a seed."""
+    """Fixed regions (:class:`StandInRegions`) as answers, at the tracker's working resolution, so a call costs a
+    lookup. Each answer carries its probability map too, as SAM's do at the working size (:class:`Proposal`'s
+    ``soft``)."""
 
     name = "zero-cost"
     is_fallback = True
 
     def __init__(self, shape: tuple[int, int], count: int):
-        self.regions = stand_in_regions(shape, count)
-        self.count = count
-        self._work: dict[tuple[int, int], list[np.ndarray]] = {}
-        ys, xs = np.indices(shape)
-        ids = np.arange(1, count + 1)
-        self._centres = np.stack([ndi.mean(xs, self.regions, ids), ndi.mean(ys, self.regions, ids)], axis=1)
+        self.stand_in = StandInRegions(shape, count)
+        self.regions, self.count = self.stand_in.regions, count
 
     def set_image(self, image: np.ndarray) -> None:
         pass
 
-    def _masks(self) -> list[np.ndarray]:
-        shape = self.mask_shape or self.regions.shape
-        if shape not in self._work:
-            small = cv2.resize(self.regions, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-            self._work[shape] = [small == i for i in range(self.count + 1)]
-        return self._work[shape]
-
-    def _lookup(self, pts: np.ndarray) -> np.ndarray:
-        h, w = self.regions.shape
-        xy = np.clip(np.round(pts).astype(int), 0, [w - 1, h - 1])
-        return self.regions[xy[:, 1], xy[:, 0]]
-
     def generate(self, region=None, seeds=None) -> list[Proposal]:
-        masks = self._masks()
-        pts = grid_points(self.regions.shape, 16) if seeds is None else np.asarray(seeds, np.float32).reshape(-1, 2)
-        ids = sorted({int(i) for i in self._lookup(pts)} - {0})
-        return [Proposal(masks[i].copy(), score=0.95 - 0.01 * i, stability=0.95) for i in ids]
+        pts = grid_points(self.regions.shape, 16) if seeds is None else seeds
+        return self.stand_in.generate(self.mask_shape, pts)
 
     def predict(self, prompts) -> list[Proposal]:
-        masks, out = self._masks(), []
-        for p in prompts:
-            pos = np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1]
-            hit = self._lookup(pos)
-            hit = hit[hit > 0]
-            best = (int(np.bincount(hit).argmax()) if hit.size
-                    else 1 + int(np.argmin(np.linalg.norm(self._centres - pos.mean(axis=0), axis=1))))
-            out.append(Proposal(masks[best].copy(), score=0.9, stability=0.9))
-        return out
+        return self.stand_in.predict(self.mask_shape, prompts)
 
 
 class ReplayFlow(FlowMatcher):

@@ -230,7 +230,7 @@ class MatcherSection:
 @dataclass
 class ClusteringSection:
     backend: str = config_field(
-        "auto", "k-means backend: auto (= batch: all tracks at once in NumPy), batch, cuml, scipy or sklearn.",
+        "auto", "k-means backend: auto (= batch: all tracks at once, compiled), batch, cuml, scipy or sklearn.",
         choices=("auto", "batch", "cuml", "scipy", "sklearn"), read_only=True,
     )
     seed: int = config_field(0, "Random seed of k-means initialisation.", range=(0, 2**31 - 1), rebuild=True)

@@ -9,16 +9,20 @@ import cv2
 import numpy as np
 from scipy.cluster.hierarchy import DisjointSet
 
+from .jit import kernel
+
 
 def main_parts(
-    mask: np.ndarray, secondary_fraction: float, min_area: float = np.inf, gap: int = 0, box=None
+    mask: np.ndarray, secondary_fraction: float, min_area: float = np.inf, gap: int = 0, box=None,
+    inplace: bool = False,
 ) -> np.ndarray:
     """Keep the largest connected part of ``mask`` and every other part at least ``secondary_fraction`` of it or at
     least ``min_area`` pixels (big enough to stand as an object of its own).
 
     Stray specks a prompt point dragged in are dropped; a genuinely split object (a rider and a bike) keeps its parts.
     Pieces at most ``gap`` pixels apart count as one part: a thin structure broken by downsampling (a kite's lines,
-    a fence) stays with its object. ``box``: (row slice, column slice) known to hold all of the mask.
+    a fence) stays with its object. ``box``: (row slice, column slice) known to hold all of the mask. ``inplace``:
+    drop the pixels from ``mask`` itself (returned) instead of a copy.
     """
     if box is None:
         x, y, w, h = bbox(mask)  # label only the mask's box: most masks cover a small part of the frame
@@ -27,18 +31,15 @@ def main_parts(
     else:
         y, x = box[0].start, box[1].start
         h, w = box[0].stop - y, box[1].stop - x
-    on = mask[y : y + h, x : x + w]
-    crop = on.astype(np.uint8)
+    crop = mask[y : y + h, x : x + w].view(np.uint8)
     # bridge gaps of up to ``gap`` pixels; only the mask's own pixels are kept in the end
     joined = cv2.dilate(crop, np.ones((gap + 1, gap + 1), np.uint8)) if gap else crop
-    n, cc = cv2.connectedComponents(joined, connectivity=8)
+    # 16-bit labels where they cannot overflow: OpenCV labels them faster
+    n, parts = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_16U if h * w < 1 << 16 else cv2.CV_32S)
     if n <= 2:
         return mask
-    areas = np.bincount(cc[on], minlength=n)[1:]  # the mask's own pixels in each part
-    keep = np.zeros(n, bool)
-    keep[1:] = (areas >= secondary_fraction * areas.max()) | (areas >= min_area)
-    out = np.zeros_like(mask, dtype=bool)
-    out[y : y + h, x : x + w] = keep[cc] & on
+    out = mask if inplace else mask.copy()
+    keep_parts(out, parts, n, y, x, secondary_fraction, min_area)
     return out
 
 
@@ -49,16 +50,16 @@ def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(x), int(y), int(w), int(h)
 
 
-def merge_groups(masks: list[np.ndarray], overlap: float) -> list[list[int]]:
+def merge_groups(masks: list[np.ndarray], overlap: float, inter: np.ndarray | None = None) -> list[list[int]]:
     """Union-find over masks: i and j join when their intersection exceeds ``overlap`` x the smaller area.
 
     Returns the groups as lists of indices, each sorted ascending, groups ordered by their first index, so the
-    caller keeps the first (oldest) member's identity.
+    caller keeps the first (oldest) member's identity. ``inter``: the masks' :func:`self_intersections` when known.
     """
     n = len(masks)
     ds = DisjointSet(range(n))
     if n > 1:
-        inter = _self_intersections(masks)
+        inter = self_intersections(masks) if inter is None else inter
         area = np.diag(inter)
         smaller = np.minimum(area[:, None], area[None, :])
         hit = np.triu(inter > overlap * np.maximum(smaller, 1.0), k=1)
@@ -68,12 +69,15 @@ def merge_groups(masks: list[np.ndarray], overlap: float) -> list[list[int]]:
     return sorted(groups, key=lambda g: g[0])
 
 
-def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int]) -> np.ndarray:
-    """A label map (H x W uint32, 0 = background) where larger masks are painted first so smaller ones stay visible."""
+def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int], areas=None) -> np.ndarray:
+    """A label map (H x W uint32, 0 = background) where larger masks are painted first so smaller ones stay visible.
+    ``areas``: the masks' pixel counts when known."""
     labels = np.zeros(shape, np.uint32)
-    order = np.argsort([-int(m.sum()) for m in masks], kind="stable")
-    for i in order:
-        labels[masks[i]] = ids[i]
+    if areas is None:
+        areas = [np.count_nonzero(m) for m in masks]
+    flat = labels.ravel()
+    for i in np.argsort([-int(a) for a in areas], kind="stable"):
+        paint_one(flat, masks[i].ravel(), ids[i])
     return labels
 
 
@@ -105,13 +109,11 @@ def _intersections(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     return np.bitwise_count(pa[:, None, :] & pb[None, :, :]).sum(axis=2, dtype=np.int64).astype(np.float64)
 
 
-def _self_intersections(masks: list[np.ndarray]) -> np.ndarray:
+def self_intersections(masks: list[np.ndarray]) -> np.ndarray:
     """:func:`_intersections` of a list with itself, counted only on the pixels two or more masks claim (tracks'
     masks mostly tile the image, so those are few); the diagonal holds the areas."""
-    areas = np.array([np.count_nonzero(m) for m in masks], np.float64)
     claims = np.zeros(masks[0].size, np.uint16)
-    for m in masks:
-        claims += m.ravel()
+    areas = np.array([claim(claims, m.ravel()) for m in masks], np.float64)
     shared = np.flatnonzero(claims >= 2)
     if shared.size == 0:
         return np.diag(areas)
@@ -126,3 +128,208 @@ def shift_mask(mask: np.ndarray, dx: float, dy: float) -> np.ndarray:
     m = np.float32([[1, 0, dx], [0, 1, dy]])
     h, w = mask.shape
     return cv2.warpAffine(mask.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST).astype(bool)
+
+
+# --- compiled kernels of the tracker's per-answer and per-frame checks (one pass over a box each) -----------------
+@kernel
+def threshold_box(soft: np.ndarray, hard: np.ndarray) -> tuple[int, int, int, int]:
+    """``hard[:] = soft >= 0.5``; returns the box of its pixels as (y0, y1, x0, x1), half-open, y1 == 0 when empty."""
+    h, w = soft.shape
+    y0, y1, x0, x1 = h, 0, w, 0
+    for y in range(h):
+        row = False
+        for x in range(w):  # no branch inside: this loop vectorises
+            v = soft[y, x] >= 0.5
+            hard[y, x] = v
+            row |= v
+        if row:
+            first, last = 0, w - 1
+            while not hard[y, first]:
+                first += 1
+            while not hard[y, last]:
+                last -= 1
+            y0 = min(y0, y)
+            y1 = y + 1
+            x0 = min(x0, first)
+            x1 = max(x1, last + 1)
+    return y0, y1, x0, x1
+
+
+@kernel
+def drop_swallowed(hard, owner, held, me, fraction, y0, y1, x0, x1) -> bool:
+    """The rule against an answer that swallows a neighbour, inside the answer's box: ``owner`` is where each track is
+    now (track index + 1, 0 = none), ``held`` its pixel count per label. A label other than 0 and ``me`` whose pixels
+    the answer covers at least ``fraction`` of (``held`` at least 1), and that holds at least half as many pixels as
+    ``me``, is swallowed: its pixels are removed from ``hard``. Returns whether any was."""
+    n = held.shape[0]
+    taken = np.zeros(n, np.int64)
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            if hard[y, x]:
+                taken[owner[y, x]] += 1
+    swallowed = np.zeros(n, np.bool_)
+    anything = False
+    for k in range(1, n):
+        if k != me and taken[k] >= fraction * max(held[k], 1) and held[k] >= 0.5 * held[me]:
+            swallowed[k] = True
+            anything = True
+    if anything:
+        for y in range(y0, y1):
+            for x in range(x0, x1):
+                if hard[y, x] and swallowed[owner[y, x]]:
+                    hard[y, x] = False
+    return anything
+
+
+@kernel
+def keep_parts(hard, parts, count, y0, x0, secondary_fraction, min_area) -> None:
+    """Drop from ``hard`` the pixels of the parts that :func:`main_parts` drops: ``parts`` are the connected parts
+    (labels 0..count-1, 0 = none) of the box at (y0, x0); a part's size is its count of ``hard`` pixels."""
+    bh, bw = parts.shape
+    areas = np.zeros(count, np.int64)
+    for y in range(bh):
+        for x in range(bw):
+            if hard[y0 + y, x0 + x]:
+                areas[parts[y, x]] += 1
+    biggest = 0
+    for k in range(1, count):
+        biggest = max(biggest, areas[k])
+    keep = np.zeros(count, np.bool_)
+    for k in range(1, count):
+        keep[k] = areas[k] >= secondary_fraction * biggest or areas[k] >= min_area
+    for y in range(bh):
+        for x in range(bw):
+            if hard[y0 + y, x0 + x] and not keep[parts[y, x]]:
+                hard[y0 + y, x0 + x] = False
+
+
+@kernel
+def measure(mask, y0, y1, x0, x1, points):
+    """What the plausibility checks ask of ``mask`` (all of it inside the box): its area, centroid (x, y; 0 when
+    empty), and how many of ``points`` ((k, 2) x y, rounded to the nearest pixel and clipped to the map) fall on
+    it."""
+    area, sx, sy = 0, 0.0, 0.0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            if mask[y, x]:
+                area += 1
+                sx += x
+                sy += y
+    h, w = mask.shape
+    hits = 0
+    for j in range(points.shape[0]):
+        x = min(max(int(np.rint(points[j, 0])), 0), w - 1)
+        y = min(max(int(np.rint(points[j, 1])), 0), h - 1)
+        if mask[y, x]:
+            hits += 1
+    if area:
+        return area, sx / area, sy / area, hits
+    return area, 0.0, 0.0, hits
+
+
+@kernel
+def partition_stats(cand, prob, n, stats, owner) -> None:
+    """Tracks 1..n of a candidate map (``cand``: each working pixel's owner or likeliest track, ``prob`` its
+    probability): ``owner`` gets the candidate where its probability is at least 0.5 (the partition), 0 elsewhere;
+    ``stats[k]`` the box of track k + 1's candidate pixels (y0, y1, x0, x1; y1 == 0 when it has none), then the area
+    and centroid (x, y) of its owned pixels."""
+    h, w = cand.shape
+    for k in range(n):
+        stats[k, 0], stats[k, 1], stats[k, 2], stats[k, 3] = h, 0, w, 0
+        stats[k, 4], stats[k, 5], stats[k, 6] = 0, 0, 0
+    for y in range(h):
+        for x in range(w):
+            c = cand[y, x]
+            on = prob[y, x] >= 0.5
+            owner[y, x] = c if on else 0
+            if c == 0 or c > n:
+                continue
+            k = c - 1
+            stats[k, 0] = min(stats[k, 0], y)
+            stats[k, 1] = y + 1
+            stats[k, 2] = min(stats[k, 2], x)
+            stats[k, 3] = max(stats[k, 3], x + 1)
+            if on:
+                stats[k, 4] += 1
+                stats[k, 5] += x
+                stats[k, 6] += y
+    for k in range(n):
+        if stats[k, 4]:
+            stats[k, 5] /= stats[k, 4]
+            stats[k, 6] /= stats[k, 4]
+
+
+@kernel
+def candidate_plane(cand, prob, label, y0, y1, x0, x1, soft, hard) -> None:
+    """One track of a candidate map as its own planes, inside its box: ``soft`` its probability where it is the
+    candidate, ``hard`` where that is at least 0.5 (both come in zeroed)."""
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            if cand[y, x] == label:
+                p = prob[y, x]
+                soft[y, x] = p
+                hard[y, x] = p >= 0.5
+
+
+@kernel
+def claim(claims: np.ndarray, mask: np.ndarray) -> int:
+    """``claims += mask`` (flat arrays of one size); returns the mask's pixel count."""
+    area = 0
+    for j in range(mask.size):
+        v = mask[j]
+        claims[j] += v
+        area += v
+    return area
+
+
+@kernel
+def paint_one(labels: np.ndarray, mask: np.ndarray, value: int) -> None:
+    """``labels[mask] = value`` (flat arrays of one size)."""
+    for j in range(mask.size):
+        if mask[j]:
+            labels[j] = value
+
+
+@kernel
+def label_boxes(labels: np.ndarray, n: int, boxes: np.ndarray) -> None:
+    """``boxes[k]``: the box (y0, y1, x0, x1, half-open; y1 == 0 when absent) of label k + 1 of ``labels``, k < n."""
+    h, w = labels.shape
+    for k in range(n):
+        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = h, 0, w, 0
+    for y in range(h):
+        for x in range(w):
+            c = labels[y, x]
+            if c == 0 or c > n:
+                continue
+            k = c - 1
+            boxes[k, 0] = min(boxes[k, 0], y)
+            boxes[k, 1] = y + 1
+            boxes[k, 2] = min(boxes[k, 2], x)
+            boxes[k, 3] = max(boxes[k, 3], x + 1)
+
+
+@kernel
+def owner_probabilities(soft, index, label, y0, y1, x0, x1, cand, prob) -> None:
+    """Track ``label``'s share of the candidate maps, inside a box: where ``index`` is the track, its probability
+    from ``soft`` (at least 0.5); on a background pixel where ``soft`` beats the probability of the candidate so far
+    (kept below 0.5), the track becomes the candidate with its probability (capped at 0.499). Called for the tracks
+    in order, a later track takes over a pixel from an earlier one whose probability was capped there."""
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            i = index[y, x]
+            s = soft[y, x]
+            if i == label:
+                prob[y, x] = max(s, np.float32(0.5))
+            elif i == 0 and s > prob[y, x]:
+                cand[y, x] = label
+                prob[y, x] = min(s, np.float32(0.499))
+
+
+@kernel
+def count_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    """Pixel count of each label 0..n-1 of a label map (labels >= n are not counted)."""
+    counts = np.zeros(n, np.int64)
+    for v in labels.ravel():
+        if v < n:
+            counts[v] += 1
+    return counts

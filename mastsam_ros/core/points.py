@@ -6,12 +6,18 @@ import numpy as np
 
 from .clustering.base import KMeans
 from .config import TrackerSection
+from .jit import kernel
 
 
 def point_count(area: int, image_area: int, cfg: TrackerSection) -> int:
     """How many points a mask of ``area`` pixels gets: one per ``area_per_point`` of the image, clamped."""
-    k = round(float(area) / (cfg.area_per_point * image_area))
-    return min(max(k, cfg.points_min), cfg.points_max)
+    return int(point_counts(np.array([area]), image_area, cfg)[0])
+
+
+def point_counts(areas: np.ndarray, image_area: int, cfg: TrackerSection) -> np.ndarray:
+    """:func:`point_count` of each of ``areas`` ((N,) int64 in, (N,) int64 out; halves round to even)."""
+    k = np.rint(np.asarray(areas) / (cfg.area_per_point * image_area))
+    return np.clip(k, cfg.points_min, cfg.points_max).astype(np.int64)
 
 
 def mask_points(
@@ -38,9 +44,15 @@ def mask_points(
 
 
 def snap(centres: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """Each centre moved to its nearest sample ((k, 2) float32; O(k * samples), samples are capped)."""
-    d2 = ((samples[None, :, :] - centres[:, None, :]) ** 2).sum(-1)
-    return samples[np.argmin(d2, axis=1)].astype(np.float32)
+    """Each centre moved to its nearest sample ((k, 2) float32; the first of equally near ones; O(k * samples),
+    samples are capped). The kernel of :func:`label_points` on one row."""
+    c = np.asarray(centres, np.float32)
+    p = np.asarray(samples, np.float32)
+    got = _snap(
+        np.ascontiguousarray(p[None, :, 0]), np.ascontiguousarray(p[None, :, 1]), np.array([len(p)], np.int64),
+        np.ascontiguousarray(c[None, :, 0]), np.ascontiguousarray(c[None, :, 1]), np.array([len(c)], np.int64),
+    )
+    return got[0, : len(c)]
 
 
 def isolated(points: np.ndarray, factor: float) -> np.ndarray:
@@ -76,49 +88,164 @@ def label_points(
 ) -> dict[int, np.ndarray]:
     """Mask points of every track of an index map at once: ``{id: (k, 2) float32 x y}`` in map pixels.
 
-    ``labels`` is the tracker's working map of small ids (uint16, 0 = background, ``ids`` among 1..max). One sort of
-    its pixels groups them by id; each track gets all its pixels or, above ``max_samples``, that many drawn at random
-    (with replacement: a repeated pixel does not move a k-means centroid much), k from :func:`point_count` (capped at
-    ``caps``), k-means centroids of all tracks in one call, each snapped onto the nearest sampled pixel of its own
-    track. Everything is done for all tracks together in (tracks x samples) arrays.
+    ``labels`` is the tracker's working map of small ids (uint16, 0 = background, ``ids`` among 1..max). A counting
+    sort groups its pixels by id, in raster order within an id; each track gets all its pixels or, above
+    ``max_samples``, that many drawn at random (with replacement: a repeated pixel does not move a k-means centroid
+    much; the draws are one ``rng.integers`` call for all tracks, made whatever their sizes once one track is above
+    ``max_samples``), k from :func:`point_counts` (capped at ``caps``), the mean for k = 1 and the k-means centroids
+    of all other tracks in one ``kmeans.centroids_padded`` call, each centre snapped onto the nearest sampled pixel
+    of its own track. Grouping, sampling and snapping are compiled kernels over (tracks x samples) arrays.
     """
     out: dict[int, np.ndarray] = {i: np.zeros((0, 2), np.float32) for i in ids}
     if not ids:
         return out
-    flat = labels.ravel()
-    order = np.argsort(flat, kind="stable")  # a radix sort for the uint16 index map: pixels grouped by id
-    counts = np.bincount(flat, minlength=max(ids) + 1)
-    starts = np.cumsum(counts) - counts
-    who = np.array(ids)
+    counts, starts, order = _group(labels.ravel(), max(ids))
+    who = np.array(ids, np.int64)
     who = who[counts[who] > 0]
     if who.size == 0:
         return out
     n = counts[who]
-    size = min(max_samples, int(n.max()))
-    col = np.arange(size)
-    drawn = rng.integers(0, n[:, None], (who.size, size)) if int(n.max()) > max_samples else None
-    pick = col[None, :] if drawn is None else np.where((n <= max_samples)[:, None], col[None, :], drawn)
-    valid = col[None, :] < np.minimum(n, size)[:, None]
-    pix = order[starts[who][:, None] + np.minimum(pick, (n - 1)[:, None])]
-    w = labels.shape[1]
-    xs, ys = (pix % w).astype(np.float32), (pix // w).astype(np.float32)
-    ks = [min(point_count(a, labels.size, cfg), caps, v) for a, v in zip(n.tolist(), valid.sum(1).tolist())]
-    kmax = max(ks)
-    cx = np.zeros((who.size, kmax), np.float32)
-    cy = np.zeros((who.size, kmax), np.float32)
-    multi = [j for j, k in enumerate(ks) if k > 1]
-    for j in (j for j, k in enumerate(ks) if k == 1):
-        cx[j, 0], cy[j, 0] = xs[j][valid[j]].mean(), ys[j][valid[j]].mean()
-    if multi:
-        got = kmeans.centroids_many([np.stack([xs[j][valid[j]], ys[j][valid[j]]], axis=1) for j in multi],
-                                    [ks[j] for j in multi])
-        for j, c in zip(multi, got):
-            cx[j, : len(c)], cy[j, : len(c)] = c[:, 0], c[:, 1]
-    # snap: each centre onto the nearest sampled pixel of its own track
-    d2 = (xs[:, None, :] - cx[:, :, None]) ** 2 + (ys[:, None, :] - cy[:, :, None]) ** 2
-    nearest = np.where(valid[:, None, :], d2, np.inf).argmin(2)  # (tracks, kmax)
-    rows = np.arange(who.size)[:, None]
-    pts = np.stack([xs[rows, nearest], ys[rows, nearest]], axis=2)
-    for j, (i, k) in enumerate(zip(who.tolist(), ks)):
+    most = int(n.max())
+    size = min(max_samples, most)
+    drawn = rng.integers(0, n[:, None], (who.size, size)) if most > max_samples else np.zeros((0, 0), np.int64)
+    valid = np.minimum(n, size)
+    ks = np.minimum(np.minimum(point_counts(n, labels.size, cfg), caps), valid)
+    xs, ys, cx, cy = _gather(order, starts[who], n, drawn, size, labels.shape[1], int(ks.max()))
+    multi = np.flatnonzero(ks > 1)
+    if multi.size:
+        mx, my = kmeans.centroids_padded(xs[multi], ys[multi], valid[multi], ks[multi])
+        cx[multi, : mx.shape[1]], cy[multi, : my.shape[1]] = mx, my
+    pts = _snap(xs, ys, valid, cx, cy, ks)
+    for j, (i, k) in enumerate(zip(who.tolist(), ks.tolist())):
         out[i] = pts[j, :k]
     return out
+
+
+@kernel
+def _group(flat, top):
+    """Counting sort of a flat label map's pixels with labels 1..``top`` (others are left out): ``counts`` (top + 1,)
+    int64 pixels per label, ``starts`` (top + 1,) int64 where each label's pixels begin in ``order``, ``order`` the
+    flat pixel indices (int32) grouped by label, in raster order within a label. Both passes over the map act at the
+    ends of runs of equal labels only (a label map is mostly long runs along its rows)."""
+    size = flat.size
+    counts = np.zeros(top + 1, np.int64)
+    starts = np.zeros(top + 1, np.int64)
+    if size == 0:
+        return counts, starts, np.empty(0, np.int32)
+    start, v = 0, flat[0]
+    for p in range(1, size):
+        w = flat[p]
+        if w != v:
+            if 0 < v <= top:
+                counts[v] += p - start
+            start, v = p, w
+    if 0 < v <= top:
+        counts[v] += size - start
+    for u in range(1, top + 1):
+        starts[u] = starts[u - 1] + counts[u - 1]
+    order = np.empty(starts[top] + counts[top], np.int32)
+    fill = starts.copy()
+    start, v = 0, flat[0]
+    for p in range(1, size + 1):
+        w = flat[p] if p < size else v + 1  # past the end: a label unlike the last one closes its run
+        if w != v:
+            if 0 < v <= top:
+                f = fill[v]
+                for q in range(start, p):
+                    order[f + q - start] = q
+                fill[v] = f + p - start
+            start, v = p, w
+    return counts, starts, order
+
+
+@kernel
+def _gather(order, starts, n, drawn, size, width, kmax):
+    """The sampled pixels of each track: row ``j`` takes its ``n[j]`` pixels (``order[starts[j]:][:n[j]]``) when
+    they fit in ``size``, else the pixels at its drawn positions ``drawn[j]`` (each in [0, n[j])). Returns their x and
+    y ((tracks, size) float32, padding 0) and (tracks, kmax) float32 centre arrays holding in column 0 the mean x and
+    y of each row's samples (a track's single point when it gets k = 1), zeros elsewhere."""
+    t = n.size
+    xs = np.zeros((t, size), np.float32)
+    ys = np.zeros((t, size), np.float32)
+    cx = np.zeros((t, kmax), np.float32)
+    cy = np.zeros((t, kmax), np.float32)
+    for j in range(t):
+        m = min(n[j], size)
+        sx, sy = 0.0, 0.0
+        for c in range(m):
+            pix = order[starts[j] + (c if n[j] <= size else drawn[j, c])]
+            x, y = pix % width, pix // width
+            xs[j, c], ys[j, c] = x, y
+            sx += x
+            sy += y
+        cx[j, 0], cy[j, 0] = sx / m, sy / m
+    return xs, ys, cx, cy
+
+
+@kernel
+def _snap(xs, ys, n, cx, cy, ks):
+    """Row ``j``'s first ``ks[j]`` centres (``cx``, ``cy``) each moved onto the nearest of the row's first ``n[j]``
+    samples (``xs``, ``ys``): squared distances in float32, the first sample on a tie. Returns (rows, max k, 2)
+    float32 x y."""
+    t = n.size
+    out = np.zeros((t, cx.shape[1], 2), np.float32)
+    for j in range(t):
+        for c in range(ks[j]):
+            best, best_d = 0, np.inf
+            for p in range(n[j]):
+                dx, dy = xs[j, p] - cx[j, c], ys[j, p] - cy[j, c]
+                d = dx * dx + dy * dy
+                if d < best_d:
+                    best, best_d = p, d
+            out[j, c, 0], out[j, c, 1] = xs[j, best], ys[j, best]
+    return out
+
+
+@kernel
+def carried_flags(dst, conf, counts, width, height, min_confidence, factor, good, keep, trust, kept) -> None:
+    """What survives of every track's carried points, all tracks at once (``counts`` points each, in order):
+    a point is ``good`` (trustworthy) when its confidence is at least ``min_confidence`` and it landed inside the
+    frame (``width`` x ``height``), and kept when it is also not :func:`isolated` among its track's good points.
+    ``trust[j]``: track j's mean confidence, counting 0 for a point that is not good; ``kept[j]`` its kept count."""
+    start = 0
+    for j in range(counts.shape[0]):
+        n = counts[j]
+        ok = np.zeros(n, np.bool_)
+        total = 0.0
+        for i in range(n):
+            x, y, c = dst[start + i, 0], dst[start + i, 1], conf[start + i]
+            ok[i] = c >= min_confidence and x >= 0 and x <= width - 1 and y >= 0 and y <= height - 1
+            if ok[i]:
+                total += c
+        trust[j] = total / n if n else 0.0
+        m = ok.sum()
+        for i in range(n):
+            keep[start + i] = good[start + i] = ok[i]
+        if m >= 3:  # isolation needs a bulk to compare against (see isolated)
+            q = np.empty((m, 2), np.float32)
+            r = 0
+            for i in range(n):
+                if ok[i]:
+                    q[r, 0], q[r, 1] = dst[start + i, 0], dst[start + i, 1]
+                    r += 1
+            cx, cy = _median32(q[:, 0].copy()), _median32(q[:, 1].copy())
+            d = np.empty(m, np.float32)
+            for r in range(m):
+                dx, dy = q[r, 0] - cx, q[r, 1] - cy
+                d[r] = np.sqrt(dx * dx + dy * dy)
+            limit = np.float32(factor * max(np.float64(_median32(d.copy())), 1.0))
+            r = 0
+            for i in range(n):
+                if ok[i]:
+                    keep[start + i] = d[r] <= limit
+                    r += 1
+        kept[j] = keep[start : start + n].sum()
+        start += n
+
+
+@kernel
+def _median32(a):
+    """The median of a float32 vector as :func:`_median` computes it (the mean of the middle two in float32)."""
+    a.sort()
+    n = a.shape[0]
+    return a[n // 2] if n % 2 else np.float32(0.5) * (a[n // 2 - 1] + a[n // 2])

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
 from . import masks as M
@@ -49,7 +48,7 @@ from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
 from .matchers import Matcher, build_matcher
-from .points import isolated, label_points
+from .points import carried_flags, label_points
 from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
@@ -109,6 +108,7 @@ class Tracker:
         self._prob: np.ndarray | None = None  # probability of ``_cand`` (>= 0.5 where owned, < 0.5 on background)
         self._softs: dict[int, np.ndarray] = {}  # during a step: each track's probability map at the working size
         self._grid: WorkGrid | None = None
+        self._seeds: tuple | None = None  # ((frame shape, points_per_side), seed grid)
         self._index = -1
         self._rng = np.random.default_rng(self.cfg.clustering.seed)
         self._fresh = True
@@ -220,13 +220,17 @@ class Tracker:
         correspondences = None
         if self._tracks:
             with self._timed("matcher"):
-                carried, shifts, correspondences = self._carry()
+                carried, moves, correspondences = self._carry()
             with self._timed("warp"):
-                warped, owner = self._warp(shifts)
+                warped, owner = self._warp(moves)
             with self._timed("prompt"):
                 masks, prompted = self._prompt(carried, warped, owner)
 
-        grid = grid_points(self._grid.frame, self.cfg.segmenter.points_per_side)
+        key = (self._grid.frame, self.cfg.segmenter.points_per_side)  # the automatic-mode seed grid, made once
+        if self._seeds is None or self._seeds[0] != key:
+            self._seeds = (key, grid_points(*key))
+            self._seeds[1].flags.writeable = False  # shared by every frame's schedule: nobody writes into it
+        grid = self._seeds[1]
         action = self.schedule.next(self._index, bool(self._tracks), keyframe_requested, grid)
         if action.kind == "automatic":
             with self._timed("automatic"):
@@ -296,30 +300,24 @@ class Tracker:
             self._timings["matcher"] = future.result()  # re-raises the matcher's error, after it has finished
 
     def _carry(self):
-        """Carry all tracks' points at once; returns per-track kept points, per-track shift, and the kept pairs."""
+        """Carry all tracks' points at once; returns per-track kept points, per-track displacements of the
+        trustworthy points (NaN for the others), and the kept pairs."""
         cfg = self.cfg.tracker
-        counts = [t.points.shape[0] for t in self._tracks]
-        src = np.concatenate([t.points for t in self._tracks]) if sum(counts) else np.zeros((0, 2), np.float32)
+        counts = np.array([t.points.shape[0] for t in self._tracks])
+        src = np.concatenate([t.points for t in self._tracks]) if counts.sum() else np.zeros((0, 2), np.float32)
         dst, conf = self.matcher.carry(src)
         h, w = self._grid.frame
-        inside = (dst[:, 0] >= 0) & (dst[:, 0] <= w - 1) & (dst[:, 1] >= 0) & (dst[:, 1] <= h - 1)
-        ok = (conf >= cfg.min_match_confidence) & inside
-        carried, shifts, keep_src, keep_dst = [], [], [], []
-        trusted = np.where(ok, conf, 0.0)
-        start = 0
-        for t, n in zip(self._tracks, counts):
-            p, q, good = src[start : start + n], dst[start : start + n], ok[start : start + n]
-            self.budget.accrue(t.id, float(trusted[start : start + n].sum()) / n if n else 0.0)
-            start += n
-            # The track's motion, for matchers without a dense field: its trustworthy points' displacements.
-            shifts.append(q[good] - p[good])
-            q, p = q[good], p[good]
-            stray = isolated(q, cfg.isolation_factor)
-            carried.append(q[~stray])
-            keep_src.append(p[~stray])
-            keep_dst.append(q[~stray])
-        pairs = (np.concatenate(keep_src), np.concatenate(keep_dst)) if keep_src else None
-        return carried, shifts, pairs
+        good, keep = np.empty(len(src), bool), np.empty(len(src), bool)
+        trust, kept = np.empty(len(counts)), np.empty(len(counts), np.intp)
+        # kept: trustworthy (confident, inside the frame) and not isolated from the bulk of the track (one stray
+        # point can join car and road)
+        carried_flags(dst, conf, counts, w, h, cfg.min_match_confidence, cfg.isolation_factor, good, keep, trust, kept)
+        for t, c in zip(self._tracks, trust.tolist()):
+            self.budget.accrue(t.id, c)
+        carried = np.split(dst[keep], np.cumsum(kept)[:-1])
+        # each track's trustworthy points' displacements: its motion, for matchers without a dense field
+        moves = np.split(np.where(good[:, None], dst - src, np.nan), np.cumsum(counts)[:-1])
+        return carried, moves, (src[keep], dst[keep])
 
     def _warp(self, shifts: list) -> tuple[list[_Mask], np.ndarray | None]:
         """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
@@ -334,17 +332,14 @@ class Tracker:
         cand = self.matcher.warp_labels(self._cand)
         if cand is not None:
             prob = self.matcher.warp_labels(self._prob)  # the same pixel mapping (computed once per pair)
-            out = []
-            for k, sl in enumerate(ndi.find_objects(cand, max_label=n) if n else []):
-                s, m = np.zeros(cand.shape, np.float32), np.zeros(cand.shape, bool)
-                if sl is not None:  # only the track's box is touched
-                    s[sl] = np.where(cand[sl] == k + 1, prob[sl], np.float32(0))
-                    m[sl] = s[sl] >= 0.5
-                out.append(_Mask(m, s, box=sl))
-            return out, np.where(prob >= 0.5, cand, 0)
+            # one pass: every track's box, area and centroid, and the partition
+            stats, owner = np.empty((n, 7)), np.empty(cand.shape, cand.dtype)
+            M.partition_stats(cand, prob, n, stats, owner)
+            return [_Mask.of_candidates(cand, prob, k + 1, stats[k]) for k in range(n)], owner
         out = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
+            moves = moves[~np.isnan(moves[:, 0])]
             # the median displacement of its trustworthy points; unmoved when none was carried
             if len(moves):
                 mask = M.shift_mask(mask, *(np.median(moves, axis=0) * self._grid.scale))
@@ -360,12 +355,12 @@ class Tracker:
         carried_w = [g.to_work(c) for c in carried]
         candidates = [t.id for t, pts in zip(self._tracks, carried) if pts.shape[0]]
         chosen = set(self.budget.choose(candidates, cfg.max_prompts_per_frame))
-        negatives = _Negatives(carried, carried_w) if cfg.negative_points else None
+        negatives = _Negatives(carried, carried_w, warped) if cfg.negative_points else None
         prompts, who = [], []
         for i, t in enumerate(self._tracks):
             if t.id not in chosen:
                 continue
-            neg = negatives.near(i, warped[i].bbox) if negatives else np.zeros((0, 2), np.float32)
+            neg = negatives.near(i) if negatives else np.zeros((0, 2), np.float32)
             prompts.append(
                 PointPrompt(
                     points=np.concatenate([carried[i], neg]).astype(np.float32),
@@ -384,7 +379,7 @@ class Tracker:
             inner = [_innermost(warped[i].mask) for i in retry]
             prompts = []
             for i, pw in zip(retry, inner):
-                neg = negatives.near(i, warped[i].bbox) if negatives else np.zeros((0, 2), np.float32)
+                neg = negatives.near(i) if negatives else np.zeros((0, 2), np.float32)
                 prompts.append(
                     PointPrompt(
                         points=np.concatenate([g.to_frame(pw), neg]).astype(np.float32),
@@ -421,51 +416,45 @@ class Tracker:
         if cfg.swallow_fraction >= 1.0:
             owner = None
         if owner is not None:
-            held = np.bincount(owner.ravel(), minlength=len(warped) + 1)
+            held = M.count_labels(owner, len(warped) + 1)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
-            hard = soft >= 0.5
-            box = _box(hard)
-            if box is None:
+            hard = np.empty(soft.shape, bool)
+            y0, y1, x0, x1 = M.threshold_box(soft, hard)
+            if y1 == 0:
                 continue
-            swallowed = None
-            if owner is not None:
-                # An answer that swallows most of another tracked object at least half this track's size is the
-                # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour
-                # (motion, occlusion) stays, and so does a small one (a part of this object tracked on its own,
-                # which merging then joins to it).
-                taken = np.bincount(owner[box][hard[box]], minlength=len(warped) + 1)
-                swallowed = (taken >= cfg.swallow_fraction * np.maximum(held, 1)) & (held >= 0.5 * held[i + 1])
-                swallowed[0] = swallowed[i + 1] = False
-                if swallowed.any():
-                    hard[box] &= ~swallowed[owner[box]]
-                else:
-                    swallowed = None
-            mask = M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box)
-            if swallowed is not None and M.iou(mask, warped[i].mask) < 0.5:
+            # An answer that swallows most of another tracked object at least half this track's size is the
+            # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour (motion,
+            # occlusion) stays, and so does a small one (a part of this object tracked on its own, which merging then
+            # joins to it).
+            swallowed = owner is not None and M.drop_swallowed(
+                hard, owner, held, i + 1, cfg.swallow_fraction, y0, y1, x0, x1
+            )
+            box = (slice(y0, y1), slice(x0, x1))
+            M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box, inplace=True)
+            expected = warped[i]
+            area, cx, cy, hits = M.measure(hard, y0, y1, x0, x1, pos)
+            if swallowed and M.iou(hard, expected.mask) < 0.5:
                 continue  # what is left is not where the track was: the answer was about something else
-            if self._plausible(mask, box, warped[i], pos, diag):
-                out[i] = (mask, soft, prop.score)
+            if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
+                out[i] = (hard, soft, prop.score)
         return out
 
-    def _plausible(self, mask: np.ndarray, box, expected: _Mask, positives_w: np.ndarray, diag: float) -> bool:
-        """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts.
-        ``box``: slices holding all of ``mask``."""
+    def _plausible(self, area: int, centroid, hits: int, prompts: int, expected: _Mask, diag: float) -> bool:
+        """Reject the collapse cases: an empty mask, an area jump, a centroid jump, or a mask missing its prompts
+        (``hits`` of its ``prompts`` positive points on it)."""
         cfg = self.cfg.tracker
-        area, ref = int(np.count_nonzero(mask[box])), expected.area
+        ref = expected.area
         if area == 0:
             return False
         if ref > 0:
             ratio = area / ref
             if ratio > cfg.max_area_ratio or ratio < 1.0 / cfg.max_area_ratio:
                 return False
-            if np.hypot(*(_centroid(mask, box) - expected.centroid)) > cfg.max_shift_fraction * diag:
+            ex, ey = expected.centroid
+            if np.hypot(centroid[0] - ex, centroid[1] - ey) > cfg.max_shift_fraction * diag:
                 return False
-        if positives_w.shape[0] == 0:
-            return False
-        h, w = mask.shape
-        xy = np.minimum(np.maximum(np.rint(positives_w).astype(np.intp), 0), (w - 1, h - 1))
-        return np.count_nonzero(mask[xy[:, 1], xy[:, 0]]) >= cfg.min_prompt_hits * xy.shape[0]
+        return prompts > 0 and hits >= cfg.min_prompt_hits * prompts
 
     def _merge_automatic(self, masks: dict, props: list) -> None:
         """Automatic masks (all of a re-segmentation, or a slice): they join tracks by IoU, the rest may be new."""
@@ -572,14 +561,16 @@ class Tracker:
         cfg = self.cfg.tracker
         tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age and masks[t.id].any()]
         merged = []
-        for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap):
+        inter = M.self_intersections([masks[t.id] for t in tracks]) if tracks else None
+        area = {t.id: int(inter[k, k]) for k, t in enumerate(tracks)}
+        for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap, inter):
             keep = tracks[group[0]]  # tracks are kept in id (birth) order, so the first is the oldest
             if len(group) > 1:
                 union = np.logical_or.reduce([masks[tracks[g].id] for g in group])
                 # A merge that would more than multiply the survivor's area is the car-and-road collapse: refuse it
                 # and let painting split the overlap instead.
-                if np.count_nonzero(union) <= cfg.max_area_ratio * max(np.count_nonzero(masks[keep.id]), 1):
-                    masks[keep.id] = union
+                if (joined := np.count_nonzero(union)) <= cfg.max_area_ratio * max(area[keep.id], 1):
+                    masks[keep.id], area[keep.id] = union, joined
                     self._softs[keep.id] = np.maximum.reduce([self._softs[tracks[g].id] for g in group])
                     keep.last_seen = max(tracks[g].last_seen for g in group)
                     merged.append(keep)
@@ -589,10 +580,11 @@ class Tracker:
             merged.append(keep)
         merged.sort(key=lambda t: t.id)
         if len(merged) > cfg.max_tracks:  # keep the largest
-            merged = sorted(merged, key=lambda t: -np.count_nonzero(masks[t.id]))[: cfg.max_tracks]
+            merged = sorted(merged, key=lambda t: -area[t.id])[: cfg.max_tracks]
             merged.sort(key=lambda t: t.id)
-        index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)))
-        present = np.bincount(index.ravel(), minlength=len(merged) + 1)[1:] > 0
+        index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)),
+                        [area[t.id] for t in merged])
+        present = M.count_labels(index, len(merged) + 1)[1:] > 0
         # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
         lut = np.zeros(len(merged) + 1, np.uint16)
         lut[1:][present] = np.arange(1, int(present.sum()) + 1)
@@ -608,18 +600,13 @@ class Tracker:
         idx = self._index_map
         cand, prob = idx.copy(), np.zeros(idx.shape, np.float32)
         h, w = idx.shape
-        for k, sl in enumerate(ndi.find_objects(idx, max_label=len(self._tracks))):
-            if sl is None:
-                continue
-            soft = self._softs[self._tracks[k].id]
-            ys = slice(max(sl[0].start - 2, 0), min(sl[0].stop + 2, h))
-            xs = slice(max(sl[1].start - 2, 0), min(sl[1].stop + 2, w))
-            s, i, c, p = soft[ys, xs], idx[ys, xs], cand[ys, xs], prob[ys, xs]  # views: written in place
-            own = i == k + 1
-            p[own] = np.maximum(s[own], 0.5)
-            halo = (i == 0) & (s > p)
-            c[halo] = k + 1
-            p[halo] = np.minimum(s[halo], 0.499)
+        n = len(self._tracks)
+        boxes = np.empty((n, 4), np.intp)
+        M.label_boxes(idx, n, boxes)
+        for k, (y0, y1, x0, x1) in enumerate(boxes.tolist()):
+            if y1:  # the track's box grown by 2 pixels: its halo on the background around it
+                M.owner_probabilities(self._softs[self._tracks[k].id], idx, k + 1, max(y0 - 2, 0), min(y1 + 2, h),
+                                      max(x0 - 2, 0), min(x1 + 2, w), cand, prob)
         self._cand, self._prob = cand, prob
 
     def _refresh_points(self) -> None:
@@ -631,34 +618,26 @@ class Tracker:
             self._index_map, list(range(1, len(self._tracks) + 1)), self.kmeans, cfg, self._rng,
             self.cfg.clustering.max_samples, cap,
         )
-        for k, t in enumerate(self._tracks):
-            t.points = self._grid.to_frame(got[k + 1])
+        if not self._tracks:
+            return
+        pts = [got[k + 1] for k in range(len(self._tracks))]
+        frame = np.split(self._grid.to_frame(np.concatenate(pts)), np.cumsum([len(p) for p in pts])[:-1])
+        for t, p in zip(self._tracks, frame):  # one conversion to frame pixels for all tracks
+            t.points = p
 
     def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
-        """The frame-size label map (ids, uint32) and the track records, from the working maps: nearest-neighbour
-        upsampling, then the boundary pixels by interpolated probability (:meth:`WorkGrid.refine`). Areas and boxes
-        are those of the published map, computed from the working maps and the boundary pixels alone."""
-        g = self._grid
-        n = len(self._tracks)
+        """The frame-size label map (ids, uint32) and the track records, from the working maps in one compiled pass
+        (:meth:`WorkGrid.publish`): nearest neighbour where a working cell's corners agree, the boundary pixels by
+        interpolated probability. Areas and boxes are those of the published map, counted in the same pass."""
         ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
-        labels = g.upsample(ids[self._index_map])
-        area = np.bincount(self._index_map.ravel(), weights=g.weight, minlength=n + 1)
-        fine = g.refine(self._cand, self._prob, self._index_map) if n else None
-        if fine is None:
-            boxes = [g.box(sl) for sl in (ndi.find_objects(self._index_map, max_label=n) if n else [])]
-        else:
-            rows, cols, new, cells = fine
-            old = self._index_map[g.rows[rows], g.cols[cols]]
-            changed = new != old
-            labels[rows[changed], cols[changed]] = ids[new[changed]]
-            area += np.bincount(new[changed], minlength=n + 1) - np.bincount(old[changed], minlength=n + 1)
-            boxes = g.boxes(cells, rows, cols, new, n)
+        labels, area, boxes = self._grid.publish(self._index_map, self._cand, self._prob, ids)
+        area, boxes = area.tolist(), boxes.tolist()
         tracks = [
             TrackInfo(
                 id=t.id,
                 score=float(t.score),
-                area=int(area[k + 1]),
-                bbox=boxes[k],
+                area=area[k + 1],
+                bbox=tuple(boxes[k + 1]),
                 age=self._index - t.born,
                 frames_since_seen=self._index - t.last_seen,
                 points=t.points.copy(),
@@ -683,15 +662,50 @@ class Tracker:
 
 class _Mask:
     """A track's mask at the working size with what the checks ask of it, each computed once: its probability map,
-    box (slices), area and centroid (working pixels)."""
+    box (slices), area and centroid (working pixels).
 
-    __slots__ = ("mask", "soft", "box", "area", "_centroid")
+    :meth:`of_candidates` makes one from a row of :func:`masks.partition_stats` instead: measured already, its
+    planes (``mask``, ``soft``) drawn from the candidate maps only when asked for (a track whose answer is accepted
+    never needs them)."""
 
-    def __init__(self, mask: np.ndarray, soft: np.ndarray, box=False):
-        self.mask, self.soft = mask, soft
+    __slots__ = ("_mask", "_soft", "box", "area", "_centroid", "_source")
+
+    def __init__(self, mask: np.ndarray | None, soft: np.ndarray | None, box=False):
+        self._mask, self._soft, self._source = mask, soft, None
+        if mask is None:
+            return
         self.box = _box(mask) if box is False else box
         self.area = int(np.count_nonzero(mask[self.box])) if self.box is not None else 0
         self._centroid = None
+
+    @classmethod
+    def of_candidates(cls, cand: np.ndarray, prob: np.ndarray, label: int, stats: np.ndarray) -> _Mask:
+        m = cls(None, None)
+        y0, y1, x0, x1, area = (int(v) for v in stats[:5])
+        m.box = (slice(y0, y1), slice(x0, x1)) if y1 else None
+        m.area = area
+        m._centroid = np.array([stats[5], stats[6]]) if area else np.zeros(2)
+        m._source = (cand, prob, label)
+        return m
+
+    def _draw(self) -> None:
+        cand, prob, label = self._source
+        self._soft, self._mask = np.zeros(cand.shape, np.float32), np.zeros(cand.shape, bool)
+        if self.box is not None:
+            ys, xs = self.box
+            M.candidate_plane(cand, prob, label, ys.start, ys.stop, xs.start, xs.stop, self._soft, self._mask)
+
+    @property
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            self._draw()
+        return self._mask
+
+    @property
+    def soft(self) -> np.ndarray:
+        if self._soft is None:
+            self._draw()
+        return self._soft
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:
@@ -709,24 +723,26 @@ class _Mask:
 
 
 class _Negatives:
-    """Every track's carried points in one array, to hand each prompt the other tracks' points inside its box."""
+    """Every track's carried points in one array, to hand each prompt the other tracks' points inside its box.
+    Which points lie in which track's expected box is decided for all tracks at once."""
 
-    def __init__(self, carried: list[np.ndarray], carried_w: list[np.ndarray]):
-        self.owner = np.repeat(np.arange(len(carried)), [len(c) for c in carried])
+    def __init__(self, carried: list[np.ndarray], carried_w: list[np.ndarray], warped: list[_Mask]):
+        owner = np.repeat(np.arange(len(carried)), [len(c) for c in carried])
         self.points = np.concatenate(carried) if carried else np.zeros((0, 2), np.float32)
-        self.points_w = np.concatenate(carried_w) if carried_w else np.zeros((0, 2), np.float32)
+        pw = np.concatenate(carried_w) if carried_w else np.zeros((0, 2), np.float32)
+        # each track's expected box (x, y, width, height) grown by a tenth of its size on each side
+        x, y, bw, bh = np.array([w.bbox for w in warped], np.float32).reshape(-1, 4).T[:, :, None]
+        mx, my = 0.1 * bw, 0.1 * bh
+        self._inside = (
+            (owner[None, :] != np.arange(len(carried))[:, None]) & (bw > 0)
+            & (pw[None, :, 0] >= x - mx) & (pw[None, :, 0] <= x + bw + mx)
+            & (pw[None, :, 1] >= y - my) & (pw[None, :, 1] <= y + bh + my)
+        )
 
-    def near(self, i: int, bbox: tuple[int, int, int, int], limit: int = 8) -> np.ndarray:
+    def near(self, i: int, limit: int = 8) -> np.ndarray:
         """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
         them is likely (at most ``limit``)."""
-        x, y, bw, bh = bbox
-        if bw == 0 or self.points.shape[0] == 0:
-            return np.zeros((0, 2), np.float32)
-        mx, my = 0.1 * bw, 0.1 * bh
-        pw = self.points_w
-        sel = (self.owner != i) & (pw[:, 0] >= x - mx) & (pw[:, 0] <= x + bw + mx)
-        sel &= (pw[:, 1] >= y - my) & (pw[:, 1] <= y + bh + my)
-        return self.points[sel][:limit]
+        return self.points[np.flatnonzero(self._inside[i])[:limit]]
 
 
 def _box(mask: np.ndarray) -> tuple[slice, slice] | None:

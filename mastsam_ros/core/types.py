@@ -21,6 +21,9 @@ class Proposal:
     mask: np.ndarray  # H x W bool
     score: float  # predicted quality in [0, 1] (SAM: predicted IoU)
     stability: float = 1.0  # SAM stability score in [0, 1]; 1.0 where a backend has none
+    # probability per pixel (H x W float32, ``mask`` is where it is > 0.5) where a backend has one: SAM at the
+    # tracker's working size (the sigmoid of its decoder's logits); None elsewhere
+    soft: np.ndarray | None = None
 
 
 @dataclass

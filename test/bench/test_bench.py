@@ -138,6 +138,14 @@ def test_stand_in_masks_run_the_real_calls_and_answer_fixed_regions():
     assert np.array_equal(b.mask, regions == 1)  # the nearest region
     assert len(s.generate(seeds=np.array([[xs[0], ys[0]]], np.float32))) == 1
     assert fake.calls == ["set_image", "generate", "predict", "generate"]
+    # at the tracker's working size, as SAM answers there: the size passes on to the real segmenter, and the stand-in
+    # answers at it, with probability maps
+    s.mask_shape = (45, 80)
+    assert fake.mask_shape == (45, 80)
+    (a,) = s.predict([inside])
+    assert a.mask.shape == a.soft.shape == (45, 80) and np.array_equal(a.soft >= 0.5, a.mask)
+    small = regions[1::2, 1::2] == 3
+    assert np.array_equal(a.mask, small)
 
 
 def test_random_weights_vit_t(tmp_path, source):

@@ -4,10 +4,10 @@ import pytest
 from mastsam_ros.core import masks as M
 from mastsam_ros.core.clustering import build_clustering
 from mastsam_ros.core.config import Config
-from mastsam_ros.core.points import isolated, mask_points, point_count
+from mastsam_ros.core.points import isolated, mask_points, point_count, point_counts
 
 
-@pytest.mark.parametrize("backend", ["scipy", "sklearn"])
+@pytest.mark.parametrize("backend", ["batch", "scipy", "sklearn"])
 def test_mask_points_lie_on_a_non_convex_mask(backend):
     cfg = Config()
     cfg.clustering.backend = backend
@@ -27,6 +27,11 @@ def test_point_count_scales_with_area_within_bounds():
     assert point_count(1, 10_000, t) == t.points_min
     assert point_count(10_000, 10_000, t) == t.points_max
     assert point_count(300, 10_000, t) == 3  # area_per_point = 1% of the image
+    # all tracks at once: the same counts, halves rounded to even as Python's round does (3.5 -> 4, 4.5 -> 4)
+    areas = np.arange(0, 3000, 7)
+    want = [min(max(round(float(a) / (t.area_per_point * 10_000)), t.points_min), t.points_max) for a in areas]
+    assert point_counts(areas, 10_000, t).tolist() == want
+    assert point_counts(np.array([250, 350, 450]), 10_000, t).tolist() == [3, 4, 4]
 
 
 def test_isolated_flags_only_the_stray_point():
@@ -78,8 +83,8 @@ def test_main_parts_gap_keeps_a_broken_thin_structure_with_its_object():
 def test_self_intersections_match_the_pairwise_counts():
     rng = np.random.default_rng(1)
     masks = [rng.random((40, 50)) < 0.2 for _ in range(6)] + [np.zeros((40, 50), bool)]
-    assert np.array_equal(M._self_intersections(masks), M._intersections(masks, masks))
+    assert np.array_equal(M.self_intersections(masks), M._intersections(masks, masks))
     tiles = [np.zeros((40, 50), bool) for _ in range(3)]
     for i, t in enumerate(tiles):
         t[:, i * 10 : (i + 1) * 10] = True  # disjoint: nothing claimed twice
-    assert np.array_equal(M._self_intersections(tiles), M._intersections(tiles, tiles))
+    assert np.array_equal(M.self_intersections(tiles), M._intersections(tiles, tiles))

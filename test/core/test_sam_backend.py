@@ -139,15 +139,24 @@ def test_mask_shape_answers_at_the_decoder_resolution(mobile, frame):
     h, w = frame.shape[:2]
     small = (round(h * 256 / max(h, w)), round(w * 256 / max(h, w)))
     prompts = [PointPrompt(np.array([[480, 270], [500, 260]], np.float32), np.array([1, 1], np.int32))]
-    full = mobile.predict(prompts)[0].mask
+    answer = mobile.predict(prompts)[0]
+    full = answer.mask
     try:
         mobile.mask_shape = small
-        low = mobile.predict(prompts)[0].mask
+        low_answer = mobile.predict(prompts)[0]
+        low = low_answer.mask
         auto = mobile.generate()
     finally:
         mobile.mask_shape = None
     assert low.shape == small and low.dtype == np.bool_
     _check_proposals(auto, small)
+    # at the working size each answer also carries its probabilities (the sigmoid of the same logits); at the frame
+    # size none (a full-size float map each)
+    assert answer.soft is None
+    for p in [low_answer, *auto]:
+        assert p.soft.shape == small and p.soft.dtype == np.float32
+        assert np.array_equal(p.soft > 0.5, p.mask)
+        assert 0.0 <= p.soft.min() and p.soft.max() <= 1.0
     # the full-size mask at the centre of each working pixel: the same logits, so nearly the same answers (random
     # weights give noisy, high-frequency masks, hence agreement per pixel rather than IoU)
     rows = np.minimum(((np.arange(small[0]) + 0.5) * h / small[0]).astype(int), h - 1)

@@ -11,7 +11,8 @@ from .conftest import REPO
 
 # Python import name -> rosdep key, for the system libraries a ROS install provides through rosdep.
 ROSDEP = {
-    "numpy": "python3-numpy", "cv2": "python3-opencv", "scipy": "python3-scipy", "skimage": "python3-skimage",
+    "numpy": "python3-numpy", "numba": "python3-numba", "cv2": "python3-opencv", "scipy": "python3-scipy",
+    "skimage": "python3-skimage",
     "sklearn": "python3-sklearn", "yaml": "python3-yaml", "tqdm": "python3-tqdm", "PIL": "python3-pil",
     "pytest": "python3-pytest",
 }

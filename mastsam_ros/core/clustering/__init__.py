@@ -1,7 +1,8 @@
 """k-means backends, looked up by ``clustering.backend``.
 
-``auto`` is ``batch`` (all tracks at once in NumPy, ``batch.py``): with at most ``clustering.max_samples`` points per
-track the work is tiny and one call per track (SciPy) or per-call kernel launches (cuML) cost more than the work.
+``auto`` is ``batch`` (all tracks at once in one compiled kernel, ``batch.py``): with at most
+``clustering.max_samples`` points per track the work is tiny and one call per track (SciPy) or per-call kernel
+launches (cuML) cost more than the work.
 ``cuml``, ``scipy`` and ``sklearn`` stay selectable by name.
 """
 

@@ -1,15 +1,22 @@
-"""k-means of every track at once, in NumPy: the default backend.
+"""k-means of every track at once, one compiled kernel: the default backend.
 
 The tracker samples at most ``clustering.max_samples`` coordinates per mask at its working resolution, so each
 problem is tiny; what costs is the per-call set-up. SciPy's ``kmeans2`` spends ~0.85 ms per call whatever the size
-(8 tracks: ~7 ms a frame), a GPU k-means spends its kernel launches. Here all tracks are padded into one
-(tracks x samples) array and run together: k-means++ seeding, then Lloyd iterations, each a handful of array ops.
+(8 tracks: ~7 ms a frame), a GPU k-means spends its kernel launches, and the same work as NumPy array operations is
+some fifty calls of a few microseconds each. Here all tracks are padded into one (tracks x samples) layout and one
+kernel (:mod:`mastsam_ros.core.jit`) loops over them: k-means++ seeding, then Lloyd iterations.
+
+The random numbers are drawn outside the kernel from the backend's own ``numpy`` Generator (seeded by
+``clustering.seed``), a fixed count per call whatever the data: one uniform per (centre, track) of a
+(``max(ks)``, tracks) array, so results are deterministic for a seed.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..errors import MastSamError
+from ..jit import kernel
 from .base import KMeans
 
 
@@ -30,51 +37,124 @@ class BatchKMeans(KMeans):
     def centroids_many(self, coords: list[np.ndarray], ks: list[int]) -> list[np.ndarray]:
         if not coords:
             return []
-        t, s, kmax = len(coords), max(len(c) for c in coords), max(ks)
-        x = np.zeros((t, s, 2), np.float32)
-        valid = np.zeros((t, s), bool)
+        t, s = len(coords), max(len(c) for c in coords)
+        xs = np.zeros((t, s), np.float32)
+        ys = np.zeros((t, s), np.float32)
         for i, c in enumerate(coords):
-            x[i, : len(c)] = c
-            valid[i, : len(c)] = True
-        k = np.asarray(ks)
-        rows = np.arange(t)
-        xs, ys = x[..., 0], x[..., 1]  # (t, s) each: two planes, not a trailing axis of 2 (slow reductions)
-        cx, cy = self._seed(xs, ys, valid, kmax)
-        # Lloyd iterations, sums by bincount over (track, centre) bins; a centre that loses its points stays put.
-        absent = np.where(np.arange(kmax)[None, :] < k[:, None], 0.0, np.inf)[:, None, :]  # (t, 1, kmax)
-        owner = np.repeat(rows[:, None] * kmax, s, axis=1)[valid]
-        px, py = xs[valid], ys[valid]
-        assign = None
-        for _ in range(self.iterations):
-            dist = (xs[:, :, None] - cx[:, None, :]) ** 2 + (ys[:, :, None] - cy[:, None, :]) ** 2 + absent
-            new = dist.argmin(2)[valid]
-            if assign is not None and np.array_equal(new, assign):
-                break
-            assign = new
-            bins = owner + assign
-            count = np.bincount(bins, minlength=t * kmax).reshape(t, kmax)
-            sx = np.bincount(bins, weights=px, minlength=t * kmax).reshape(t, kmax)
-            sy = np.bincount(bins, weights=py, minlength=t * kmax).reshape(t, kmax)
-            has = count > 0
-            cx = np.where(has, sx / np.maximum(count, 1), cx)
-            cy = np.where(has, sy / np.maximum(count, 1), cy)
-        return [np.stack([cx[i, : k[i]], cy[i, : k[i]]], axis=1).astype(np.float32) for i in range(t)]
+            xs[i, : len(c)] = c[:, 0]
+            ys[i, : len(c)] = c[:, 1]
+        n = np.array([len(c) for c in coords], np.int64)
+        cx, cy = self.centroids_padded(xs, ys, n, np.asarray(ks, np.int64))
+        return [np.stack([cx[i, :k], cy[i, :k]], axis=1) for i, k in enumerate(ks)]
 
-    def _seed(self, xs, ys, valid, kmax):
-        """k-means++ seeding: the first centre uniformly among a set's points, each next one with probability
-        proportional to the squared distance to the nearest centre so far. Returns (t, kmax) x and y."""
-        t = xs.shape[0]
-        rows = np.arange(t)
-        n = valid.sum(1)
-        first = np.minimum((self._rng.random(t) * n).astype(int), n - 1)
-        cx = np.repeat(xs[rows, first][:, None], kmax, axis=1)
-        cy = np.repeat(ys[rows, first][:, None], kmax, axis=1)
-        d2 = np.where(valid, (xs - cx[:, :1]) ** 2 + (ys - cy[:, :1]) ** 2, 0.0)
-        for j in range(1, kmax):
-            cum = np.cumsum(d2, axis=1)
-            total = cum[:, -1]
-            pick = np.minimum((cum < (self._rng.random(t) * total)[:, None]).sum(1), n - 1)
-            pick = np.where(total > 0, pick, first)
-            cx[:, j], cy[:, j] = xs[rows, pick], ys[rows, pick]
-            d2 = np.minimum(d2, np.where(valid, (xs - cx[:, j : j + 1]) ** 2 + (ys - cy[:, j : j + 1]) ** 2, 0.0))
+    def centroids_padded(
+        self, xs: np.ndarray, ys: np.ndarray, n: np.ndarray, ks: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        if len(ks) == 0:
+            return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+        if len(n) != len(ks) or xs.shape != ys.shape or xs.ndim != 2 or xs.shape[0] != len(ks):
+            raise MastSamError(f"k-means: {len(ks)} sets, {len(n)} sizes, rows of {xs.shape} and {ys.shape}")
+        u = self._rng.random((int(ks.max()), len(ks)))  # one uniform per (centre, track): the seeding's draws
+        cx, cy, bad = _kmeans(
+            np.ascontiguousarray(xs, np.float32), np.ascontiguousarray(ys, np.float32),
+            np.ascontiguousarray(n, np.int64), np.ascontiguousarray(ks, np.int64), u, self.iterations,
+        )
+        if bad >= 0:
+            raise MastSamError(
+                f"k-means needs 1 <= k <= points per set <= {xs.shape[1]}: set {bad} has {n[bad]} points, k {ks[bad]}"
+            )
         return cx, cy
+
+
+@kernel
+def _kmeans(xs, ys, n, ks, u, iterations):
+    """k-means of each row: row ``i`` of ``xs``, ``ys`` ((t, s) float32) holds ``n[i]`` points, ``ks[i]`` centres
+    (1 <= ks[i] <= n[i]). ``u`` ((max(ks), t) float64 in [0, 1)) are the seeding's uniforms.
+
+    k-means++ seeding: the first centre is point ``int(u[0, i] * n[i])``; centre ``j`` is the first point whose
+    running sum of squared distances to the nearest centre so far (float32, in point order) reaches ``u[j, i]``
+    times the total (the first centre again when the total is 0: all points on it). Then at most ``iterations``
+    Lloyd iterations: each point to its nearest centre (squared distances in float64, the lowest index on a tie),
+    each centre to the mean of its points (float64 sums in point order), a centre that loses all its points stays
+    put; a row stops early when no point changed centre (an unchanged assignment is a fixed point, so stopping
+    all rows together would give the same centres). Returns (t, max(ks)) float32 x and y of the centres, row
+    ``i``'s first ``ks[i]`` filled, and the first row whose ``ks``, ``n`` do not fit (nothing computed then; -1
+    when all fit).
+    """
+    t, s = xs.shape
+    kmax = u.shape[0]
+    out_x = np.zeros((t, kmax), np.float32)
+    out_y = np.zeros((t, kmax), np.float32)
+    d2 = np.empty(s, np.float32)
+    assign = np.zeros(s, np.int64)
+    best = np.zeros(s, np.int64)
+    best_d = np.empty(s, np.float64)
+    cx = np.empty(kmax, np.float64)
+    cy = np.empty(kmax, np.float64)
+    sx = np.empty(kmax, np.float64)
+    sy = np.empty(kmax, np.float64)
+    count = np.empty(kmax, np.int64)
+    for i in range(t):
+        if not 1 <= ks[i] <= n[i] <= s or ks[i] > kmax:
+            return out_x, out_y, i
+    for i in range(t):
+        m, k = n[i], ks[i]
+        first = min(int(u[0, i] * m), m - 1)
+        cx[0], cy[0] = xs[i, first], ys[i, first]
+        for p in range(m):
+            dx, dy = xs[i, p] - xs[i, first], ys[i, p] - ys[i, first]
+            d2[p] = dx * dx + dy * dy
+        for j in range(1, k):
+            total = np.float32(0.0)
+            for p in range(m):
+                total += d2[p]
+            pick = first
+            if total > 0:
+                threshold = u[j, i] * np.float64(total)
+                run = np.float32(0.0)
+                pick = m - 1
+                for p in range(m):
+                    run += d2[p]
+                    if np.float64(run) >= threshold:
+                        pick = p
+                        break
+            px, py = xs[i, pick], ys[i, pick]
+            cx[j], cy[j] = px, py
+            for p in range(m):
+                dx, dy = xs[i, p] - px, ys[i, p] - py
+                d2[p] = min(d2[p], dx * dx + dy * dy)
+        for it in range(iterations):
+            # nearest centre of each point, centre by centre (a loop over the points the compiler vectorises)
+            for p in range(m):
+                dx, dy = xs[i, p] - cx[0], ys[i, p] - cy[0]
+                best_d[p] = dx * dx + dy * dy
+                best[p] = 0
+            for j in range(1, k):
+                for p in range(m):
+                    dx, dy = xs[i, p] - cx[j], ys[i, p] - cy[j]
+                    d = dx * dx + dy * dy
+                    closer = d < best_d[p]
+                    best_d[p] = d if closer else best_d[p]
+                    best[p] = j if closer else best[p]
+            changed = it == 0
+            for p in range(m):
+                changed |= best[p] != assign[p]
+                assign[p] = best[p]
+            if not changed:
+                break
+            sx[:k] = 0.0
+            sy[:k] = 0.0
+            count[:k] = 0
+            for p in range(m):
+                j = assign[p]
+                sx[j] += xs[i, p]
+                sy[j] += ys[i, p]
+                count[j] += 1
+            for j in range(k):
+                if count[j] > 0:
+                    cx[j] = sx[j] / count[j]
+                    cy[j] = sy[j] / count[j]
+        for j in range(k):
+            out_x[i, j] = cx[j]
+            out_y[i, j] = cy[j]
+    return out_x, out_y, -1

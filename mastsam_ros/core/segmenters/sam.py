@@ -258,7 +258,7 @@ class SamSegmenter(Segmenter):
 
         points = self.seed_points(region) if seeds is None else np.asarray(seeds, np.float32).reshape(-1, 2)
         cfg = self.cfg
-        masks, scores, stabs = [], [], []
+        masks, scores, stabs, probs = [], [], [], []
         with torch.inference_mode():
             for start in range(0, len(points), cfg.points_per_batch):
                 batch = points[start : start + cfg.points_per_batch]
@@ -271,6 +271,8 @@ class SamSegmenter(Segmenter):
                 stab = self._stability(logits)
                 keep2 = stab >= cfg.stability_score_thresh
                 masks.append(logits[keep2] > self.model.mask_threshold)
+                if self.mask_shape is not None:
+                    probs.append(self._probability(logits[keep2]))
                 scores.append(iou[keep][keep2])
                 stabs.append(stab[keep2])
             if not masks:
@@ -285,9 +287,10 @@ class SamSegmenter(Segmenter):
             # batched_nms returns indices sorted by decreasing score
             masks_np = masks_t[keep].cpu().numpy()
             scores_np, stabs_np = scores_t[keep].cpu().numpy(), stabs_t[keep].cpu().numpy()
+            softs = list(torch.cat(probs)[nonempty][keep].cpu().numpy()) if probs else [None] * len(masks_np)
         return [
-            Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st))
-            for m, s, st in zip(masks_np, scores_np, stabs_np)
+            Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st), soft=p)
+            for m, s, st, p in zip(masks_np, scores_np, stabs_np, softs)
         ]
 
     # --- prompted masks ---------------------------------------------------------------------------------------
@@ -332,8 +335,16 @@ class SamSegmenter(Segmenter):
                 stab = np.nan_to_num(self._stability(logits).cpu().numpy())
                 masks = (logits > self.model.mask_threshold).cpu().numpy()
                 score = iou[rows, pick].cpu().numpy()
+                softs = (list(self._probability(logits).cpu().numpy()) if self.mask_shape is not None
+                         else [None] * len(masks))
                 out.extend(
-                    Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st))
-                    for m, s, st in zip(masks, score, stab)
+                    Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st), soft=p)
+                    for m, s, st, p in zip(masks, score, stab, softs)
                 )
         return out
+
+    def _probability(self, logits):
+        """Per-pixel probabilities (float32) of logits: what a :class:`Proposal`'s ``soft`` holds at the tracker's
+        working size, for the published map's boundaries (at the frame size none is made: a full-size float map
+        each)."""
+        return self.torch.sigmoid(logits.float() - self.model.mask_threshold)

@@ -1,0 +1,193 @@
+"""The tracker's compiled kernels (masks.py, points.py) against plain references written here, on random maps with
+blobs, specks and holes like the tracker's working maps."""
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from mastsam_ros.core import masks as M
+from mastsam_ros.core.points import carried_flags, isolated
+
+SHAPE = (72, 128)
+
+
+def blobs(rng, shape=SHAPE, level=0.6) -> np.ndarray:
+    """A smooth random field in [0, 1]: thresholded, several blobs of different sizes."""
+    noise = cv2.GaussianBlur(rng.random(shape).astype(np.float32), (0, 0), 4)
+    return ((noise - noise.min()) / max(float(np.ptp(noise)), 1e-6) * level * 1.5).clip(0, 1).astype(np.float32)
+
+
+def label_map(rng, n, shape=SHAPE) -> np.ndarray:
+    """A partition into up to n labels plus background (0), blob-shaped."""
+    fields = np.stack([blobs(rng, shape) for _ in range(n)])
+    labels = fields.argmax(0).astype(np.uint16) + 1
+    labels[fields.max(0) < 0.5] = 0
+    return labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_threshold_box_is_the_threshold_and_its_bounding_box(seed):
+    rng = np.random.default_rng(seed)
+    soft = blobs(rng) if seed else np.zeros(SHAPE, np.float32)
+    hard = np.empty(SHAPE, bool)
+    y0, y1, x0, x1 = M.threshold_box(soft, hard)
+    assert np.array_equal(hard, soft >= 0.5)
+    x, y, w, h = cv2.boundingRect((soft >= 0.5).view(np.uint8))
+    if w == 0:
+        assert y1 == 0
+    else:
+        assert (y0, y1, x0, x1) == (y, y + h, x, x + w)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_drop_swallowed_follows_the_rule(seed):
+    rng = np.random.default_rng(seed)
+    owner = label_map(rng, 6)
+    n = 7
+    held = np.bincount(owner.ravel(), minlength=n)
+    assert np.array_equal(M.count_labels(owner, n), held)
+    hard = blobs(rng, level=0.9) >= 0.4
+    me = int(rng.integers(1, n))
+    ys, xs = np.nonzero(hard)
+    if ys.size == 0:
+        pytest.skip("empty draw")
+    box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+    # reference: the rule of the docstring, per label
+    taken = np.bincount(owner[hard], minlength=n)
+    swallowed = [k for k in range(1, n) if k != me and taken[k] >= 0.5 * max(held[k], 1) and held[k] >= 0.5 * held[me]]
+    expected = hard & ~np.isin(owner, swallowed)
+    got = hard.copy()
+    assert M.drop_swallowed(got, owner, held, me, 0.5, *box) == bool(swallowed)
+    assert np.array_equal(got, expected)
+
+
+@pytest.mark.parametrize("gap", [0, 2, 4])
+@pytest.mark.parametrize("seed", range(4))
+def test_main_parts_keeps_the_big_parts_by_their_own_pixels(seed, gap):
+    rng = np.random.default_rng(seed)
+    mask = blobs(rng, level=0.8) >= 0.55
+    mask[rng.random(SHAPE) > 0.995] = True  # specks
+    frac, min_area = 0.3, 40
+    # reference: parts of the gap-bridged mask (scipy), sized by the mask's own pixels
+    joined = ndi.binary_dilation(mask, np.ones((gap + 1, gap + 1), bool)) if gap else mask  # odd sizes: centred
+    parts, n = ndi.label(joined, np.ones((3, 3), bool))
+    areas = np.bincount(parts[mask], minlength=n + 1)
+    keep = (areas >= frac * areas[1:].max()) | (areas >= min_area)
+    keep[0] = False
+    expected = keep[parts] & mask if n > 1 else mask
+    assert np.array_equal(M.main_parts(mask, frac, min_area, gap), expected)
+    inplace = mask.copy()
+    assert M.main_parts(inplace, frac, min_area, gap, inplace=True) is inplace
+    assert np.array_equal(inplace, expected)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_measure_gives_area_centroid_and_prompt_hits(seed):
+    rng = np.random.default_rng(seed)
+    mask = blobs(rng) >= 0.5
+    pts = (rng.random((9, 2)) * [SHAPE[1] + 10, SHAPE[0] + 10] - 5).astype(np.float32)
+    area, cx, cy, hits = M.measure(mask, 0, SHAPE[0], 0, SHAPE[1], pts)
+    ys, xs = np.nonzero(mask)
+    assert area == ys.size
+    if area:
+        assert np.allclose([cx, cy], [xs.mean(), ys.mean()])
+    xy = np.clip(np.rint(pts).astype(int), 0, [SHAPE[1] - 1, SHAPE[0] - 1])
+    assert hits == int(mask[xy[:, 1], xy[:, 0]].sum())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_partition_stats_and_planes_of_a_candidate_map(seed):
+    rng = np.random.default_rng(seed)
+    n = 5
+    cand = label_map(rng, n)
+    prob = rng.random(SHAPE).astype(np.float32)
+    stats, owner = np.empty((n, 7)), np.empty(SHAPE, np.uint16)
+    M.partition_stats(cand, prob, n, stats, owner)
+    assert np.array_equal(owner, np.where(prob >= 0.5, cand, 0))
+    for k in range(n):
+        mine = cand == k + 1
+        soft = np.where(mine, prob, 0).astype(np.float32)
+        hard = soft >= 0.5
+        ys, xs = np.nonzero(mine)
+        if ys.size == 0:
+            assert stats[k, 1] == 0
+            continue
+        assert tuple(stats[k, :4]) == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+        hy, hx = np.nonzero(hard)
+        assert stats[k, 4] == hy.size
+        if hy.size:
+            assert np.allclose(stats[k, 5:], [hx.mean(), hy.mean()])
+        s, h = np.zeros(SHAPE, np.float32), np.zeros(SHAPE, bool)
+        M.candidate_plane(cand, prob, k + 1, *(int(v) for v in stats[k, :4]), s, h)
+        assert np.array_equal(s, soft) and np.array_equal(h, hard)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_owner_probabilities_give_owners_and_halo_candidates(seed):
+    rng = np.random.default_rng(seed)
+    n = 4
+    index = label_map(rng, n)
+    softs = [blobs(rng, level=0.8) for _ in range(n)]
+    cand, prob = index.copy(), np.zeros(SHAPE, np.float32)
+    for k in range(n):
+        M.owner_probabilities(softs[k], index, k + 1, 0, SHAPE[0], 0, SHAPE[1], cand, prob)
+    # reference, pixel by pixel: the owner's probability (at least 0.5); on background, tracks in order, each that
+    # beats the candidate's probability so far (kept below 0.5) takes over
+    for y in range(0, SHAPE[0], 3):
+        for x in range(0, SHAPE[1], 3):
+            i = index[y, x]
+            if i:
+                assert cand[y, x] == i and prob[y, x] == max(softs[i - 1][y, x], np.float32(0.5))
+                continue
+            best, p = 0, np.float32(0)
+            for k in range(n):
+                if softs[k][y, x] > p:
+                    best, p = k + 1, min(softs[k][y, x], np.float32(0.499))
+            assert cand[y, x] == best and prob[y, x] == p
+
+
+def test_claims_and_paint_of_overlapping_masks():
+    rng = np.random.default_rng(3)
+    masks = [blobs(rng) >= 0.45 for _ in range(5)]
+    claims = np.zeros(masks[0].size, np.uint16)
+    areas = [M.claim(claims, m.ravel()) for m in masks]
+    assert areas == [int(m.sum()) for m in masks]
+    assert np.array_equal(claims, np.sum(masks, axis=0).ravel())
+    painted = M.paint(SHAPE, masks, [10, 20, 30, 40, 50])
+    expected = np.zeros(SHAPE, np.uint32)
+    for i in np.argsort([-a for a in areas], kind="stable"):  # larger first, smaller on top
+        expected[masks[i]] = [10, 20, 30, 40, 50][i]
+    assert np.array_equal(painted, expected)
+    boxes = np.empty((6, 4), np.intp)
+    M.label_boxes(painted // 10, 6, boxes)
+    for k in range(6):
+        ys, xs = np.nonzero(painted == 10 * (k + 1))
+        if ys.size:
+            assert tuple(boxes[k]) == (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+        else:
+            assert boxes[k, 1] == 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_carried_flags_are_confidence_frame_and_isolation(seed):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(0, 9, 6)
+    total = int(counts.sum())
+    dst = (rng.random((total, 2)) * [120, 80] - [10, 5]).astype(np.float32)
+    dst[::5] += 300  # strays, some outside
+    conf = rng.random(total).astype(np.float32)
+    good, keep = np.empty(total, bool), np.empty(total, bool)
+    trust, kept = np.empty(len(counts)), np.empty(len(counts), np.intp)
+    carried_flags(dst, conf, counts, 110, 70, 0.3, 2.5, good, keep, trust, kept)
+    ok = (conf >= 0.3) & (dst[:, 0] >= 0) & (dst[:, 0] <= 109) & (dst[:, 1] >= 0) & (dst[:, 1] <= 69)
+    assert np.array_equal(good, ok)
+    start = 0
+    for j, n in enumerate(counts):
+        sl = slice(start, start + n)
+        expected = ok[sl].copy()
+        expected[ok[sl]] = ~isolated(dst[sl][ok[sl]], 2.5)
+        assert np.array_equal(keep[sl], expected)
+        assert kept[j] == expected.sum()
+        assert trust[j] == pytest.approx(float(np.where(ok[sl], conf[sl], 0).sum()) / n if n else 0.0, rel=1e-5)
+        start += n
