@@ -116,10 +116,18 @@ class Tracker:
         self.schedule.reset()
         self.matcher.reset()
 
-    def request_keyframe(self) -> None:
-        """Run a full re-segmentation on the next frame (thread-safe)."""
+    def request_keyframe(self) -> bool:
+        """Run a full re-segmentation on the next frame and, where the matcher has anchor frames (``matcher.backend:
+        cadence``), make it an anchor frame too: the points carried into it then come from the anchor matcher, not
+        from the flow chain whose drift may be why a re-segmentation was asked for (thread-safe: both requests are
+        flags read at the next step). Returns whether an anchor was requested."""
         with self._flags_lock:
             self._keyframe_requested = True
+        request_anchor = getattr(self.matcher, "request_anchor", None)
+        if request_anchor is None:
+            return False
+        request_anchor()
+        return True
 
     def request_reset(self) -> None:
         """Reset before the next frame (thread-safe; for front ends whose worker owns the tracker)."""

@@ -7,7 +7,7 @@ Topics (relative names, remap them in launch):
   (mastsam_ros/InstanceArray), ``~/overlay`` (rgb8, rendered only while someone subscribes), ``/diagnostics``.
   Every output carries the input image's header.
 Services: ``~/reset`` and ``~/resegment`` (std_srvs/Trigger; with the cadence matcher a re-segmentation also makes
-the next frame an anchor frame, mastsam_ros/core/resegment.py).
+the next frame an anchor frame: ``Tracker.request_keyframe``).
 
 Threading: the subscription callback only checks the message (O(1)) and overwrites a one-slot buffer; one worker
 thread owns the tracker and always takes the newest frame, so the node never works through a backlog, and every
@@ -53,7 +53,6 @@ from mastsam_ros.core.config import config_field as _param
 from mastsam_ros.core.errors import BadImage, FrameTooSmall, MastSamError
 from mastsam_ros.core.frames import MIN_SIDE
 from mastsam_ros.core.pipeline import Outcome, Pipeline
-from mastsam_ros.core.resegment import request_resegmentation
 from mastsam_ros.core.render import overlay
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.labels_io import LabelMapper
@@ -419,7 +418,7 @@ class TrackerNode(Node):
         return response
 
     def _on_resegment(self, request, response):
-        anchor = request_resegmentation(self._tracker)
+        anchor = self._tracker.request_keyframe()
         response.success = True
         response.message = "the next frame is fully re-segmented" + (" and an anchor frame" if anchor else "")
         return response

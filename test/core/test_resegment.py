@@ -7,7 +7,6 @@ import numpy as np
 from mastsam_ros.core.config import Config, MatcherSection
 from mastsam_ros.core.matchers import Matcher
 from mastsam_ros.core.matchers.cadence import CadenceMatcher
-from mastsam_ros.core.resegment import request_resegmentation
 from mastsam_ros.core.tracker import Tracker
 
 
@@ -55,7 +54,7 @@ def test_a_request_makes_the_next_frame_a_keyframe_and_an_anchor_frame(car_frame
     for t, f in enumerate(frames):
         anchor.next_index = t
         if t == 3:
-            assert request_resegmentation(tracker)  # an anchor was asked for too
+            assert tracker.request_keyframe()  # an anchor was asked for too
         results.append(tracker.step(f))
         assert tracker.matcher.is_anchor_frame == (t in (0, 3)), t
     assert anchor.frames == [0, 3]  # the anchor matcher saw the first frame and the requested one only
@@ -71,7 +70,7 @@ def test_without_anchors_only_the_keyframe_is_requested(car_frames):
     tracker = Tracker(Config().update({"tracker.keyframe_interval": 1000}))  # the flow matcher
     frames = car_frames[0][:3]
     first = tracker.step(frames[0])
-    assert not request_resegmentation(tracker)
+    assert not tracker.request_keyframe()
     second = tracker.step(frames[1])
     third = tracker.step(frames[2])
     assert first.keyframe and second.keyframe and not third.keyframe
