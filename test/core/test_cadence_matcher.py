@@ -396,6 +396,7 @@ def test_async_anchor_never_blocks_and_moves_the_points_as_it_says(car_frames):
         assert m.wait_anchor(5)  # the test makes the result ready; the matcher itself never waits
         p, q, conf = _step(m, frames, 5)  # the first push that finds the pair done applies it
         assert m.stats["anchor_applied"] == 1 and m.last_applied == (4, 6)  # submitted on frame 3, applied on 5
+        assert m.stats["anchor_lag_frames"] == 2
         good = conf >= 0.3
         assert good.sum() >= 4, conf
         # frame 4 -> 0 along the old backward chain, 0 -> 3 by the anchor (its EXTRA included), 3 -> 4 -> 5 by flow

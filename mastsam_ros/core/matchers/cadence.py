@@ -90,9 +90,10 @@ class CadenceMatcher(Matcher):
         self.last_applied: tuple[int, int] | None = None
         #: counts since the last reset: frames, anchor frames, points carried by the anchor, points that fell back;
         #: async only: anchor frames skipped (a pair in flight), pairs applied, pairs dropped (reset, size change),
-        #: pairs whose worker raised (logged)
+        #: pairs whose worker raised (logged), frames from submitting to applying, summed over the applied pairs
         self.stats = {"frames": 0, "anchor_frames": 0, "anchored_points": 0, "fallback_points": 0,
-                      "anchor_skipped": 0, "anchor_applied": 0, "anchor_dropped": 0, "anchor_failed": 0}
+                      "anchor_skipped": 0, "anchor_applied": 0, "anchor_dropped": 0, "anchor_failed": 0,
+                      "anchor_lag_frames": 0}
         self.reset()
 
     def settings(self) -> dict:
@@ -279,6 +280,7 @@ class CadenceMatcher(Matcher):
                 self._apply = True
                 self.last_applied = (self._job_frame, self.stats["frames"])
                 self.stats["anchor_applied"] += 1
+                self.stats["anchor_lag_frames"] += self.stats["frames"] - self._job_frame
         if self._pending:  # the chains of a pair in flight go on; after it is applied, they end
             self._old_prev, self._fwd_prev = self._old, self._fwd
             self._fwd_advance = True
