@@ -509,6 +509,9 @@ def test_async_worker_failure_is_logged_and_counted(car_frames, caplog):
     finally:
         m.close()
     assert m._pool is None and not any(th.name.startswith("cadence-anchor") for th in threading.enumerate())
+    m.push(frames[0])  # usable after close: a new worker, a reset anchor matcher, no pair across the close
+    assert m.wait_anchor(5) and anchor.frames == [0] and m.is_anchor_frame
+    m.close()
 
 
 def test_async_from_the_config():

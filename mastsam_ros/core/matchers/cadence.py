@@ -142,7 +142,8 @@ class CadenceMatcher(Matcher):
         if pool is not None:
             self._drop_job()
             pool.shutdown(wait=True)
-            self._anchor_dirty = True
+            # a later frame starts again (a new worker) from a reset anchor matcher: no pair across the close
+            self._anchor_dirty, self._anchor_pushed, self._pending, self._apply = True, False, False, False
 
     def wait_anchor(self, timeout: float) -> bool:
         """Wait at most ``timeout`` seconds for the job given to the worker; whether none is left running. Never
