@@ -225,6 +225,14 @@ class MatcherSection:
         " this keeps its one-frame flow carry instead (a fallback, counted in CadenceMatcher.stats).",
         range=(0.0, 1.0), rebuild=True,
     )
+    anchor_mode: str = config_field(
+        "sync",
+        "Backend cadence: sync = the anchor pair runs in the frame's own step (every N-th frame pays it); async = it"
+        " runs in a background thread while the flow carries the frames, and its result, once ready (never waited"
+        " for), is brought forward along the flow to the current frame and re-anchors the points there. One pair in"
+        " flight at most: an anchor frame that comes while one is running is skipped (counted).",
+        choices=("sync", "async"), rebuild=True,
+    )
 
 
 @dataclass

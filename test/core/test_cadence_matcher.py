@@ -4,6 +4,7 @@ and the MASt3R path's per-frame costs: one encoder pass per frame, precision, th
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -312,3 +313,210 @@ def test_rope_is_logged_once(monkeypatch, caplog):
             mast3r.Mast3rMatcher(MatcherSection(backend="mast3r"), model=slow)
     lines = [r for r in caplog.records if "curope" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelno == logging.WARNING and "PyTorch path" in lines[0].getMessage()
+
+
+# --- anchor_mode: async -----------------------------------------------------------------------------------------------
+#: a translation the anchor reports and the flow cannot see: after re-anchoring the points carry it
+EXTRA = np.array([6.0, -4.0], np.float32)
+
+
+class GatedAnchor(OracleAnchor):
+    """The oracle anchor run by the cadence worker: it finds which frame it was given by comparing contents (the
+    test's ``next_index`` has moved on by the time the worker runs), waits in ``prepare`` until ``gate`` is set and
+    adds ``EXTRA`` to its shifts. ``entered`` is set when a prepare starts; ``fail`` makes prepare raise."""
+
+    def __init__(self, frames, confidence: float = 0.9):
+        super().__init__(confidence)
+        self.sequence = frames
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.gate_timeouts = 0
+        self.resets = 0
+        self.fail = False
+        self.threads: set[str] = set()
+
+    def push(self, image):
+        self.threads.add(threading.current_thread().name)
+        self.frames.append(next(i for i, f in enumerate(self.sequence) if f.shape == image.shape
+                                and np.array_equal(f, image)))
+
+    def prepare(self):
+        self.threads.add(threading.current_thread().name)
+        self.entered.set()
+        if not self.gate.wait(10):
+            self.gate_timeouts += 1
+        if self.fail:
+            raise RuntimeError("anchor failed on purpose")
+        self.prepared += 1
+
+    def carry(self, points):
+        q, conf = super().carry(points)
+        return (q + EXTRA).astype(np.float32), conf
+
+    def reset(self):
+        super().reset()
+        self.resets += 1
+
+
+def _async(interval: int, anchor: Matcher) -> CadenceMatcher:
+    cfg = MatcherSection(backend="cadence", anchor_interval=interval, anchor_mode="async")
+    return CadenceMatcher(cfg, anchor=anchor)
+
+
+def _step(m: CadenceMatcher, frames, t: int, pts=PTS):
+    """Push frame t and carry ``pts`` placed on frame t-1's content; (p, carried, confidence)."""
+    m.push(frames[t])
+    m.prepare()
+    p = pts + shift(0, t - 1)
+    return (p, *m.carry(p)) if t else (p, None, None)
+
+
+def test_async_anchor_never_blocks_and_moves_the_points_as_it_says(car_frames):
+    frames = moving_frames(car_frames[0][0])
+    anchor = GatedAnchor(frames)
+    m = _async(3, anchor)
+    flow = FlowMatcher(MatcherSection())
+    try:
+        for t in range(5):
+            p, q, conf = _step(m, frames, t)
+            flow.push(frames[t])
+            if t == 0:
+                assert m.wait_anchor(5)  # frame 0 reaches the anchor matcher before the first pair (no prepare)
+                continue
+            if t == 3:
+                assert m.is_anchor_frame and anchor.entered.wait(5)  # the worker is inside the pair (0, 3) now
+            # frames 3 and 4 went through push, prepare and carry while the worker was held in prepare: nothing in
+            # them waits on it; the points are the flow's own
+            assert anchor.prepared == 0 and not anchor.gate.is_set()
+            fq, fconf = flow.carry(p)
+            assert np.allclose(q, fq, atol=1e-4) and np.allclose(conf, fconf, atol=1e-4), t
+            assert m.point_map() is None
+        assert m.stats["anchor_applied"] == 0 and m.stats["anchored_points"] == 0
+        anchor.gate.set()
+        assert m.wait_anchor(5)  # the test makes the result ready; the matcher itself never waits
+        p, q, conf = _step(m, frames, 5)  # the first push that finds the pair done applies it
+        assert m.stats["anchor_applied"] == 1 and m.last_applied == (4, 6)  # submitted on frame 3, applied on 5
+        assert m.stats["anchor_lag_frames"] == 2
+        good = conf >= 0.3
+        assert good.sum() >= 4, conf
+        # frame 4 -> 0 along the old backward chain, 0 -> 3 by the anchor (its EXTRA included), 3 -> 4 -> 5 by flow
+        err = np.linalg.norm(q[good] - (p[good] + shift(4, 5) + EXTRA), axis=1)
+        assert np.median(err) < 1.5, err
+        assert np.allclose(anchor.asked[-1][good], p[good] + shift(4, 0), atol=1.5)  # asked where they were on 0
+        assert m.stats["anchored_points"] == good.sum()
+        assert anchor.threads == {n for n in anchor.threads if n.startswith("cadence-anchor")}  # all on the worker
+        p, q, conf = _step(m, frames, 6)  # an anchor frame again: pair (3, 6) goes to the worker...
+        assert m.is_anchor_frame and m.stats["anchor_applied"] == 1
+        assert m.wait_anchor(5)
+        p, q, conf = _step(m, frames, 7)  # ...and is applied on the next frame
+        assert m.stats["anchor_applied"] == 2 and anchor.frames == [0, 3, 6]
+        good = conf >= 0.3
+        err = np.linalg.norm(q[good] - (p[good] + shift(6, 7) + EXTRA), axis=1)
+        assert np.median(err) < 1.5, err
+        assert anchor.gate_timeouts == 0 and m.stats["anchor_skipped"] == 0
+    finally:
+        anchor.gate.set()
+        m.close()
+
+
+def test_async_anchor_frame_during_a_pair_in_flight_is_skipped(car_frames):
+    frames = moving_frames(car_frames[0][0])
+    anchor = GatedAnchor(frames)
+    m = _async(2, anchor)
+    try:
+        _step(m, frames, 0)
+        assert m.wait_anchor(5)
+        for t in range(1, 6):
+            _step(m, frames, t)
+            assert m.is_anchor_frame == (t == 2)
+        assert m.stats["anchor_skipped"] == 1  # anchor frame 4 came while (0, 2) was held
+        anchor.gate.set()
+        assert m.wait_anchor(5)
+        _step(m, frames, 6)  # the next interval's anchor frame, but it applies (0, 2): moved to the next frame
+        assert not m.is_anchor_frame and m.stats["anchor_applied"] == 1
+        _step(m, frames, 7)
+        assert m.is_anchor_frame and anchor.frames == [0, 2, 7]
+        assert m.stats["anchor_applied"] == 1 and m.stats["anchor_frames"] == 3
+    finally:
+        anchor.gate.set()
+        m.close()
+
+
+def test_async_reset_or_size_change_drops_the_pair_in_flight(car_frames):
+    frames = moving_frames(car_frames[0][0])
+    anchor = GatedAnchor(frames)
+    m = _async(2, anchor)
+    anchor.resets = 0  # the one reset of building the matcher
+    flow = FlowMatcher(MatcherSection())
+    try:
+        for t in range(3):
+            _step(m, frames, t)
+            if t == 0:
+                assert m.wait_anchor(5)
+        assert anchor.entered.wait(5)  # pair (0, 2) is on the worker
+        m.reset()
+        assert m.stats["anchor_dropped"] == 1 and m.stats["frames"] == 0
+        anchor.gate.set()
+        assert m.wait_anchor(5)  # the old pair finishes on the worker...
+        for t in range(3, 6):
+            p, q, conf = _step(m, frames, t)
+            flow.push(frames[t])
+            if t > 3:  # ...and is never applied: the carries are the flow's
+                fq, fconf = flow.carry(p)
+                assert np.allclose(q, fq, atol=1e-4) and np.allclose(conf, fconf, atol=1e-4)
+            assert m.stats["anchor_applied"] == 0 and m.last_applied is None
+            assert m.wait_anchor(5)
+        assert anchor.resets == 1 and anchor.frames == [3, 5]  # reset on the worker before frame 3
+        anchor.gate.clear()
+        anchor.entered.clear()
+        _step(m, frames, 6)  # applies (3, 5)
+        _step(m, frames, 7)  # pair (5, 7) submitted
+        assert m.stats["anchor_applied"] == 1 and anchor.entered.wait(5)
+        small = [np.ascontiguousarray(f[:-16, :-16]) for f in frames]
+        anchor.sequence = small
+        m.push(small[0])  # a frame of another size while (5, 7) is held
+        assert m.stats["anchor_dropped"] == 2 and m.is_anchor_frame  # the one of the reset, and this one
+        anchor.gate.set()
+        assert m.wait_anchor(5)
+        assert anchor.resets == 2 and anchor.frames == [0]  # the new size starts a fresh anchor matcher
+        m.push(small[1])
+        assert m.stats["anchor_applied"] == 1  # the dropped pair stays dropped
+    finally:
+        anchor.gate.set()
+        m.close()
+
+
+def test_async_worker_failure_is_logged_and_counted(car_frames, caplog):
+    frames = moving_frames(car_frames[0][0])
+    anchor = GatedAnchor(frames)
+    anchor.gate.set()
+    anchor.fail = True
+    m = _async(2, anchor)
+    try:
+        _step(m, frames, 0)
+        assert m.wait_anchor(5)
+        for t in range(1, 4):
+            _step(m, frames, t)
+            assert m.wait_anchor(5)
+        assert m.stats["anchor_failed"] == 1 and m.stats["anchor_applied"] == 0
+        assert any("anchor matcher failed" in r.getMessage() for r in caplog.records)
+        anchor.fail = False
+        for t in range(4, 8):
+            _step(m, frames, t)
+            assert m.wait_anchor(5)
+        # it starts again from a fresh anchor matcher: frame 4 alone, pair (4, 6) applied on frame 7
+        assert m.stats["anchor_applied"] == 1 and anchor.frames == [4, 6]
+    finally:
+        m.close()
+    assert m._pool is None and not any(th.name.startswith("cadence-anchor") for th in threading.enumerate())
+    m.push(frames[0])  # usable after close: a new worker, a reset anchor matcher, no pair across the close
+    assert m.wait_anchor(5) and anchor.frames == [0] and m.is_anchor_frame
+    m.close()
+
+
+def test_async_from_the_config():
+    m = build_matcher(MatcherSection(backend="cadence", anchor_backend="flow", anchor_mode="async"))
+    assert m.mode == "async" and m.settings()["anchor_mode"] == "async"
+    assert build_matcher(MatcherSection(backend="cadence", anchor_backend="flow")).mode == "sync"
+    with pytest.raises(ConfigError):
+        Config().update({"matcher.anchor_mode": "later"})
