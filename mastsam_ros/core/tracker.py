@@ -135,10 +135,14 @@ class Tracker:
             self._reset_requested = True
 
     def close(self) -> None:
-        """Stop the matcher's thread (a step in progress finishes first)."""
+        """Stop the matcher's thread (a step in progress finishes first), and the matcher's own worker where it has
+        one (the cadence matcher's asynchronous anchor)."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
+        close = getattr(self.matcher, "close", None)
+        if close is not None:
+            close()
 
     def configure(self, changes: dict) -> list[str]:
         """Apply config changes (``{dotted name: value}``) between two frames; returns the sections rebuilt.
