@@ -20,8 +20,11 @@ Per frame (``Tracker.step``):
 
 All of this runs on one label map at a working resolution (longer side ``tracker.work_max_side``, SAM's decoder
 output size by default), never on full-size masks: segmenter answers arrive at that size (``Segmenter.mask_shape``)
-or are resized to it once. Only the published label map is brought to the frame size, once per frame, by
-nearest-neighbour upsampling; track areas and boxes are those of that published map.
+or are resized to it once. Only the published label map is brought to the frame size, once per frame
+(:meth:`WorkGrid.publish`: nearest neighbour, the boundary pixels by interpolated probability); track areas and boxes
+are those of that published map. The per-pixel and per-track work of each stage is done by compiled kernels
+(``masks.py``, ``points.py``, ``grid.py``, ``clustering/batch.py``; numba through ``jit.py``), a few calls per
+track instead of a few dozen NumPy calls.
 
 Ids are never reused, not even across :meth:`Tracker.reset`, so a downstream consumer never confuses two objects.
 """
