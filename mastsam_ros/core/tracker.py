@@ -383,10 +383,14 @@ class Tracker:
                 )
             )
             who.append(i)
-        if owner is None and prompts and cfg.swallow_fraction < 1.0:
+        held = None  # (where each track is now, its pixel count per track index + 1) for the swallowing rule
+        if owner is not None and cfg.swallow_fraction < 1.0:
+            held = (owner, np.array([0] + [w.area for w in warped]))  # the warped partition: its areas are counted
+        elif prompts and cfg.swallow_fraction < 1.0:
             # where each track is now, by its warped masks (a sparse matcher gives no warped partition)
             owner = M.paint(g.work, [w.mask for w in warped], list(range(1, len(warped) + 1)))
-        confirmed = self._answers(prompts, who, [carried_w[i] for i in who], warped, owner, diag)
+            held = (owner, M.count_labels(owner, len(warped) + 1))
+        confirmed = self._answers(prompts, who, [carried_w[i] for i in who], warped, held, diag)
         if cfg.retry_rejected:
             # A rejected answer usually means the carried points slid off the object (occlusion, fast motion) while
             # the warped mask is still on it: ask once more from the warped mask's innermost pixel.
@@ -401,7 +405,7 @@ class Tracker:
                         labels=np.concatenate([np.ones(1, np.int32), np.zeros(len(neg), np.int32)]),
                     )
                 )
-            confirmed.update(self._answers(prompts, retry, inner, warped, owner, diag))
+            confirmed.update(self._answers(prompts, retry, inner, warped, held, diag))
         masks = {}
         for i, t in enumerate(self._tracks):
             if t.id in chosen:
@@ -419,19 +423,15 @@ class Tracker:
         return masks, sorted(chosen)
 
     def _answers(
-        self, prompts: list, who: list[int], positives_w: list, warped: list[_Mask], owner: np.ndarray | None,
-        diag: float,
+        self, prompts: list, who: list[int], positives_w: list, warped: list[_Mask], held: tuple | None, diag: float,
     ) -> dict:
         """Decode ``prompts`` (for tracks ``who``) in one call; the plausible answers as {track index: (mask,
-        probability map, score)}. Each answer is examined inside its own box; ``owner`` (where each track is now)
-        serves the rule against swallowed neighbours."""
+        probability map, score)}. Each answer is examined inside its own box; ``held`` (where each track is now and
+        how many pixels it holds; None: the rule is off) serves the rule against swallowed neighbours."""
         cfg = self.cfg.tracker
         out = {}
         answers = self.segmenter.predict(prompts) if prompts else []
-        if cfg.swallow_fraction >= 1.0:
-            owner = None
-        if owner is not None:
-            held = M.count_labels(owner, len(warped) + 1)
+        owner, held = held if held is not None else (None, None)
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
             hard = np.empty(soft.shape, bool)
