@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -363,6 +364,20 @@ def _async(interval: int, anchor: Matcher) -> CadenceMatcher:
     return CadenceMatcher(cfg, anchor=anchor)
 
 
+@contextmanager
+def _gated(car_frames, interval: int):
+    """Moving frames, a gated anchor and an async cadence matcher over it; at the end the gate is opened and the
+    matcher closed, whatever happened."""
+    frames = moving_frames(car_frames[0][0])
+    anchor = GatedAnchor(frames)
+    m = _async(interval, anchor)
+    try:
+        yield frames, anchor, m
+    finally:
+        anchor.gate.set()
+        m.close()
+
+
 def _step(m: CadenceMatcher, frames, t: int, pts=PTS):
     """Push frame t and carry ``pts`` placed on frame t-1's content; (p, carried, confidence)."""
     m.push(frames[t])
@@ -372,11 +387,8 @@ def _step(m: CadenceMatcher, frames, t: int, pts=PTS):
 
 
 def test_async_anchor_never_blocks_and_moves_the_points_as_it_says(car_frames):
-    frames = moving_frames(car_frames[0][0])
-    anchor = GatedAnchor(frames)
-    m = _async(3, anchor)
     flow = FlowMatcher(MatcherSection())
-    try:
+    with _gated(car_frames, 3) as (frames, anchor, m):
         for t in range(5):
             p, q, conf = _step(m, frames, t)
             flow.push(frames[t])
@@ -414,16 +426,10 @@ def test_async_anchor_never_blocks_and_moves_the_points_as_it_says(car_frames):
         err = np.linalg.norm(q[good] - (p[good] + shift(6, 7) + EXTRA), axis=1)
         assert np.median(err) < 1.5, err
         assert anchor.gate_timeouts == 0 and m.stats["anchor_skipped"] == 0
-    finally:
-        anchor.gate.set()
-        m.close()
 
 
 def test_async_anchor_frame_during_a_pair_in_flight_is_skipped(car_frames):
-    frames = moving_frames(car_frames[0][0])
-    anchor = GatedAnchor(frames)
-    m = _async(2, anchor)
-    try:
+    with _gated(car_frames, 2) as (frames, anchor, m):
         _step(m, frames, 0)
         assert m.wait_anchor(5)
         for t in range(1, 6):
@@ -437,18 +443,12 @@ def test_async_anchor_frame_during_a_pair_in_flight_is_skipped(car_frames):
         _step(m, frames, 7)
         assert m.is_anchor_frame and anchor.frames == [0, 2, 7]
         assert m.stats["anchor_applied"] == 1 and m.stats["anchor_frames"] == 3
-    finally:
-        anchor.gate.set()
-        m.close()
 
 
 def test_async_reset_or_size_change_drops_the_pair_in_flight(car_frames):
-    frames = moving_frames(car_frames[0][0])
-    anchor = GatedAnchor(frames)
-    m = _async(2, anchor)
-    anchor.resets = 0  # the one reset of building the matcher
     flow = FlowMatcher(MatcherSection())
-    try:
+    with _gated(car_frames, 2) as (frames, anchor, m):
+        anchor.resets = 0  # the one reset of building the matcher
         for t in range(3):
             _step(m, frames, t)
             if t == 0:
@@ -481,9 +481,6 @@ def test_async_reset_or_size_change_drops_the_pair_in_flight(car_frames):
         assert anchor.resets == 2 and anchor.frames == [0]  # the new size starts a fresh anchor matcher
         m.push(small[1])
         assert m.stats["anchor_applied"] == 1  # the dropped pair stays dropped
-    finally:
-        anchor.gate.set()
-        m.close()
 
 
 def test_async_worker_failure_is_logged_and_counted(car_frames, caplog):
