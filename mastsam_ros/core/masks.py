@@ -234,8 +234,8 @@ def partition_stats(cand, prob, n, stats, owner) -> None:
     ``stats[k]`` the box of track k + 1's candidate pixels (y0, y1, x0, x1; y1 == 0 when it has none), then the area
     and centroid (x, y) of its owned pixels."""
     h, w = cand.shape
+    _empty_boxes(stats, n, h, w)
     for k in range(n):
-        stats[k, 0], stats[k, 1], stats[k, 2], stats[k, 3] = h, 0, w, 0
         stats[k, 4], stats[k, 5], stats[k, 6] = 0, 0, 0
     for y in range(h):
         for x in range(w):
@@ -245,10 +245,7 @@ def partition_stats(cand, prob, n, stats, owner) -> None:
             if c == 0 or c > n:
                 continue
             k = c - 1
-            stats[k, 0] = min(stats[k, 0], y)
-            stats[k, 1] = y + 1
-            stats[k, 2] = min(stats[k, 2], x)
-            stats[k, 3] = max(stats[k, 3], x + 1)
+            _grow_box(stats, k, y, x)
             if on:
                 stats[k, 4] += 1
                 stats[k, 5] += x
@@ -294,18 +291,29 @@ def paint_one(labels: np.ndarray, mask: np.ndarray, value: int) -> None:
 def label_boxes(labels: np.ndarray, n: int, boxes: np.ndarray) -> None:
     """``boxes[k]``: the box (y0, y1, x0, x1, half-open; y1 == 0 when absent) of label k + 1 of ``labels``, k < n."""
     h, w = labels.shape
-    for k in range(n):
-        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = h, 0, w, 0
+    _empty_boxes(boxes, n, h, w)
     for y in range(h):
         for x in range(w):
             c = labels[y, x]
             if c == 0 or c > n:
                 continue
-            k = c - 1
-            boxes[k, 0] = min(boxes[k, 0], y)
-            boxes[k, 1] = y + 1
-            boxes[k, 2] = min(boxes[k, 2], x)
-            boxes[k, 3] = max(boxes[k, 3], x + 1)
+            _grow_box(boxes, c - 1, y, x)
+
+
+@kernel
+def _empty_boxes(boxes, n: int, h: int, w: int) -> None:
+    """Rows 0..n-1 of ``boxes`` (columns y0, y1, x0, x1, half-open) set to the empty box of an h x w map (y1 == 0)."""
+    for k in range(n):
+        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = h, 0, w, 0
+
+
+@kernel
+def _grow_box(boxes, k: int, y: int, x: int) -> None:
+    """Box k (y0, y1, x0, x1, half-open) grown to hold pixel (y, x), visited in raster order (so y is the last row)."""
+    boxes[k, 0] = min(boxes[k, 0], y)
+    boxes[k, 1] = y + 1
+    boxes[k, 2] = min(boxes[k, 2], x)
+    boxes[k, 3] = max(boxes[k, 3], x + 1)
 
 
 @kernel
