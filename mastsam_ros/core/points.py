@@ -55,28 +55,6 @@ def snap(centres: np.ndarray, samples: np.ndarray) -> np.ndarray:
     return got[0, : len(c)]
 
 
-def isolated(points: np.ndarray, factor: float) -> np.ndarray:
-    """Boolean (N,) flags of points far from the bulk of their set (the car-and-road stray point).
-
-    Distance to the set's median point compared with the median of those distances (a robust spread). Sets of
-    fewer than 3 points have no bulk to compare against, and nothing is flagged.
-    """
-    n = points.shape[0]
-    if n < 3:
-        return np.zeros(n, bool)
-    centre = _median(points)
-    d = np.sqrt(((points - centre) ** 2).sum(axis=1))
-    spread = max(float(_median(d)), 1.0)
-    return d > factor * spread
-
-
-def _median(a: np.ndarray) -> np.ndarray:
-    """Median along axis 0 of a small array (np.median's own overhead is tens of microseconds a call)."""
-    s = np.sort(a, axis=0)
-    n = s.shape[0]
-    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
-
-
 def label_points(
     labels: np.ndarray,
     ids: list[int],
@@ -205,7 +183,10 @@ def _snap(xs, ys, n, cx, cy, ks):
 def carried_flags(dst, conf, counts, width, height, min_confidence, factor, good, keep, trust, kept) -> None:
     """What survives of every track's carried points, all tracks at once (``counts`` points each, in order):
     a point is ``good`` (trustworthy) when its confidence is at least ``min_confidence`` and it landed inside the
-    frame (``width`` x ``height``), and kept when it is also not :func:`isolated` among its track's good points.
+    frame (``width`` x ``height``), and kept when it is also not isolated from the bulk of its track's good points
+    (the car-and-road stray point): no farther from their median point than ``factor`` times the median of those
+    distances (a robust spread, at least 1 pixel). A track with fewer than 3 good points has no bulk to compare
+    against, and none of them is dropped. Medians of an even count are the mean of the middle two, in float32.
     ``trust[j]``: track j's mean confidence, counting 0 for a point that is not good; ``kept[j]`` its kept count."""
     start = 0
     for j in range(counts.shape[0]):
@@ -221,7 +202,7 @@ def carried_flags(dst, conf, counts, width, height, min_confidence, factor, good
         m = ok.sum()
         for i in range(n):
             keep[start + i] = good[start + i] = ok[i]
-        if m >= 3:  # isolation needs a bulk to compare against (see isolated)
+        if m >= 3:  # isolation needs a bulk to compare against
             q = np.empty((m, 2), np.float32)
             r = 0
             for i in range(n):
@@ -245,7 +226,7 @@ def carried_flags(dst, conf, counts, width, height, min_confidence, factor, good
 
 @kernel
 def _median32(a):
-    """The median of a float32 vector as :func:`_median` computes it (the mean of the middle two in float32)."""
+    """The median of a float32 vector (sorted in place; the mean of the middle two in float32 for an even count)."""
     a.sort()
     n = a.shape[0]
     return a[n // 2] if n % 2 else np.float32(0.5) * (a[n // 2 - 1] + a[n // 2])

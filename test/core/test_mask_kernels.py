@@ -7,9 +7,24 @@ import pytest
 from scipy import ndimage as ndi
 
 from mastsam_ros.core import masks as M
-from mastsam_ros.core.points import carried_flags, isolated
+from mastsam_ros.core.points import carried_flags
 
 SHAPE = (72, 128)
+
+
+def isolated(points: np.ndarray, factor: float) -> np.ndarray:
+    """Reference of carried_flags' isolation rule, in NumPy: flags of points farther from the set's median point than
+    ``factor`` times the median of those distances (at least 1); none for fewer than 3 points."""
+    n = points.shape[0]
+    if n < 3:
+        return np.zeros(n, bool)
+
+    def median(a):
+        s = np.sort(a, axis=0)
+        return s[len(s) // 2] if len(s) % 2 else 0.5 * (s[len(s) // 2 - 1] + s[len(s) // 2])
+
+    d = np.sqrt(((points - median(points)) ** 2).sum(axis=1))
+    return d > factor * max(float(median(d)), 1.0)
 
 
 def blobs(rng, shape=SHAPE, level=0.6) -> np.ndarray:

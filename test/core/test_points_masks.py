@@ -4,7 +4,7 @@ import pytest
 from mastsam_ros.core import masks as M
 from mastsam_ros.core.clustering import build_clustering
 from mastsam_ros.core.config import Config
-from mastsam_ros.core.points import isolated, mask_points, point_count, point_counts
+from mastsam_ros.core.points import carried_flags, mask_points, point_count, point_counts
 
 
 @pytest.mark.parametrize("backend", ["batch", "scipy", "sklearn"])
@@ -34,10 +34,19 @@ def test_point_count_scales_with_area_within_bounds():
     assert point_counts(np.array([250, 350, 450]), 10_000, t).tolist() == [3, 4, 4]
 
 
-def test_isolated_flags_only_the_stray_point():
+def _kept(pts: np.ndarray, factor: float) -> list[bool]:
+    """carried_flags on one track of fully confident points inside a large frame: what isolation alone keeps."""
+    n = len(pts)
+    good, keep = np.empty(n, bool), np.empty(n, bool)
+    trust, kept = np.empty(1), np.empty(1, np.intp)
+    carried_flags(pts, np.ones(n, np.float32), np.array([n]), 1000, 1000, 0.3, factor, good, keep, trust, kept)
+    return keep.tolist()
+
+
+def test_isolation_drops_only_the_stray_point():
     pts = np.array([[10, 10], [12, 11], [11, 13], [9, 12], [200, 180]], np.float32)
-    assert isolated(pts, 2.5).tolist() == [False, False, False, False, True]
-    assert not isolated(pts[:2], 2.5).any()  # too few points to judge
+    assert _kept(pts, 2.5) == [True, True, True, True, False]
+    assert all(_kept(pts[:2], 2.5))  # too few points to judge
 
 
 def test_union_find_groups_are_transitive_and_ordered():
