@@ -685,11 +685,11 @@ class _Mask:
 
     __slots__ = ("_mask", "_soft", "box", "area", "_centroid", "_source")
 
-    def __init__(self, mask: np.ndarray | None, soft: np.ndarray | None, box=False):
+    def __init__(self, mask: np.ndarray | None, soft: np.ndarray | None):
         self._mask, self._soft, self._source = mask, soft, None
         if mask is None:
             return
-        self.box = _box(mask) if box is False else box
+        self.box = _box(mask)
         self.area = int(np.count_nonzero(mask[self.box])) if self.box is not None else 0
         self._centroid = None
 
