@@ -210,24 +210,32 @@ def _publish_cells(index_map, cand, prob, ids, cy, cx, by, ay, bx, ax, row_lo, r
         if r1 == r0:
             continue
         # The frame rows of this cell row differ only in the pixels of mixed cells: write the first row's agreeing
-        # cells (each takes its owner, counted at once), copy it to the others, then visit the mixed cells' pixels.
+        # cells (each takes its owner, counted at once, a run of neighbouring cells with the same corners at a time),
+        # copy it to the others, then visit the mixed cells' pixels.
         m = 0
-        for x in range(w - 1):
+        x = 0
+        while x < w - 1:
             o, c = index_map[y, x], cand[y, x]
             if o > n or c > n:
                 return False
-            if (index_map[y, x + 1] == o and index_map[y + 1, x] == o and index_map[y + 1, x + 1] == o
-                    and cand[y, x + 1] == c and cand[y + 1, x] == c and cand[y + 1, x + 1] == c):
-                c0, c1 = col_lo[x], col_hi[x]
-                if c1 > c0:
-                    area[o] += (r1 - r0) * (c1 - c0)
-                    _grow(boxes, o, c0, r0, c1 - 1, r1 - 1)
-                    v = ids[o]
-                    for c in range(c0, c1):
-                        labels[r0, c] = v
-            else:
+            e = x
+            while (e < w - 1 and index_map[y, e] == o and cand[y, e] == c and index_map[y, e + 1] == o
+                   and index_map[y + 1, e] == o and index_map[y + 1, e + 1] == o and cand[y, e + 1] == c
+                   and cand[y + 1, e] == c and cand[y + 1, e + 1] == c):
+                e += 1
+            if e == x:  # the corners of cell x disagree
                 mixed[m] = x
                 m += 1
+                x += 1
+                continue
+            c0, c1 = col_lo[x], col_hi[e - 1]  # the cells' columns are consecutive spans
+            if c1 > c0:
+                area[o] += (r1 - r0) * (c1 - c0)
+                _grow(boxes, o, c0, r0, c1 - 1, r1 - 1)
+                v = ids[o]
+                for c in range(c0, c1):
+                    labels[r0, c] = v
+            x = e
         first = labels[r0]
         for r in range(r0 + 1, r1):
             row = labels[r]

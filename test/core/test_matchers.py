@@ -83,3 +83,52 @@ def test_sparse_matchers_have_no_dense_warp(car_frames):
     m.push(a)
     m.push(b)
     assert m.warp_labels(np.zeros(a.shape[:2], np.uint16)) is None  # the tracker falls back to the median shift
+
+
+# --- the flow matcher's compiled lookups against the NumPy / OpenCV computations they replace ----------------------
+def _numpy_sample(field, pts):
+    h, w = field.shape[:2]
+    x, y = np.clip(pts[:, 0], 0, w - 1), np.clip(pts[:, 1], 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(int), w - 2 if w > 1 else 0)
+    y0 = np.minimum(np.floor(y).astype(int), h - 2 if h > 1 else 0)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
+    top = field[y0, x0] * (1 - fx) + field[y0, x1] * fx
+    bot = field[y1, x0] * (1 - fx) + field[y1, x1] * fx
+    return top * (1 - fy) + bot * fy
+
+
+@pytest.mark.parametrize("shape", [(270, 480, 2), (37, 51, 1), (1, 5, 2), (4, 1, 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flow_sample_equals_the_numpy_bilinear_lookup(shape, dtype):
+    from mastsam_ros.core.matchers.flow import sample
+    rng = np.random.default_rng(shape[0])
+    field = (rng.standard_normal(shape) * 5).astype(np.float32)
+    pts = (rng.random((300, 2)) * [shape[1] + 20, shape[0] + 20] - 10).astype(dtype)  # some outside: clamped
+    pts[:3] = [[0, 0], [shape[1] - 1, shape[0] - 1], [shape[1] - 1.5, 0.25]]
+    out = sample(field, pts)
+    assert out.dtype == np.float64 and out.shape == (300, shape[2])
+    assert np.array_equal(out, _numpy_sample(field, pts))
+    view = field[..., :1]  # a strided view samples like its copy
+    assert np.array_equal(sample(view, pts), _numpy_sample(np.ascontiguousarray(view), pts))
+
+
+@pytest.mark.parametrize("src,dst", [((270, 480), (144, 256)), ((90, 160), (144, 256)), ((37, 51), (144, 256)),
+                                     ((100, 100), (100, 100)), ((1, 5), (3, 4))])
+def test_flow_backward_maps_equal_resize_plus_grid(src, dst):
+    """The remap maps of a backward flow: each pixel's coordinate plus the flow resized to the map (cv2.resize,
+    INTER_LINEAR) in map pixels; equal up to float32 rounding (bit-equal on the default 480 -> 256 downscale)."""
+    import cv2
+    from mastsam_ros.core.matchers.flow import backward_maps
+    (hs, ws), (h, w) = src, dst
+    bwd = (np.random.default_rng(hs).standard_normal((hs, ws, 2)) * 5).astype(np.float32)
+    field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    ref_x, ref_y = gx + field[..., 0] * (w / ws), gy + field[..., 1] * (h / hs)
+    map_x, map_y = backward_maps(bwd, h, w)
+    assert map_x.dtype == map_y.dtype == np.float32 and map_x.shape == (h, w)
+    tol = 1e-5 * max(1.0, w / ws, h / hs) * float(np.abs(bwd).max())
+    np.testing.assert_allclose(map_x, ref_x, rtol=0, atol=tol)
+    np.testing.assert_allclose(map_y, ref_y, rtol=0, atol=tol)
+    if (hs, ws, h, w) == (270, 480, 144, 256):
+        assert np.array_equal(map_x, ref_x) and np.array_equal(map_y, ref_y)

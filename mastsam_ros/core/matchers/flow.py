@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import MatcherSection
 from ..errors import FrameTooSmall
+from ..jit import kernel
 from .base import Matcher
 
 
@@ -64,17 +65,78 @@ def min_long_side(patch_size: int, finest_scale: int) -> int:
 
 
 def sample(field: np.ndarray, pts: np.ndarray) -> np.ndarray:
-    """Bilinear lookup of an H x W x C field at (N, 2) x y positions (clamped to the field)."""
-    h, w = field.shape[:2]
-    x = np.clip(pts[:, 0], 0, w - 1)
-    y = np.clip(pts[:, 1], 0, h - 1)
-    x0 = np.minimum(np.floor(x).astype(int), w - 2 if w > 1 else 0)
-    y0 = np.minimum(np.floor(y).astype(int), h - 2 if h > 1 else 0)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[:, None], (y - y0)[:, None]
-    top = field[y0, x0] * (1 - fx) + field[y0, x1] * fx
-    bot = field[y1, x0] * (1 - fx) + field[y1, x1] * fx
-    return top * (1 - fy) + bot * fy
+    """Bilinear lookup of an H x W x C field at (N, 2) finite x y positions (clamped to the field); float64 (N, C).
+
+    The arithmetic is NumPy's for these dtypes: each position clamped in its own dtype, the weights in float64."""
+    out = np.empty((pts.shape[0], field.shape[2]), np.float64)
+    _sample(field, pts, out)
+    return out
+
+
+def backward_maps(bwd: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The remap maps (float32, ``h`` x ``w``) of a backward flow ``bwd`` (hs x ws x 2, float32) taken to ``h`` x
+    ``w``: each pixel's own coordinate plus the flow at its centre, linearly interpolated as ``cv2.resize`` with
+    ``INTER_LINEAR`` places it (half-pixel centres, clamped at the borders; equal to it up to float rounding), in
+    pixels of ``h`` x ``w``. One compiled pass instead of a resize and four whole-map operations."""
+    map_x, map_y = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
+    _backward_maps(bwd, map_x, map_y)
+    return map_x, map_y
+
+
+# --- kernels (plain loops, compiled: see ..jit) ----------------------------------------------------------------------
+@kernel
+def _sample(field, pts, out):
+    h, w, ch = field.shape
+    xmax, ymax = w - 2 if w > 1 else 0, h - 2 if h > 1 else 0
+    for i in range(pts.shape[0]):
+        x, y = min(max(pts[i, 0], 0), w - 1), min(max(pts[i, 1], 0), h - 1)  # still in the points' dtype
+        x0, y0 = min(np.int64(np.floor(x)), xmax), min(np.int64(np.floor(y)), ymax)
+        x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+        fx, fy = np.float64(x - x0), np.float64(y - y0)
+        for c in range(ch):
+            top = field[y0, x0, c] * (1 - fx) + field[y0, x1, c] * fx
+            bot = field[y1, x0, c] * (1 - fx) + field[y1, x1, c] * fx
+            out[i, c] = top * (1 - fy) + bot * fy
+
+
+@kernel
+def _taps(n, size):
+    """For each of ``n`` output pixels along an axis of ``size`` input pixels: the left input pixel, the right one,
+    and the right one's weight (float32), as ``cv2.resize`` with ``INTER_LINEAR`` places them."""
+    lo, hi, a = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.float32)
+    r = size / n
+    for i in range(n):
+        f = (i + 0.5) * r - 0.5
+        k = int(np.floor(f))
+        t = f - k
+        if k < 0:
+            k, t = 0, 0.0
+        if k >= size - 1:
+            k, t = size - 1, 0.0
+        lo[i], hi[i], a[i] = k, min(k + 1, size - 1), t
+    return lo, hi, a
+
+
+@kernel
+def _backward_maps(bwd, map_x, map_y):
+    hs, ws = bwd.shape[0], bwd.shape[1]
+    h, w = map_x.shape
+    sx, sy = np.float32(w / ws), np.float32(h / hs)  # flow pixels to map pixels
+    x0, x1, ax = _taps(w, ws)
+    y0, y1, ay = _taps(h, hs)
+    one = np.float32(1.0)
+    for y in range(h):
+        top, bot = bwd[y0[y]], bwd[y1[y]]
+        wb = ay[y]
+        wt = one - wb
+        for x in range(w):
+            a, b = x0[x], x1[x]
+            wr = ax[x]
+            wl = one - wr
+            u = wt * (wl * top[a, 0] + wr * top[b, 0]) + wb * (wl * bot[a, 0] + wr * bot[b, 0])
+            v = wt * (wl * top[a, 1] + wr * top[b, 1]) + wb * (wl * bot[a, 1] + wr * bot[b, 1])
+            map_x[y, x] = np.float32(x) + u * sx
+            map_y[y, x] = np.float32(y) + v * sy
 
 
 def _dis_parameters(dis) -> tuple:
@@ -123,7 +185,6 @@ class FlowMatcher(Matcher):
         self._cur: np.ndarray | None = None
         self._scale = 1.0
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
-        self._grid_xy: tuple[np.ndarray, np.ndarray] | None = None  # pixel x, y maps at the frame size
         self._maps = None  # (backward flow, map_x, map_y) of the last warp: several maps warp with one computation
         self._token = object()  # marks the pairs this matcher computes ahead
         self._ahead_dis = None  # pair_ahead's own DIS object: it runs in another thread than push / prepare
@@ -228,10 +289,7 @@ class FlowMatcher(Matcher):
         _, bwd = self._pair_flows()
         h, w = labels.shape
         if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):  # once per pair and size
-            hs, ws = bwd.shape[:2]
-            field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
-            gx, gy = self._grid(h, w)
-            self._maps = (bwd, gx + field[..., 0] * (w / ws), gy + field[..., 1] * (h / hs))
+            self._maps = (bwd, *backward_maps(bwd, h, w))
         _, map_x, map_y = self._maps
         return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
@@ -240,11 +298,6 @@ class FlowMatcher(Matcher):
         if self._flows is None:
             self._flows = (self._dis.calc(self._prev, self._cur, None), self._dis.calc(self._cur, self._prev, None))
         return self._flows
-
-    def _grid(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        if self._grid_xy is None or self._grid_xy[0].shape != (h, w):
-            self._grid_xy = tuple(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)))
-        return self._grid_xy
 
     def reset(self) -> None:
         self._prev = self._cur = self._flows = None
