@@ -242,7 +242,9 @@ class FlowMatcher(Matcher):
             return False
         self.check_size(*image.shape[:2])
         self._install(ahead.current, ahead.scale)
-        if ahead.flows is None or self._prev is None or not np.array_equal(self._prev, ahead.previous):
+        # a stream installs each pair's small frame and hands it to the next pair: the same array, no comparison
+        if ahead.flows is None or self._prev is None or not (
+                self._prev is ahead.previous or np.array_equal(self._prev, ahead.previous)):
             return False
         self._flows = ahead.flows
         self.ahead_used = True
