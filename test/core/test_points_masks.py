@@ -59,6 +59,9 @@ def test_union_find_groups_are_transitive_and_ordered():
     d = np.zeros_like(a)
     d[30:40, 30:40] = True
     assert M.merge_groups([a, b, c, d], 0.6) == [[0, 1, 2], [3]]
+    assert M.merge_groups([d, a, c], 0.6) == [[0], [1, 2]]
+    assert M.merge_groups([a, d], 0.6) == [[0], [1]]  # nothing joins
+    assert M.merge_groups([a], 0.6) == [[0]] and M.merge_groups([], 0.6) == []
 
 
 def test_paint_keeps_small_masks_on_top_and_main_parts_drops_specks():
