@@ -329,9 +329,9 @@ class Tracker:
         carried_flags(dst, conf, counts, w, h, cfg.min_match_confidence, cfg.isolation_factor, good, keep, trust, kept)
         for t, c in zip(self._tracks, trust.tolist()):
             self.budget.accrue(t.id, c)
-        carried = np.split(dst[keep], np.cumsum(kept)[:-1])
+        carried = _pieces(dst[keep], kept.tolist())
         # each track's trustworthy points' displacements: its motion, for matchers without a dense field
-        moves = np.split(np.where(good[:, None], dst - src, np.nan), np.cumsum(counts)[:-1])
+        moves = _pieces(np.where(good[:, None], dst - src, np.nan), counts.tolist())
         return carried, moves, (src[keep], dst[keep])
 
     def _warp(self, shifts: list) -> tuple[list[_Mask], np.ndarray | None]:
@@ -636,7 +636,7 @@ class Tracker:
         if not self._tracks:
             return
         pts = [got[k + 1] for k in range(len(self._tracks))]
-        frame = np.split(self._grid.to_frame(np.concatenate(pts)), np.cumsum([len(p) for p in pts])[:-1])
+        frame = _pieces(self._grid.to_frame(np.concatenate(pts)), [len(p) for p in pts])
         for t, p in zip(self._tracks, frame):  # one conversion to frame pixels for all tracks
             t.points = p
 
@@ -758,6 +758,16 @@ class _Negatives:
         """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
         them is likely (at most ``limit``)."""
         return self.points[np.flatnonzero(self._inside[i])[:limit]]
+
+
+def _pieces(a: np.ndarray, counts: list[int]) -> list[np.ndarray]:
+    """``a`` cut into consecutive views of ``counts`` rows (``counts`` summing to ``len(a)``): what ``np.split`` at
+    the cumulative counts gives, without its per-call cost (tens of microseconds, three times a frame)."""
+    out, start = [], 0
+    for c in counts:
+        out.append(a[start : start + c])
+        start += c
+    return out
 
 
 def _box(mask: np.ndarray) -> tuple[slice, slice] | None:
