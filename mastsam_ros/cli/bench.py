@@ -325,12 +325,15 @@ class StandInRegions:
             return []
         answers = self.answers(shape)
         pos = [np.asarray(p.points, np.float32)[np.asarray(p.labels) == 1] for p in prompts]
-        hits = np.split(self.lookup(np.concatenate(pos)), np.cumsum([len(q) for q in pos])[:-1])  # one lookup
+        # one lookup and one count for all prompts: votes[i, r] = prompt i's positive points in region r
+        owner = np.repeat(np.arange(len(pos)), [len(q) for q in pos])
+        votes = np.bincount(owner * (self.count + 1) + self.lookup(np.concatenate(pos)),
+                            minlength=len(pos) * (self.count + 1)).reshape(len(pos), self.count + 1)
+        votes[:, 0] = 0  # outside every region
         out = []
-        for q, hit in zip(pos, hits):
-            hit = hit[hit > 0]
-            best = (int(np.bincount(hit).argmax()) if hit.size
-                    else 1 + int(np.argmin(np.linalg.norm(self._centres - q.mean(axis=0), axis=1))))
+        for q, best, most in zip(pos, votes.argmax(axis=1).tolist(), votes.max(axis=1).tolist()):
+            if not most:
+                best = 1 + int(np.argmin(np.linalg.norm(self._centres - q.mean(axis=0), axis=1)))
             out.append(Proposal(answers[best][0], score=0.9, stability=0.9, soft=answers[best][1]))
         return out
 
