@@ -223,6 +223,7 @@ class Tracker:
             self._cand = np.zeros(self._grid.work, np.uint16)
             self._prob = np.zeros(self._grid.work, np.float32)
         self.segmenter.mask_shape = self._grid.work
+        self.matcher.warp_shape = self._grid.work  # the matcher's prepare (in its thread) warps at that size
         was_fresh, self._fresh = self._fresh, False
         self._index += 1
         self._timings: dict[str, float] = {}

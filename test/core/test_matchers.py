@@ -75,6 +75,35 @@ def test_flow_warps_a_label_map_by_a_known_shift(car_frames):
     assert set(np.unique(out)) <= {0, 3, 7}  # nearest neighbour: no blended labels
 
 
+@pytest.mark.parametrize("backend", ["flow", "cadence"])
+def test_prepare_computes_the_warp_at_the_announced_size(car_frames, monkeypatch, backend):
+    """With ``warp_shape`` set, ``prepare`` (the tracker's matcher thread) computes the warp of that size, so
+    ``warp_labels`` at that size only remaps; at another size it computes its own; the result is the same."""
+    from mastsam_ros.core.matchers import flow as F
+
+    a, b = shifted_pair(car_frames[0][0])
+    cfg = Config()
+    cfg.matcher.backend = backend
+    cfg.matcher.anchor_backend = "xfeat"  # cadence: the dense flow between anchors warps (no MASt3R weights here)
+    m, fresh = build_matcher(cfg.matcher), build_matcher(cfg.matcher)
+    labels = np.zeros((72, 128), np.uint16)
+    labels[20:40, 30:70] = 5
+    for x in (m, fresh):
+        x.push(a)
+        x.push(b)
+    m.warp_shape = labels.shape
+    m.prepare()
+    calls = []
+    real = F.backward_maps
+    monkeypatch.setattr(F, "backward_maps", lambda *args: calls.append(args[1:]) or real(*args))
+    out = m.warp_labels(labels)
+    assert calls == []  # computed by prepare
+    assert np.array_equal(out, fresh.warp_labels(labels)) and calls == [(72, 128)]  # the other matcher computes it
+    assert (out == 5).sum() > 0.8 * (labels == 5).sum()
+    m.warp_labels(np.zeros((36, 64), np.uint16))
+    assert calls[-1] == (36, 64)
+
+
 def test_sparse_matchers_have_no_dense_warp(car_frames):
     cfg = Config()
     cfg.matcher.backend = "xfeat"

@@ -18,6 +18,9 @@ class Matcher(ABC):
     name: str = "?"
     #: what the newest :meth:`push_ahead` returned: whether the pair computed ahead was installed (front ends count it)
     ahead_used: bool = False
+    #: the size (h, w) of the label maps the tracker will ask :meth:`warp_labels` to carry (its working size; set by
+    #: the tracker before each frame, None: not known), so :meth:`prepare` can do that work ahead too
+    warp_shape: tuple[int, int] | None = None
 
     def settings(self) -> dict:
         """The config fields (by name in their section) this backend copied when it was built, read back from the
@@ -57,8 +60,9 @@ class Matcher(ABC):
         return False
 
     def prepare(self) -> None:
-        """Do the work of the newest pair now (dense flow...), so ``carry`` and ``warp_labels`` only look it up.
-        The tracker calls it in a second thread while the segmenter encodes the frame; a no-op by default."""
+        """Do the work of the newest pair now (dense flow, the warp at :attr:`warp_shape`...), so ``carry`` and
+        ``warp_labels`` only look it up. The tracker calls it in a second thread while the segmenter encodes the
+        frame; a no-op by default."""
 
     def check_size(self, height: int, width: int) -> None:
         """Raise :class:`~mastsam_ros.core.errors.FrameTooSmall` when this backend cannot process frames of

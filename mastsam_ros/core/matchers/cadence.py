@@ -206,6 +206,7 @@ class CadenceMatcher(Matcher):
         self.stats["frames"] += 1
 
     def prepare(self) -> None:
+        self.flow.warp_shape = self.warp_shape  # the dense flow warps the label maps
         self.flow.prepare()
         if self._is_anchor and self.mode == "sync":
             self.anchor.prepare()

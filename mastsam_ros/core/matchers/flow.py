@@ -280,7 +280,9 @@ class FlowMatcher(Matcher):
 
     def prepare(self) -> None:
         if self._prev is not None:
-            self._pair_flows()
+            _, bwd = self._pair_flows()
+            if self.warp_shape is not None:
+                self._warp_maps(bwd, *self.warp_shape)
 
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Backward warp: each current pixel takes the label where the backward flow lands in the previous frame
@@ -288,12 +290,14 @@ class FlowMatcher(Matcher):
         check blanked so much of the object that valid prompts failed the area test against it."""
         if self._prev is None:
             return None
-        _, bwd = self._pair_flows()
-        h, w = labels.shape
-        if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):  # once per pair and size
-            self._maps = (bwd, *backward_maps(bwd, h, w))
-        _, map_x, map_y = self._maps
+        map_x, map_y = self._warp_maps(self._pair_flows()[1], *labels.shape)
         return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def _warp_maps(self, bwd: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """The remap maps of backward flow ``bwd`` at h x w, computed once per pair and size."""
+        if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):
+            self._maps = (bwd, *backward_maps(bwd, h, w))
+        return self._maps[1], self._maps[2]
 
     def _pair_flows(self) -> tuple[np.ndarray, np.ndarray]:
         """Forward and backward flow of the current pair, computed once however many calls follow."""
