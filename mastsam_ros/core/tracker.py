@@ -284,7 +284,8 @@ class Tracker:
     # --- stages -------------------------------------------------------------------------------------------------
     def _embed_and_match(self, frame: np.ndarray, embedding: object = None, pair: object = None) -> None:
         """Segmenter encoder (or the embedding computed ahead made current) and matcher preparation of the new frame,
-        side by side when configured (both release the GIL in their native code: torch, OpenCV)."""
+        side by side when configured (both release the GIL in their native code: torch, OpenCV) and the encoder
+        runs here (not with an embedding computed ahead: then there is nothing to wait for beside the matcher)."""
         def encode() -> None:
             if embedding is None:
                 self.segmenter.set_image(frame)
@@ -301,7 +302,8 @@ class Tracker:
             return (time.perf_counter() - t0) * 1e3
 
         self._last_frame = frame
-        if not self.cfg.tracker.overlap_matcher:
+        # a thread only where there is something to overlap: an embedding computed ahead is installed at once
+        if not self.cfg.tracker.overlap_matcher or embedding is not None:
             with self._timed("encoder"):
                 encode()
             self._timings["matcher"] = match()

@@ -48,6 +48,7 @@ def test_pipelined_results_equal_the_serial_ones(small_frames):
         assert [t.id for t in want.tracks] == [t.id for t in got.result.tracks]
         assert set(got.stage_ms) == {"decode", "encode", "track"} and got.latency_ms >= sum(got.stage_ms.values())
     assert len({t.id for r in expected for t in r.tracks}) > 1  # the sequence tracks something
+    assert serial._pool is not None and tracker._pool is None  # stage 3 installs the embedding: no matcher thread
     tracker.close()
 
 
