@@ -862,6 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(auto: with --random-weights)")
     p.add_argument("--compare", default="a,b", help="comparisons to run: a (automatic 32x32), b (prototype), none")
     p.add_argument("--automatic-frames", type=int, default=2, help="frames for comparison (a)")
+    p.add_argument("--automatic-points-per-side", type=int, default=32,
+                   help="grid of comparison (a) (default 32, the figure compared; smaller only for dry runs)")
     p.add_argument("--prototype-frames", type=int, default=None,
                    help="frames for comparison (b), the first excluded (default: --frames, so its periodic "
                         "newly-visible-area work is amortised like the tracker's)")
@@ -959,6 +961,9 @@ def main(argv: list[str] | None = None) -> int:
     if not compare <= {"a", "b"}:
         log.error("--compare takes a, b, a,b or none; got '%s'", args.compare)
         return 2
+    if args.automatic_points_per_side < 1:
+        log.error("--automatic-points-per-side must be >= 1; got %d", args.automatic_points_per_side)
+        return 2
     source = args.source or default_source()
     if source is None or not source.is_dir():
         log.error("no frame directory: pass --source DIR (../shared/data not found)")
@@ -1034,7 +1039,8 @@ def main(argv: list[str] | None = None) -> int:
             steady_mean = report["tracker"]["stages"]["total"]["mean_ms"]
             comps = report["comparisons"] = {}
             if "a" in compare:
-                comps["automatic"] = run_automatic(tracker.segmenter, backend, files[: args.automatic_frames], size)
+                comps["automatic"] = run_automatic(tracker.segmenter, backend, files[: args.automatic_frames], size,
+                                                   points_per_side=args.automatic_points_per_side)
             if "b" in compare:
                 model = mast3r_model_of(tracker.matcher)
                 upstream = UpstreamMast3rMatcher(model, args.prototype_subsample) if model is not None else None
