@@ -744,7 +744,9 @@ def run_automatic(segmenter: Segmenter, backend: str, files: list[Path], size, p
             masks = inner.generate()
             times.append((time.perf_counter() - t0) * 1e3)
             counts.append(len(masks))
-    return {"method": what, "frames": len(files), "ms_per_frame": stats(times), "masks_per_frame": counts}
+    grid = points_per_side if backend in PACKAGES else None  # other backends segment the frame their own way
+    return {"method": what, "points_per_side": grid, "frames": len(files), "ms_per_frame": stats(times),
+            "masks_per_frame": counts}
 
 
 def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files: list[Path], size,
@@ -933,9 +935,11 @@ def print_report(report: dict) -> None:
               f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']} (steady p95: new-area frames "
               f"{rs['steady_new_area']['p95_ms']} ms over {rs['steady_new_area']['n']}, others "
               f"{rs['steady_plain']['p95_ms']} ms over {rs['steady_plain']['n']})")
-    for key, label in (("automatic", "(a) automatic 32x32"), ("prototype", "(b) prototype loop")):
+    for key, label in (("automatic", "(a) automatic"), ("prototype", "(b) prototype loop")):
         c = report.get("comparisons", {}).get(key)
         if c:
+            if c.get("points_per_side"):
+                label += f" {c['points_per_side']}x{c['points_per_side']}"
             print(f"{label}: {c['ms_per_frame']['mean_ms']} ms/frame over {c['ms_per_frame']['n']} frames; "
                   f"tracker throughput = {c['throughput_ratio']}x  [{c['method']}]")
     mem = report.get("memory")

@@ -163,6 +163,7 @@ def test_random_weights_vit_t(tmp_path, source):
     # comparison (a) runs the package's own generator on the grid asked for (2 x 2 here, to keep the test short)
     a = r["comparisons"]["automatic"]
     assert "SamAutomaticMaskGenerator(points_per_side=2," in a["method"] and a["frames"] == 1
+    assert a["points_per_side"] == 2
     _sane(a["ms_per_frame"])
     assert set(r["comparisons"]) == {"automatic", "ratio_basis"}
 
