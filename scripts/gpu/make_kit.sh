@@ -43,7 +43,7 @@ if [ -n "${1:-}" ]; then
     echo "naver/$r $(git --git-dir="$M/naver+$r/repo" rev-parse HEAD)"
   done > "$K/mast3r/REVISIONS"
 fi
-cp "$HERE/run_on_device.sh" "$HERE/floors.py" "$HERE/summary.py" "$K/"
+cp "$HERE/run_on_device.sh" "$HERE/warm_numba.py" "$HERE/floors.py" "$HERE/summary.py" "$K/"
 echo "kit: $(du -sh "$K" | cut -f1) in $K ($(ls "$K/frames" | wc -l) frames; wheels: $(ls "$K/wheels" | tr '\n' ' '))"
 [ -d "$K/mast3r" ] && echo "MASt3R code: $(tr '\n' ';' < "$K/mast3r/REVISIONS")"
 echo "device call: command 'bash .gpu/run_on_device.sh', carry ['.gpu'], timeout_s 560"

@@ -8,10 +8,11 @@
 # What it runs, each step under its own `timeout` and inside one time budget (BUDGET s, default 470: a step gets at
 # most what is left, minus 20 s kept for the summary; a step that fails or is skipped does not stop the others):
 #   env        wheels from .gpu/wheels installed to $SITE (no network there), versions, nvidia-smi
-#   warm       numba's compiled kernels built once into $NUMBA_CACHE_DIR by a short --overhead run, so later
-#              processes load them (the bench leaves frame 0 out of its figures, but kernels first used at a
-#              new-area or re-segmentation frame would compile inside a timed frame); each step's log line says
-#              whether the cache grew during it
+#   warm       warm_numba.py: numba's compiled kernels built once into $NUMBA_CACHE_DIR (dense flow with 8 and 32
+#              tracks, a sparse matcher, the prototype loop), so later processes load them (the bench leaves frame 0
+#              out of its figures, but a kernel first used at a new-area or re-segmentation frame, or on one
+#              matcher kind's path, would compile inside a timed frame); each step's log line says whether the
+#              cache grew during it
 #   a          mastsam-bench --overhead, 8 and 32 tracks (the tracker alone on the device's CPU; no torch backend
 #              is built in that mode, so --device does not matter there and is not passed)
 #   b          vit_t + flow, random weights, 8 tracks, with comparison (a): automatic 32x32 per frame
@@ -43,10 +44,10 @@ CADENCE=${CADENCE:-5}
 mkdir -p "$OUT" "$NUMBA_CACHE_DIR"
 if [ "${DRY:-0}" = 1 ]; then
   BUDGET=${BUDGET:-3600}; DEV=cpu; F=3; FH=2; SIZE="--size 160x90"; GRID="--set segmenter.points_per_side=4"
-  AGRID=2; AF=1; PF=2; SAMH=${DRY_SAM:-vit_h}; ARCH=tiny; OVF=8; WARMF=8; FLF=2
+  AGRID=2; AF=1; PF=2; SAMH=${DRY_SAM:-vit_h}; ARCH=tiny; OVF=8; WARMF=36; FLF=2; CAPX=10
 else
   BUDGET=${BUDGET:-470}; DEV=cuda; F=61; FH=61; SIZE=""; GRID=""
-  AGRID=32; AF=3; PF=21; SAMH=vit_h; ARCH=published; OVF=61; WARMF=36; FLF=12
+  AGRID=32; AF=3; PF=21; SAMH=vit_h; ARCH=published; OVF=61; WARMF=36; FLF=12; CAPX=1
 fi
 T0=$(date +%s)
 stamp() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
@@ -60,7 +61,7 @@ finish() {
 trap finish EXIT
 # step NAME CAP CMD...: run CMD with its output in NAME.log, its exit status in NAME.rc; print the lines that matter
 step() {
-  local n=$1 cap=$2; shift 2
+  local n=$1 cap=$(( $2 * CAPX )); shift 2  # CAPX: a CPU dry run's steps take far longer than the device's
   local left=$(( T0 + BUDGET - 20 - $(date +%s) ))
   if [ "$left" -lt 15 ]; then
     stamp "=== $n: skipped, ${left} s of the budget left"; echo "skipped: budget" > "$W/$n.rc"; return
@@ -107,8 +108,7 @@ H=(--segmenter sam --model-type "$SAMH" --set segmenter.half_precision=true)
 MCKPT=$SCRATCH/mast3r_random.pth
 M3=(--set "matcher.checkpoint=$MCKPT" --set "matcher.mast3r_path=$K/mast3r")
 
-# 8 and 32 tracks: a dry run saw the 32-track run compile one more kernel signature than the 8-track one
-step warm 120 bash -c '"$@" --tracks 8 && "$@" --tracks 32' warm "${B[@]}" --overhead --frames "$WARMF"
+step warm 120 "$PY" "$K/warm_numba.py" --source "$K/frames" --frames "$WARMF"
 step overhead_8 60 "${B[@]}" --overhead --tracks 8 --frames "$OVF" --json "$W/overhead_8.json"
 step overhead_32 60 "${B[@]}" --overhead --tracks 32 --frames "$OVF" --json "$W/overhead_32.json"
 step vit_t_flow 120 "${B[@]}" --segmenter mobile_sam "${MODEL[@]}" --matcher flow --frames "$F" --compare a \

@@ -100,8 +100,9 @@ def summarise(work: Path) -> tuple[list[str], dict]:
                 f"{_fmt(row['decoder_ms_median'])} matcher {_fmt(row['matcher_ms_median'])} ms; "
                 f"tracks {tr['tracks']['min']}-{tr['tracks']['max']}")
         if interval is not None:
-            n = int(r["config"]["matcher"]["anchor_interval"]) if interval == "cadence" else 1
-            mode = r["config"]["matcher"]["anchor_mode"] if interval == "cadence" else "every frame"
+            cfg = r["config"]  # dotted names, as in config/tracker.yaml
+            n = int(cfg["matcher.anchor_interval"]) if interval == "cadence" else 1
+            mode = cfg["matcher.anchor_mode"] if interval == "cadence" else "every frame"
             row["anchor"] = {"interval": n, "mode": mode}
             if sam_h_floor is not None and mast3r_ms is not None and step:
                 composite = sam_h_floor + mast3r_ms / n
