@@ -72,7 +72,7 @@ step() {
   timeout -k 5 "$t" "$@" > "$W/$n.log" 2>&1
   rc=$?
   echo "$rc" > "$W/$n.rc"
-  grep -E "^(mastsam-bench|model floor|end-to-end|\(a\)|\(b\)|memory|overhead_ms_median|MASt3R matcher|WARNING|ERROR)|Error|error:" \
+  grep -E "^(mastsam-bench|model floor|end-to-end|\(a\)|\(b\)|memory|overhead_ms_median|MASt3R matcher|dense flow|sparse|prototype loop|MASt3R, random|tiny MASt3R|published MASt3R|WARNING|ERROR)|Error|error:" \
     "$W/$n.log" | grep -v "^WARNING: Location" | cut -c1-400 | tail -n 12
   [ "$rc" = 0 ] || tail -n 8 "$W/$n.log" | cut -c1-300
   stamp "--- $n: rc=$rc$([ "$rc" = 124 ] && echo ' (timed out)'); numba cache entries $c0 -> $(cached)"
@@ -83,7 +83,8 @@ stamp "=== env (DRY=${DRY:-0}, budget ${BUDGET} s, device $DEV, cadence N=$CADEN
   2>&1 | grep -v "^WARNING: Location" || true
 {
   "$PY" - <<'PY'
-import importlib, os, platform, sys
+import importlib, os, platform, sys, warnings
+warnings.simplefilter("ignore")  # timm's and mobile_sam's import-time notices
 print("python", platform.python_version(), sys.executable, "| cores", os.cpu_count())
 for m in ("torch", "numba", "llvmlite", "numpy", "cv2", "scipy", "skimage", "sklearn", "timm", "segment_anything",
           "mobile_sam", "roma"):
