@@ -773,7 +773,9 @@ def run_automatic(segmenter: Segmenter, backend: str, files: list[Path], size, p
             masks = inner.generate()
             times.append((time.perf_counter() - t0) * 1e3)
             counts.append(len(masks))
-    return {"method": what, "frames": len(files), "ms_per_frame": stats(times), "masks_per_frame": counts}
+    grid = points_per_side if backend in PACKAGES else None  # other backends segment the frame their own way
+    return {"method": what, "points_per_side": grid, "frames": len(files), "ms_per_frame": stats(times),
+            "masks_per_frame": counts}
 
 
 def run_prototype(cfg: Config, segmenter: Segmenter, kmeans, tracks: int, files: list[Path], size,
@@ -891,6 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(auto: with --random-weights)")
     p.add_argument("--compare", default="a,b", help="comparisons to run: a (automatic 32x32), b (prototype), none")
     p.add_argument("--automatic-frames", type=int, default=2, help="frames for comparison (a)")
+    p.add_argument("--automatic-points-per-side", type=int, default=32,
+                   help="grid of comparison (a) (default 32, the figure compared; smaller only for dry runs)")
     p.add_argument("--prototype-frames", type=int, default=None,
                    help="frames for comparison (b), the first excluded (default: --frames, so its periodic "
                         "newly-visible-area work is amortised like the tracker's)")
@@ -960,9 +964,11 @@ def print_report(report: dict) -> None:
               f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']} (steady p95: new-area frames "
               f"{rs['steady_new_area']['p95_ms']} ms over {rs['steady_new_area']['n']}, others "
               f"{rs['steady_plain']['p95_ms']} ms over {rs['steady_plain']['n']})")
-    for key, label in (("automatic", "(a) automatic 32x32"), ("prototype", "(b) prototype loop")):
+    for key, label in (("automatic", "(a) automatic"), ("prototype", "(b) prototype loop")):
         c = report.get("comparisons", {}).get(key)
         if c:
+            if c.get("points_per_side"):
+                label += f" {c['points_per_side']}x{c['points_per_side']}"
             print(f"{label}: {c['ms_per_frame']['mean_ms']} ms/frame over {c['ms_per_frame']['n']} frames; "
                   f"tracker throughput = {c['throughput_ratio']}x  [{c['method']}]")
     mem = report.get("memory")
@@ -987,6 +993,9 @@ def main(argv: list[str] | None = None) -> int:
     compare = set() if args.compare.strip() in ("", "none") else {c.strip() for c in args.compare.split(",")}
     if not compare <= {"a", "b"}:
         log.error("--compare takes a, b, a,b or none; got '%s'", args.compare)
+        return 2
+    if args.automatic_points_per_side < 1:
+        log.error("--automatic-points-per-side must be >= 1; got %d", args.automatic_points_per_side)
         return 2
     source = args.source or default_source()
     if source is None or not source.is_dir():
@@ -1063,7 +1072,8 @@ def main(argv: list[str] | None = None) -> int:
             steady_mean = report["tracker"]["stages"]["total"]["mean_ms"]
             comps = report["comparisons"] = {}
             if "a" in compare:
-                comps["automatic"] = run_automatic(tracker.segmenter, backend, files[: args.automatic_frames], size)
+                comps["automatic"] = run_automatic(tracker.segmenter, backend, files[: args.automatic_frames], size,
+                                                   points_per_side=args.automatic_points_per_side)
             if "b" in compare:
                 model = mast3r_model_of(tracker.matcher)
                 upstream = UpstreamMast3rMatcher(model, args.prototype_subsample) if model is not None else None

@@ -153,13 +153,25 @@ def test_random_weights_vit_t(tmp_path, source):
     pytest.importorskip("torch")
     pytest.importorskip("mobile_sam")
     r = _run(tmp_path, "--source", str(source), "--segmenter", "mobile_sam", "--random-weights", "--frames", "2",
-             "--size", "240x136", "--compare", "none", "--set", "segmenter.points_per_side=4")
+             "--size", "240x136", "--compare", "a", "--automatic-frames", "1", "--automatic-points-per-side", "2",
+             "--set", "segmenter.points_per_side=4")
     assert r["run"]["segmenter"] == "mobile_sam vit_t" and r["run"]["weights"].startswith("random")
     assert r["run"]["stand_in_masks"] is True and r["machine"]["torch_threads"] >= 1
     _sane(r["tracker"]["stages"]["encoder"])
     _sane(r["tracker"]["stages"]["prompt"])
     assert r["tracker"]["tracks"]["max"] == 8  # the stand-in regions hold the track count
-    assert r["comparisons"] == {}
+    # comparison (a) runs the package's own generator on the grid asked for (2 x 2 here, to keep the test short)
+    a = r["comparisons"]["automatic"]
+    assert "SamAutomaticMaskGenerator(points_per_side=2," in a["method"] and a["frames"] == 1
+    assert a["points_per_side"] == 2
+    _sane(a["ms_per_frame"])
+    assert set(r["comparisons"]) == {"automatic", "ratio_basis"}
+
+
+def test_automatic_grid_must_be_positive(tmp_path, source, caplog):
+    assert bench.main(["--source", str(source), "--segmenter", "classical", "--frames", "2",
+                       "--automatic-points-per-side", "0"]) == 2
+    assert "--automatic-points-per-side must be >= 1" in caplog.text
 
 
 def test_overhead_mode_costs_nothing_but_the_tracker(tmp_path, source, capsys):
