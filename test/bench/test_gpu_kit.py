@@ -9,14 +9,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import cv2
 import pytest
 
 from mastsam_ros.cli import bench
 
 REPO = Path(__file__).resolve().parents[2]
 KIT = REPO / "scripts" / "gpu"
-BEDROOM = REPO.parent / "shared" / "data" / "bedroom"
 
 
 def _module(name: str):
@@ -24,18 +22,6 @@ def _module(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    if BEDROOM.is_dir():
-        return BEDROOM
-    from mastsam_ros.cli.frames import synthetic_frames
-
-    out = tmp_path_factory.mktemp("frames")
-    for i, f in enumerate(synthetic_frames(4)):
-        cv2.imwrite(str(out / f"{i:05d}.jpg"), f[:, :, ::-1])
-    return out
 
 
 @pytest.mark.parametrize("script", ["make_kit.sh", "run_on_device.sh"])
