@@ -94,8 +94,8 @@ def test_prepare_computes_the_warp_at_the_announced_size(car_frames, monkeypatch
     m.warp_shape = labels.shape
     m.prepare()
     calls = []
-    real = F.backward_maps
-    monkeypatch.setattr(F, "backward_maps", lambda *args: calls.append(args[1:]) or real(*args))
+    real = F.flow_maps
+    monkeypatch.setattr(F, "flow_maps", lambda *args: calls.append(args[1:]) or real(*args))
     out = m.warp_labels(labels)
     assert calls == []  # computed by prepare
     assert np.array_equal(out, fresh.warp_labels(labels)) and calls == [(72, 128)]  # the other matcher computes it
@@ -144,20 +144,22 @@ def test_flow_sample_equals_the_numpy_bilinear_lookup(shape, dtype):
 
 @pytest.mark.parametrize("src,dst", [((270, 480), (144, 256)), ((90, 160), (144, 256)), ((37, 51), (144, 256)),
                                      ((100, 100), (100, 100)), ((1, 5), (3, 4))])
-def test_flow_backward_maps_equal_resize_plus_grid(src, dst):
-    """The remap maps of a backward flow: each pixel's coordinate plus the flow resized to the map (cv2.resize,
-    INTER_LINEAR) in map pixels; equal up to float32 rounding (bit-equal on the default 480 -> 256 downscale)."""
+def test_flow_maps_equal_resize_plus_grid(src, dst):
+    """The remap maps of a flow: each pixel's coordinate plus the flow resized to the map (cv2.resize, INTER_LINEAR)
+    in map pixels; equal up to float32 rounding (bit-equal on the default 480 -> 256 downscale and at equal sizes)."""
     import cv2
-    from mastsam_ros.core.matchers.flow import backward_maps
+    from mastsam_ros.core.matchers.flow import flow_maps
     (hs, ws), (h, w) = src, dst
     bwd = (np.random.default_rng(hs).standard_normal((hs, ws, 2)) * 5).astype(np.float32)
     field = cv2.resize(bwd, (w, h), interpolation=cv2.INTER_LINEAR)
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     ref_x, ref_y = gx + field[..., 0] * (w / ws), gy + field[..., 1] * (h / hs)
-    map_x, map_y = backward_maps(bwd, h, w)
+    map_x, map_y = flow_maps(bwd, h, w)
     assert map_x.dtype == map_y.dtype == np.float32 and map_x.shape == (h, w)
     tol = 1e-5 * max(1.0, w / ws, h / hs) * float(np.abs(bwd).max())
     np.testing.assert_allclose(map_x, ref_x, rtol=0, atol=tol)
     np.testing.assert_allclose(map_y, ref_y, rtol=0, atol=tol)
     if (hs, ws, h, w) == (270, 480, 144, 256):
         assert np.array_equal(map_x, ref_x) and np.array_equal(map_y, ref_y)
+    if (hs, ws) == (h, w):  # at the flow's own size each pixel takes its own vector, exactly
+        assert np.array_equal(map_x, gx + bwd[..., 0]) and np.array_equal(map_y, gy + bwd[..., 1])

@@ -53,7 +53,7 @@ import numpy as np
 
 from ..config import MatcherSection
 from .base import Matcher
-from .flow import FlowMatcher, sample
+from .flow import FlowMatcher, flow_maps, sample
 
 log = logging.getLogger(__name__)
 
@@ -359,9 +359,7 @@ class CadenceMatcher(Matcher):
         if self._settled:
             return
         fwd, bwd = self.flow._pair_flows()
-        h, w = bwd.shape[:2]
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        map_x, map_y = gx + bwd[..., 0], gy + bwd[..., 1]  # each newest pixel in the previous frame
+        map_x, map_y = flow_maps(bwd, *bwd.shape[:2])  # each newest pixel in the previous frame
         agree = _agreement(bwd, fwd, map_x, map_y, self.max_error)
         if not self._chain_ready:
             self._chain = _advance_back(self._chain_prev, map_x, map_y, agree)
@@ -369,7 +367,7 @@ class CadenceMatcher(Matcher):
         if old:
             self._old = _advance_back(self._old_prev, map_x, map_y, agree)
         if fwd_too:
-            self._fwd = _advance_forward(self._fwd_prev, fwd, bwd, gx, gy, self.max_error)
+            self._fwd = _advance_forward(self._fwd_prev, fwd, bwd, self.max_error)
         self._settled = True
 
 
@@ -395,11 +393,10 @@ def _advance_back(prev: Chain, map_x: np.ndarray, map_y: np.ndarray, agree: np.n
     return where.astype(np.float32), conf.astype(np.float32)
 
 
-def _advance_forward(prev: Chain, fwd: np.ndarray, bwd: np.ndarray, gx: np.ndarray, gy: np.ndarray,
-                     max_error: float) -> tuple:
+def _advance_forward(prev: Chain, fwd: np.ndarray, bwd: np.ndarray, max_error: float) -> tuple:
     """The forward chain (each pixel of its reference frame, where it is in the newest frame) from the one that
     ended in the previous frame (``prev``, None: the previous frame is the reference)."""
-    f_x, f_y = gx + fwd[..., 0], gy + fwd[..., 1]  # each previous pixel in the newest frame
+    f_x, f_y = flow_maps(fwd, *fwd.shape[:2])  # each previous pixel in the newest frame
     agree_f = _agreement(fwd, bwd, f_x, f_y, max_error)  # per pixel of the previous frame
     if prev is None:
         return np.stack([f_x, f_y], axis=2).astype(np.float32), agree_f

@@ -73,13 +73,14 @@ def sample(field: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return out
 
 
-def backward_maps(bwd: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-    """The remap maps (float32, ``h`` x ``w``) of a backward flow ``bwd`` (hs x ws x 2, float32) taken to ``h`` x
-    ``w``: each pixel's own coordinate plus the flow at its centre, linearly interpolated as ``cv2.resize`` with
-    ``INTER_LINEAR`` places it (half-pixel centres, clamped at the borders; equal to it up to float rounding), in
-    pixels of ``h`` x ``w``. One compiled pass instead of a resize and four whole-map operations."""
+def flow_maps(flow: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """The remap maps (float32, ``h`` x ``w``) of a flow field ``flow`` (hs x ws x 2, float32) taken to ``h`` x ``w``:
+    each pixel's own coordinate plus the flow at its centre, in pixels of ``h`` x ``w``. The flow is interpolated as
+    ``cv2.resize`` with ``INTER_LINEAR`` places it (half-pixel centres, clamped at the borders; equal to it up to float
+    rounding); at the flow's own size each pixel takes its own vector, exactly. One compiled pass instead of a resize
+    and four whole-map operations."""
     map_x, map_y = np.empty((h, w), np.float32), np.empty((h, w), np.float32)
-    _backward_maps(bwd, map_x, map_y)
+    _flow_maps(flow, map_x, map_y)
     return map_x, map_y
 
 
@@ -118,15 +119,15 @@ def _taps(n, size):
 
 
 @kernel
-def _backward_maps(bwd, map_x, map_y):
-    hs, ws = bwd.shape[0], bwd.shape[1]
+def _flow_maps(flow, map_x, map_y):
+    hs, ws = flow.shape[0], flow.shape[1]
     h, w = map_x.shape
     sx, sy = np.float32(w / ws), np.float32(h / hs)  # flow pixels to map pixels
     x0, x1, ax = _taps(w, ws)
     y0, y1, ay = _taps(h, hs)
     one = np.float32(1.0)
     for y in range(h):
-        top, bot = bwd[y0[y]], bwd[y1[y]]
+        top, bot = flow[y0[y]], flow[y1[y]]
         wb = ay[y]
         wt = one - wb
         for x in range(w):
@@ -296,7 +297,7 @@ class FlowMatcher(Matcher):
     def _warp_maps(self, bwd: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
         """The remap maps of backward flow ``bwd`` at h x w, computed once per pair and size."""
         if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):
-            self._maps = (bwd, *backward_maps(bwd, h, w))
+            self._maps = (bwd, *flow_maps(bwd, h, w))
         return self._maps[1], self._maps[2]
 
     def _pair_flows(self) -> tuple[np.ndarray, np.ndarray]:
