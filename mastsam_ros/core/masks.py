@@ -57,17 +57,18 @@ def merge_groups(masks: list[np.ndarray], overlap: float, inter: np.ndarray | No
     caller keeps the first (oldest) member's identity. ``inter``: the masks' :func:`self_intersections` when known.
     """
     n = len(masks)
-    pairs = ()
-    if n > 1:
-        inter = self_intersections(masks) if inter is None else inter
-        area = np.diag(inter)
-        smaller = np.minimum(area[:, None], area[None, :])
-        pairs = np.nonzero(np.triu(inter > overlap * np.maximum(smaller, 1.0), k=1))
-    if not len(pairs) or not pairs[0].size:  # nothing joins (most frames): every mask alone
-        return [[i] for i in range(n)]
+    alone = [[i] for i in range(n)]
+    if n < 2:
+        return alone
+    inter = self_intersections(masks) if inter is None else inter
+    area = np.diag(inter)
+    smaller = np.minimum(area[:, None], area[None, :])
+    rows, cols = np.nonzero(np.triu(inter > overlap * np.maximum(smaller, 1.0), k=1))
+    if not rows.size:  # nothing joins (most frames)
+        return alone
     ds = DisjointSet(range(n))
-    for i, j in zip(*pairs):
-        ds.merge(int(i), int(j))
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        ds.merge(i, j)
     groups = [sorted(g) for g in ds.subsets()]
     return sorted(groups, key=lambda g: g[0])
 
