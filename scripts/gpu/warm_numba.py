@@ -32,6 +32,7 @@ from mastsam_ros.cli import bench  # noqa: E402
 from mastsam_ros.core import grid, masks, points  # noqa: E402
 from mastsam_ros.core.clustering import batch  # noqa: E402
 from mastsam_ros.core.config import Config  # noqa: E402
+from mastsam_ros.core.matchers import flow  # noqa: E402
 from mastsam_ros.core.tracker import Tracker  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def compiled() -> dict[str, int]:
     """Compiled signatures per kernel module."""
     return {m.__name__.rsplit(".", 1)[-1]: sum(len(v.signatures) for v in vars(m).values()
                                                 if isinstance(v, CPUDispatcher))
-            for m in (masks, points, grid, batch)}
+            for m in (masks, points, grid, batch, flow)}
 
 
 def main(argv: list[str] | None = None) -> int:
