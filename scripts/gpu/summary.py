@@ -66,11 +66,13 @@ def summarise(work: Path) -> tuple[list[str], dict]:
             continue
         o = r["overhead"]
         ms = o["overhead_ms_median"]
+        probe = o.get("probe_ms_median")  # the bench's machine probe (docs/PERFORMANCE.md, section 7)
         out["configurations"][name] = {"overhead_ms_median": ms, "tracks": o["tracks"], "frames": o["frames"],
-                                       "cpu_count": r["machine"]["cpu_count"]}
+                                       "cpu_count": r["machine"]["cpu_count"], "probe_ms_median": probe}
         lines.append(f"{name:<34} tracker alone, {tracks} tracks ({o['tracks']['min']}-{o['tracks']['max']}), "
                      f"{r['machine']['cpu_count']} cores: overhead {_fmt(ms, 2)} ms/frame median "
-                     f"(p95 {_fmt(o['stages']['total']['p95_ms'], 2)})")
+                     f"(p95 {_fmt(o['stages']['total']['p95_ms'], 2)}); machine probe {_fmt(probe, 3)} ms, "
+                     f"overhead / probe {_fmt(ms / probe if ms is not None and probe else None, 2)}")
 
     flow_h = _load(work, "vit_h_fp16_flow")
     sam_h_floor = flow_h["tracker"]["floor"]["floor_ms_median"] if flow_h else None
