@@ -73,10 +73,10 @@ def merge_groups(masks: list[np.ndarray], overlap: float, inter: np.ndarray | No
     return sorted(groups, key=lambda g: g[0])
 
 
-def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int], areas=None) -> np.ndarray:
-    """A label map (H x W uint32, 0 = background) where larger masks are painted first so smaller ones stay visible.
-    ``areas``: the masks' pixel counts when known."""
-    labels = np.zeros(shape, np.uint32)
+def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int], areas=None, dtype=np.uint32) -> np.ndarray:
+    """A label map (H x W ``dtype``, 0 = background) where larger masks are painted first so smaller ones stay
+    visible. ``areas``: the masks' pixel counts when known."""
+    labels = np.zeros(shape, dtype)
     if areas is None:
         areas = [np.count_nonzero(m) for m in masks]
     flat = labels.ravel()

@@ -601,26 +601,27 @@ class Tracker:
             merged = sorted(merged, key=lambda t: -area[t.id])[: cfg.max_tracks]
             merged.sort(key=lambda t: t.id)
         index = M.paint(self._grid.work, [masks[t.id] for t in merged], list(range(1, len(merged) + 1)),
-                        [area[t.id] for t in merged])
-        present = M.count_labels(index, len(merged) + 1)[1:] > 0
-        # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
-        lut = np.zeros(len(merged) + 1, np.uint16)
-        lut[1:][present] = np.arange(1, int(present.sum()) + 1)
-        self._index_map = lut[index]
+                        [area[t.id] for t in merged], dtype=np.uint16)
+        boxes = np.empty((len(merged), 4), np.intp)  # each painted track's box; y1 == 0: hidden by the others
+        M.label_boxes(index, len(merged), boxes)
+        present = boxes[:, 1] > 0
+        if not present.all():
+            # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
+            lut = np.zeros(len(merged) + 1, np.uint16)
+            lut[1:][present] = np.arange(1, int(present.sum()) + 1)
+            index, boxes = lut[index], boxes[present]
+        self._index_map = index
         self._tracks = [t for t, p in zip(merged, present) if p]
         self.budget.keep({t.id for t in self._tracks})
-        self._probabilities()
+        self._probabilities(boxes)
 
-    def _probabilities(self) -> None:
+    def _probabilities(self, boxes: np.ndarray) -> None:
         """Owner probability of every owned working pixel (at least 0.5), and on background the most likely track
         and its probability (below 0.5), from the tracks' probability maps of this frame: what the published map
-        interpolates between working pixels."""
+        interpolates between working pixels. ``boxes``: each track's box in the working map (y0, y1, x0, x1)."""
         idx = self._index_map
         cand, prob = idx.copy(), np.zeros(idx.shape, np.float32)
         h, w = idx.shape
-        n = len(self._tracks)
-        boxes = np.empty((n, 4), np.intp)
-        M.label_boxes(idx, n, boxes)
         for k, (y0, y1, x0, x1) in enumerate(boxes.tolist()):
             if y1:  # the track's box grown by 2 pixels: its halo on the background around it
                 M.owner_probabilities(self._softs[self._tracks[k].id], idx, k + 1, max(y0 - 2, 0), min(y1 + 2, h),
