@@ -97,9 +97,11 @@ class NodeSection:
         range=(64 * 64, 100_000_000),
     )
     pipeline: bool = _param(
-        False, "Decode, encode (segmenter embedding) and track in three threads, so the encoder of the next frame"
-        " runs while this one is tracked (a GPU stays busy); outputs stay in frame order, latency grows by up to a"
-        " frame. Off: one worker decodes and tracks each frame in turn.", read_only=True,
+        True, "Decode, encode (segmenter embedding, with the matcher's flow beside it) and track in three threads,"
+        " so the encoder of the next frame runs while this one is tracked (a GPU stays busy); outputs stay in frame"
+        " order, latency grows by up to a frame. Off: one worker decodes and tracks each frame in turn, the lowest"
+        " latency; config/cpu.yaml turns it off (on a CPU the encoder needs the cores the other stages would use).",
+        read_only=True,
     )
 
 

@@ -82,6 +82,11 @@ def test_services_reset_and_resegment(probe):
 
 
 def test_bad_input_is_counted_and_the_node_keeps_answering(probe, tracker_node):
+    _bad_input_round(probe, tracker_node, pipelined=True)  # the pipeline is the default; test_serial_node.py: without
+
+
+def _bad_input_round(probe, tracker_node, pipelined: bool):
+    """Bad frames of every kind, a size change and a burst: each counted, none fatal, the node answering after."""
     rgb = bedroom_frames(1)[0]
     base = 3000
     good = image_msg(rgb, sec=base)
@@ -127,8 +132,12 @@ def test_bad_input_is_counted_and_the_node_keeps_answering(probe, tracker_node):
         assert int(c[key]) >= 1, (key, c)
     assert int(c["frames_dropped"]) >= 10, (c, burst_s)
     assert int(c["tracker_errors"]) == 0 and int(c["callback_errors"]) == 0, tracker_node.log()
-    # the matcher's work inside the step (the flow, computed there without the pipeline, and carrying points)
-    assert float(c["matcher_ms_median"]) > 0 and "pipeline_paired_ahead" not in c, c
+    # the matcher's work inside the step (carrying points, and the flow where the pipeline did not compute it ahead)
+    assert float(c["matcher_ms_median"]) > 0 and c["pipeline"] == str(pipelined).lower(), c
+    if pipelined:  # the flow of each pair computed in the pipeline's second stage and installed by the step
+        assert int(c["pipeline_paired_ahead"]) >= 1 and int(c["pipeline_pair_used"]) >= 1, c
+    else:
+        assert "pipeline_paired_ahead" not in c, c
     received, processed = int(c["frames_received"]), int(c["frames_processed"])
     assert processed < received
     assert "unsupported encoding [32FC1]" in tracker_node.log()

@@ -113,3 +113,17 @@ def test_params_file_is_generated_from_the_metadata_including_the_node_section()
 
     assert PARAMS.read_text() == params_file.render(), "stale: run python -m mastsam_ros.node.params_file"
     assert params_file.main(["--check"]) == 0
+
+
+def test_cpu_params_file_node_keys_are_node_parameters():
+    # config/cpu.yaml turns the node's pipeline off (on by default, for a GPU); its node keys must be real ones
+    import dataclasses
+
+    import yaml
+
+    from mastsam_ros.node.tracker_node import NodeSection
+
+    node = yaml.safe_load((PARAMS.parent / "cpu.yaml").read_text())["/**"]["ros__parameters"]["node"]
+    fields = {f.name for f in dataclasses.fields(NodeSection)}
+    assert set(node) <= fields, set(node) - fields
+    assert NodeSection().pipeline is True and node["pipeline"] is False

@@ -1,4 +1,4 @@
-"""The tracker node with ``node.pipeline`` (decode, encode, track in three threads) over real DDS."""
+"""The tracker node with ``node.pipeline`` (decode, encode, track in three threads; the default) over real DDS."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import time
 
 import pytest
 
-from .conftest import bedroom_frames, connected_probe, image_msg, node_process
+from .conftest import bedroom_frames, connected_probe, image_msg
 
 pytestmark = pytest.mark.usefixtures("ros")
 
 
 @pytest.fixture(scope="module")
-def pipelined_node(ros, tmp_path_factory):
-    yield from node_process(tmp_path_factory.mktemp("node") / "tracker.log", "-p", "node.pipeline:=true")
+def pipelined_node(tracker_node):
+    """The node with its defaults: ``node.pipeline`` is on by default (test_serial_node.py: off)."""
+    return tracker_node
 
 
 @pytest.fixture(scope="module")
