@@ -78,6 +78,21 @@ class GpuStandIn(ZeroCostSegmenter):
         return super().predict(prompts)
 
 
+def cpu_model(cfg: Config, tracks: int):
+    """MobileSAM (vit_t) with random weights on the CPU, its answers replaced by ``tracks`` fixed regions after its full
+    computation (mastsam-bench's ``StandInMasks``): the real encoder and decoder costs with a steady track count."""
+    import tempfile  # noqa: PLC0415
+
+    from mastsam_ros.cli.bench import StandInMasks, random_checkpoint  # noqa: PLC0415
+    from mastsam_ros.core.segmenters import build_segmenter  # noqa: PLC0415
+
+    seg_cfg = cfg.segmenter
+    seg_cfg.backend = "mobile_sam"
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        seg_cfg.checkpoint = str(random_checkpoint("mobile_sam", "vit_t", Path(tmp)))
+        return StandInMasks(build_segmenter(seg_cfg), tracks)
+
+
 def decode(jpeg: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
@@ -198,6 +213,10 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="serial,pipeline",
                     help="comma-separated, of serial, pipeline and pipeline-flow3 (the flow in stage 3)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="tracker config override")
+    ap.add_argument("--cpu-model", choices=["vit_t"],
+                    help="instead of the GPU stand-in: MobileSAM's real encoder and decoder on this CPU, random"
+                         " weights, answers replaced by the fixed regions (mastsam-bench --random-weights);"
+                         " --encoder-ms and --decoder-ms are then unused")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -215,8 +234,9 @@ def main(argv=None) -> int:
         return 2
     runs = []
     order = (modes + modes[::-1]) * args.repeats
+    model = cpu_model(cfg, args.tracks) if args.cpu_model else None
     for mode in order[: len(modes) * args.repeats]:
-        seg = GpuStandIn(shape, args.tracks, args.encoder_ms / 1e3, args.decoder_ms / 1e3)
+        seg = model or GpuStandIn(shape, args.tracks, args.encoder_ms / 1e3, args.decoder_ms / 1e3)
         tracker = Tracker(cfg, segmenter=seg)
         if mode == "serial":
             run = run_serial(tracker, jpegs, args.rate, args.seconds)
@@ -227,8 +247,10 @@ def main(argv=None) -> int:
         print(json.dumps(run), flush=True)
 
     load = os.getloadavg()
+    what = (f"MobileSAM {args.cpu_model} on the CPU (random weights, stand-in answers)" if args.cpu_model else
+            f"stand-in encoder {args.encoder_ms:g} ms, decoder {args.decoder_ms:g} ms a call")
     print(f"\n{len(files)} frames {shape[1]}x{shape[0]} at {args.rate:g} Hz, {args.seconds:g} s a run; "
-          f"stand-in encoder {args.encoder_ms:g} ms, decoder {args.decoder_ms:g} ms a call, {args.tracks} tracks; "
+          f"{what}, {args.tracks} tracks; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs")
     print(f"{'mode':10s} {'fps':>6s} {'bound':>6s} {'dropped':>8s} {'lat p50':>8s} {'lat p95':>8s} {'lat max':>8s}"
           "  stages (ms)")

@@ -258,10 +258,26 @@ class StandInMasks(Segmenter):
     def mask_shape(self, shape: tuple[int, int] | None) -> None:
         self.inner.mask_shape = shape
 
+    @property
+    def embeds_ahead(self) -> bool:
+        return self.inner.embeds_ahead
+
     def set_image(self, image: np.ndarray) -> None:
         self.inner.set_image(image)
-        if self._regions is None or self._regions.regions.shape != image.shape[:2]:
-            self._regions = StandInRegions(image.shape[:2], self.count)
+        self._fit(image.shape[:2])
+
+    def embed(self, image: np.ndarray) -> object:
+        """The inner segmenter's embedding (computed ahead in a pipeline when it can), with the frame's size."""
+        return self.inner.embed(image), image.shape[:2]
+
+    def set_embedding(self, embedding: object) -> None:
+        inner, shape = embedding
+        self.inner.set_embedding(inner)
+        self._fit(shape)
+
+    def _fit(self, shape: tuple[int, int]) -> None:
+        if self._regions is None or self._regions.regions.shape != shape:
+            self._regions = StandInRegions(shape, self.count)
 
     def generate(self, region=None, seeds=None) -> list[Proposal]:
         props = self.inner.generate(region, seeds=seeds)

@@ -134,6 +134,25 @@ def test_stand_in_masks_run_the_real_calls_and_answer_fixed_regions():
     assert np.array_equal(a.mask, small)
 
 
+def test_stand_in_masks_embed_ahead_through_the_inner_segmenter():
+    # in a pipeline the stand-in's embedding is the inner segmenter's, computed ahead; its answers are set_image's
+    from mastsam_ros.core.config import Config
+    from mastsam_ros.core.segmenters.classical import ClassicalSegmenter
+
+    frames = [np.full((90, 160, 3), 40, np.uint8), np.full((90, 160, 3), 200, np.uint8)]
+    frames[1][:, 80:] = 10
+    ahead, plain = (bench.StandInMasks(ClassicalSegmenter(Config().segmenter), 8, substitute=False) for _ in range(2))
+    assert ahead.embeds_ahead and ClassicalSegmenter.embeds_ahead
+    plain.set_image(frames[1])
+    ahead.set_image(frames[0])
+    ahead.set_embedding(ahead.embed(frames[1]))
+    for s in (ahead, plain):
+        s.inner.set_embedding = s.inner.set_image = None  # nothing may embed again below
+    got, want = ahead.generate(), plain.generate()
+    assert len(got) == len(want) >= 2  # the two halves of the frame embedded ahead, not the uniform first frame
+    assert all(np.array_equal(g.mask, w.mask) and g.score == w.score for g, w in zip(got, want))
+
+
 def test_random_weights_vit_t(tmp_path, source):
     """MobileSAM vit_t with random full-size weights through the project's loading path, 2 small frames."""
     pytest.importorskip("torch")
