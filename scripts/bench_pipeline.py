@@ -5,7 +5,9 @@ There is no GPU here, so the segmenter is a stand-in for one (:class:`GpuStandIn
 ``--encoder-ms`` (a GPU call releases the GIL while the device works; a sleep does the same), each decoder call
 sleeps ``--decoder-ms``, and its answers are ``--tracks`` fixed regions (mastsam_ros.cli.bench's zero-cost
 segmenter), so the tracker holds a steady track count. Everything else is real: the JPEG decode of each frame, the
-DIS flow matcher on the CPU, the tracker's prompts, re-segmentation schedule and bookkeeping.
+DIS flow matcher on the CPU, the tracker's prompts, re-segmentation schedule and bookkeeping. ``--model vit_t``
+replaces the stand-in by MobileSAM's real encoder and decoder on ``--device`` (random weights, answers replaced by the
+same fixed regions after the full computation): on this CPU, or on a GPU in the GPU kit (scripts/gpu/).
 
 A camera thread sends the JPEG frames of ``--source`` (default: DAVIS car-roundabout, 854x480) at ``--rate`` Hz for
 ``--seconds`` per run. ``serial``: the node's way without the pipeline, a one-slot buffer and one worker that decodes
@@ -78,16 +80,17 @@ class GpuStandIn(ZeroCostSegmenter):
         return super().predict(prompts)
 
 
-def cpu_model(cfg: Config, tracks: int):
-    """MobileSAM (vit_t) with random weights on the CPU, its answers replaced by ``tracks`` fixed regions after its full
-    computation (mastsam-bench's ``StandInMasks``): the real encoder and decoder costs with a steady track count."""
+def real_model(cfg: Config, tracks: int, device: str):
+    """MobileSAM (vit_t) with random weights on ``device``, its answers replaced by ``tracks`` fixed regions after its
+    full computation (mastsam-bench's ``StandInMasks``): the real encoder and decoder costs with a steady track
+    count."""
     import tempfile  # noqa: PLC0415
 
     from mastsam_ros.cli.bench import StandInMasks, random_checkpoint  # noqa: PLC0415
     from mastsam_ros.core.segmenters import build_segmenter  # noqa: PLC0415
 
     seg_cfg = cfg.segmenter
-    seg_cfg.backend = "mobile_sam"
+    seg_cfg.backend, seg_cfg.device = "mobile_sam", device
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         seg_cfg.checkpoint = str(random_checkpoint("mobile_sam", "vit_t", Path(tmp)))
         return StandInMasks(build_segmenter(seg_cfg), tracks)
@@ -213,10 +216,11 @@ def main(argv=None) -> int:
     ap.add_argument("--modes", default="serial,pipeline",
                     help="comma-separated, of serial, pipeline and pipeline-flow3 (the flow in stage 3)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="tracker config override")
-    ap.add_argument("--cpu-model", choices=["vit_t"],
-                    help="instead of the GPU stand-in: MobileSAM's real encoder and decoder on this CPU, random"
+    ap.add_argument("--model", choices=["vit_t"],
+                    help="instead of the GPU stand-in: MobileSAM's real encoder and decoder on --device, random"
                          " weights, answers replaced by the fixed regions (mastsam-bench --random-weights);"
                          " --encoder-ms and --decoder-ms are then unused")
+    ap.add_argument("--device", default="cpu", help="the --model's device (cpu, cuda)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
 
@@ -234,7 +238,7 @@ def main(argv=None) -> int:
         return 2
     runs = []
     order = (modes + modes[::-1]) * args.repeats
-    model = cpu_model(cfg, args.tracks) if args.cpu_model else None
+    model = real_model(cfg, args.tracks, args.device) if args.model else None
     for mode in order[: len(modes) * args.repeats]:
         seg = model or GpuStandIn(shape, args.tracks, args.encoder_ms / 1e3, args.decoder_ms / 1e3)
         tracker = Tracker(cfg, segmenter=seg)
@@ -247,7 +251,7 @@ def main(argv=None) -> int:
         print(json.dumps(run), flush=True)
 
     load = os.getloadavg()
-    what = (f"MobileSAM {args.cpu_model} on the CPU (random weights, stand-in answers)" if args.cpu_model else
+    what = (f"MobileSAM {args.model} on {args.device} (random weights, stand-in answers)" if args.model else
             f"stand-in encoder {args.encoder_ms:g} ms, decoder {args.decoder_ms:g} ms a call")
     print(f"\n{len(files)} frames {shape[1]}x{shape[0]} at {args.rate:g} Hz, {args.seconds:g} s a run; "
           f"{what}, {args.tracks} tracks; "

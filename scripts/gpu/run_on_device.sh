@@ -22,6 +22,9 @@
 #   f          floors.py: the MASt3R matcher's own per-frame network time, synchronised (the bench's floor is SAM's
 #              encoder + prompt decoder, measured in each bench run; its MASt3R runs beside the encoder)
 #   e          vit_h fp16 + cadence matcher (MASt3R anchor every $CADENCE frames, flow between), sync and async
+#   p          the node's frame pipeline (on by default) against its serial worker: scripts/bench_pipeline.py with
+#              vit_t on the device and a camera at $PRATE Hz, fps and latency side by side (last: skipped when the
+#              budget is spent)
 # then summary.py writes one line per configuration. $OUT receives 3 files: summary.txt, summary.json and
 # logs.tar.gz (every step's log, exit status and JSON).
 #
@@ -44,10 +47,10 @@ CADENCE=${CADENCE:-5}
 mkdir -p "$OUT" "$NUMBA_CACHE_DIR"
 if [ "${DRY:-0}" = 1 ]; then
   BUDGET=${BUDGET:-3600}; DEV=cpu; F=3; FH=2; SIZE="--size 160x90"; GRID="--set segmenter.points_per_side=4"
-  AGRID=2; AF=1; PF=2; SAMH=${DRY_SAM:-vit_h}; ARCH=tiny; OVF=8; WARMF=36; FLF=2; CAPX=10
+  AGRID=2; AF=1; PF=2; SAMH=${DRY_SAM:-vit_h}; ARCH=tiny; OVF=8; WARMF=36; FLF=2; CAPX=10; PSEC=20; PRATE=5
 else
   BUDGET=${BUDGET:-470}; DEV=cuda; F=61; FH=61; SIZE=""; GRID=""
-  AGRID=32; AF=3; PF=21; SAMH=vit_h; ARCH=published; OVF=61; WARMF=36; FLF=12; CAPX=1
+  AGRID=32; AF=3; PF=21; SAMH=vit_h; ARCH=published; OVF=61; WARMF=36; FLF=12; CAPX=1; PSEC=8; PRATE=60
 fi
 T0=$(date +%s)
 stamp() { echo "[$(date +%H:%M:%S) +$(( $(date +%s) - T0 ))s] $*"; }
@@ -72,7 +75,7 @@ step() {
   timeout -k 5 "$t" "$@" > "$W/$n.log" 2>&1
   rc=$?
   echo "$rc" > "$W/$n.rc"
-  grep -E "^(mastsam-bench|model floor|end-to-end|\(a\)|\(b\)|memory|overhead_ms_median|MASt3R matcher|dense flow|sparse|prototype loop|MASt3R, random|tiny MASt3R|published MASt3R|WARNING|ERROR)|Error|error:" \
+  grep -E "^(mastsam-bench|model floor|end-to-end|\(a\)|\(b\)|memory|overhead_ms_median|MASt3R matcher|dense flow|sparse|prototype loop|MASt3R, random|tiny MASt3R|published MASt3R|pipeline / serial|WARNING|ERROR)|Error|error:" \
     "$W/$n.log" | grep -v "^WARNING: Location" | cut -c1-400 | tail -n 12
   [ "$rc" = 0 ] || tail -n 8 "$W/$n.log" | cut -c1-300
   stamp "--- $n: rc=$rc$([ "$rc" = 124 ] && echo ' (timed out)'); numba cache entries $c0 -> $(cached)"
@@ -138,3 +141,5 @@ print(sys.argv[2], 'MASt3R, random weights:', p, p.stat().st_size >> 20, 'MiB')
 else
   stamp "no .gpu/mast3r (make_kit.sh ran without MIRRORS): MASt3R steps skipped"
 fi
+step node_pipeline_vit_t 90 "$PY" "$ROOT/scripts/bench_pipeline.py" --model vit_t --device "$DEV" --source "$K/frames" \
+  --frames 50 --seconds "$PSEC" --repeats 1 --rate "$PRATE" $GRID --json "$W/node_pipeline_vit_t.json"

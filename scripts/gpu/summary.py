@@ -13,7 +13,9 @@ the files, never computed from anything else:
 - for MASt3R configurations a second floor, ``+mast3r``: the vit_h fp16 + flow run's floor median plus the MASt3R
   matcher's per-frame network time from ``floors.py`` (divided by the anchor interval for the cadence matcher),
   because the bench's floor there does not separate the matcher's network (it runs beside the encoder);
-- the overhead mode: its ``overhead_ms_median`` (zero-cost segmenter, replayed flow).
+- the overhead mode: its ``overhead_ms_median`` (zero-cost segmenter, replayed flow);
+- the node's pipeline against its serial worker (``scripts/bench_pipeline.py --model vit_t``): each mode's fps and
+  latency, and their ratios.
 
 The issue's targets are printed beside the figures they concern, as given; "met" / "not met" is a comparison of the
 measured figure with the target, nothing more.
@@ -123,6 +125,25 @@ def summarise(work: Path) -> tuple[list[str], dict]:
                     label += f" {c['points_per_side']}x{c['points_per_side']}"
                 text += f"; {label} {c['ms_per_frame']['mean_ms']} ms/frame = {c['throughput_ratio']}x"
         out["configurations"][name] = row
+        lines.append(text)
+
+    pipe = _load(work, "node_pipeline_vit_t")  # scripts/bench_pipeline.py --json: one run per mode
+    if pipe is None:
+        lines.append(f"{'node_pipeline_vit_t':<34} {_rc(work, 'node_pipeline_vit_t')}: no JSON")
+    else:
+        runs = {r["mode"]: r for r in pipe["runs"]}
+        row = {m: {k: r[k] for k in ("fps", "bound_fps", "dropped", "latency_ms_median", "latency_ms_p95",
+                                      "stage_ms_mean")} for m, r in runs.items()}
+        text = f"{'node_pipeline_vit_t':<34} camera {pipe['args'].get('rate')} Hz: " + "; ".join(
+            f"{m} {r['fps']} fps, latency median {r['latency_ms_median']} p95 {r['latency_ms_p95']} ms"
+            for m, r in runs.items())
+        if "serial" in runs and "pipeline" in runs and runs["serial"]["fps"]:
+            s, p = runs["serial"], runs["pipeline"]
+            row["pipeline_over_serial"] = {"fps": round(p["fps"] / s["fps"], 2),
+                                           "latency_median": round(p["latency_ms_median"] / s["latency_ms_median"], 2)}
+            text += (f"; pipeline / serial fps x{row['pipeline_over_serial']['fps']}, median latency "
+                     f"x{row['pipeline_over_serial']['latency_median']}")
+        out["configurations"]["node_pipeline_vit_t"] = row
         lines.append(text)
 
     # the issue's targets (issue 9, "Done when"), beside the figures

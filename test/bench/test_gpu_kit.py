@@ -87,6 +87,27 @@ def test_summary_of_real_bench_json(tmp_path, source):
     assert (tmp_path / "s.txt").read_text().splitlines() == lines
 
 
+def test_summary_of_the_pipeline_step(tmp_path, source):
+    """The kit's last step is scripts/bench_pipeline.py (there with --model vit_t on the GPU); here its GPU stand-in
+    writes the JSON, briefly, and the summary reports each mode's figures and their ratios from it."""
+    spec = importlib.util.spec_from_file_location("bench_pipeline", REPO / "scripts" / "bench_pipeline.py")
+    bench_pipeline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_pipeline)
+    if not sorted(Path(source).glob("*.jpg")):
+        pytest.skip(f"no JPEG frames in {source}")
+    assert bench_pipeline.main(["--source", str(source), "--frames", "4", "--encoder-ms", "5", "--seconds", "2",
+                                "--repeats", "1", "--rate", "20", "--json", str(tmp_path / "node_pipeline_vit_t.json")
+                                ]) == 0
+    runs = {r["mode"]: r for r in json.loads((tmp_path / "node_pipeline_vit_t.json").read_text())["runs"]}
+    _, out = _module("summary").summarise(tmp_path)
+    row = out["configurations"]["node_pipeline_vit_t"]
+    assert set(row) == {"serial", "pipeline", "pipeline_over_serial"}
+    for mode in ("serial", "pipeline"):
+        assert row[mode]["fps"] == runs[mode]["fps"] and row[mode]["latency_ms_median"] == runs[mode][
+            "latency_ms_median"]
+    assert row["pipeline_over_serial"]["fps"] == round(runs["pipeline"]["fps"] / runs["serial"]["fps"], 2)
+
+
 def test_summary_judges_comparison_a_only_on_the_32_grid(tmp_path):
     summary = _module("summary")
     run = {"run": {"device": "cuda", "resolution": [854, 480]}, "machine": {"gpu": "x"}, "config": {},
