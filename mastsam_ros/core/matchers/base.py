@@ -16,8 +16,6 @@ class Matcher(ABC):
     """
 
     name: str = "?"
-    #: what the newest :meth:`push_ahead` returned: whether the pair computed ahead was installed (front ends count it)
-    ahead_used: bool = False
     #: the size (h, w) of the label maps the tracker will ask :meth:`warp_labels` to carry (its working size; set by
     #: the tracker before each frame, None: not known), so :meth:`prepare` can do that work ahead too
     warp_shape: tuple[int, int] | None = None
@@ -54,9 +52,8 @@ class Matcher(ABC):
         of being computed again. A backend uses ``ahead`` only when it was made by this very matcher for the frame
         it holds as current (else it computes as ``push`` does: a reset, a failed frame or a rebuilt matcher between
         the two calls leaves the result unchanged). Returns whether the pair's correspondence work (the flow) was used;
-        the default pushes and returns False. Implementations also keep that answer in :attr:`ahead_used`."""
+        the default pushes and returns False."""
         self.push(image)
-        self.ahead_used = False
         return False
 
     def prepare(self) -> None:

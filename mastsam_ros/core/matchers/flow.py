@@ -237,7 +237,6 @@ class FlowMatcher(Matcher):
     def push_ahead(self, image: np.ndarray, ahead: object | None) -> bool:
         """Installs ``ahead``'s small frame, and its flows when its previous frame is this matcher's current one
         (compared by content); otherwise the flows are computed on demand as after ``push``."""
-        self.ahead_used = False
         if not isinstance(ahead, FlowPair) or ahead.owner is not self._token:
             self.push(image)
             return False
@@ -248,7 +247,6 @@ class FlowMatcher(Matcher):
                 self._prev is ahead.previous or np.array_equal(self._prev, ahead.previous)):
             return False
         self._flows = ahead.flows
-        self.ahead_used = True
         return True
 
     def _small(self, image: np.ndarray) -> tuple[np.ndarray, float]:
