@@ -36,13 +36,18 @@ def config_field(default, description, *, range=None, choices=None, read_only=Fa
 @dataclass
 class TrackerSection:
     keyframe_interval: int = config_field(
-        30, "Full re-segmentation every N frames (0 = only on the first frame and on request).", range=(0, 100000)
+        30,
+        "A full re-segmentation starts every N frames, and on request and on a frame without tracks (0 = only those);"
+        " a spread one ends before the next starts (tracker.resegment_seeds_per_frame).",
+        range=(0, 100000),
     )
     resegment_seeds_per_frame: int = config_field(
         8,
-        "A scheduled re-segmentation decodes this many grid seeds per frame, spread over the next frames so the stream"
-        " never stalls (0 = the whole grid on the keyframe); newly visible area gets the same budget. The first frame"
-        " and requested ones run at once. A scheduled one is not restarted before it has finished.",
+        "A scheduled re-segmentation is spread over the frames up to the next keyframe so the stream never stalls,"
+        " decoding at least this many grid seeds a frame: the rate is the larger of this floor and"
+        " ceil(segmenter.points_per_side^2 / tracker.keyframe_interval), so it ends within the interval (0 = the whole"
+        " grid on the keyframe). The first frame and requested ones run at once. A newly visible area search decodes"
+        " at most this many seeds (0 = all in the area).",
         range=(0, 100000),
     )
     max_prompts_per_frame: int = config_field(
@@ -75,14 +80,48 @@ class TrackerSection:
     )
     overlap_matcher: bool = config_field(
         True,
-        "Prepare the matcher's pair (DIS flow) in a second thread while the segmenter encodes the frame, so on a GPU"
-        " the CPU flow is off the critical path.",
+        "Compute the matcher's pair (DIS flow) in a second thread while the segmenter encodes the frame, so on a GPU"
+        " the CPU flow is off the critical path: in Tracker.prepare when a stream computes ahead, in the step when"
+        " not (one mechanism in every mode).",
     )
     max_tracks: int = config_field(
         64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024)
     )
     max_age: int = config_field(
-        10, "A track unseen for this many frames retires; its id is never reused.", range=(1, 100000)
+        10, "A track unseen for this many frames leaves the live set (dormant, see tracker.dormant_max); ids are"
+        " never reused for another object.", range=(1, 100000)
+    )
+    dormant_max: int = config_field(
+        64, "Signatures of tracks that left kept for re-identification, at most this many (the oldest forgotten"
+        " first; 0 = retire and forget).", range=(0, 10000)
+    )
+    dormant_max_age: int = config_field(
+        900, "A dormant signature unseen for more than this many frames is forgotten.", range=(1, 10_000_000)
+    )
+    signature_interval: int = config_field(
+        10, "A confirmed track's signature (appearance, size, position) is refreshed every N frames.", range=(1, 1000)
+    )
+    reid_descriptor: str = config_field(
+        "auto", "Appearance for re-identification: embedding (the segmenter's image embedding pooled over the mask:"
+        " sam, mobile_sam), colour (hue-saturation histogram of the mask, no segmenter needed), auto (embedding where"
+        " the segmenter has one, else colour).", choices=("auto", "embedding", "colour"),
+    )
+    reid_min_score: float = config_field(
+        0.65, "A newly found object takes a dormant id back when its appearance similarity reaches this (colour:"
+        " 1 - Bhattacharyya distance).", range=(0.0, 1.0)
+    )
+    reid_margin: float = config_field(
+        0.05, "A re-identification must beat the next best dormant signature (and candidate) by this much, so"
+        " look-alikes stay unmatched.",
+        range=(0.0, 1.0)
+    )
+    reid_max_area_ratio: float = config_field(
+        3.0, "No re-identification when the sizes (working pixels) differ by more than this factor.",
+        range=(1.0, 1000.0)
+    )
+    cut_distance: float = config_field(
+        0.15, "A frame whose hue-saturation histogram is farther than this (Bhattacharyya) from the previous one is a"
+        " scene cut: every track goes dormant and the frame is re-segmented (0 = no cut detection).", range=(0.0, 1.0)
     )
     min_area_fraction: float = config_field(
         0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
@@ -141,7 +180,10 @@ class TrackerSection:
         range=(0.0, 1.0),
     )
     new_region_interval: int = config_field(
-        5, "Look for newly visible area every N frames (0 = never between keyframes).", range=(0, 100000)
+        5,
+        "Look for newly visible area every N frames, also while a re-segmentation is spread (0 = never; a frame that"
+        " decodes the whole grid at once skips it).",
+        range=(0, 100000),
     )
     max_points_total: int = config_field(512, "Cap on carried points over all tracks.", range=(1, 100000))
 
@@ -300,6 +342,11 @@ class Config:
             raise ConfigError(f"config file not found: {path}") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {path} is not valid YAML: {e}") from e
+        except (OSError, UnicodeDecodeError) as e:  # a folder, no permission, binary data
+            raise ConfigError(f"config file {path} cannot be read: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections (tracker:, segmenter:, ...), "
+                              f"not a {type(data).__name__}")
         # Keys under ``node.`` configure the ROS front end only (QoS, topics...); the core ignores them.
         values = {k: v for k, v in flatten(unwrap_ros_params(data)).items() if not k.startswith("node.")}
         cfg = cls().update(values)

@@ -1,7 +1,7 @@
 """The MAST-SAM tracker: temporally consistent instance masks from a segmenter and a matcher.
 
-Per frame (``Tracker.step``):
-1. embed the frame once (segmenter) while the matcher prepares the pair previous -> current in a second thread
+Per frame (``Tracker.prepare``, which a stream may run one frame ahead in another thread, then ``Tracker.step``):
+1. embed the frame once (segmenter) while the matcher computes the pair previous -> current in a second thread
    (``tracker.overlap_matcher``: DIS flow on the CPU runs while the encoder runs);
 2. carry every track's mask points from the previous frame with the matcher; drop points without a trustworthy
    correspondence and points isolated from the bulk of their track (one stray point can join car and road);
@@ -11,8 +11,9 @@ Per frame (``Tracker.step``):
    tracks in one batched call, or under ``tracker.max_prompts_per_frame`` the most doubtful ones (``budget.py``);
    keep each answer's main connected parts; reject an answer whose area or position jumps or that misses its
    prompts, and keep the warped mask instead;
-5. what the schedule says (``schedule.py``): automatic masks on a keyframe (at once, or a slice of the grid a frame)
-   matched to the tracks by IoU so ids persist, or between keyframes newly visible area segmented into new tracks;
+5. what the schedule says (``schedule.py``): automatic masks from a re-segmentation started on each keyframe (the
+   whole grid at once, or a slice of it a frame until the next keyframe) matched to the tracks by IoU so ids
+   persist, and every ``tracker.new_region_interval`` frames newly visible area segmented into new tracks;
 6. merge tracks whose masks overlap beyond ``tracker.merge_overlap`` of the smaller with union-find (the older id
    survives; a merge that would multiply the survivor's area is refused: car and road), retire tracks unseen for
    ``tracker.max_age`` frames, paint the partition;
@@ -47,6 +48,7 @@ from . import masks as M
 from .budget import PromptBudget
 from .clustering import KMeans, build_clustering
 from .config import Config
+from .dormant import Appearance, CutDetector, DormantSet, Signature
 from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
@@ -55,7 +57,7 @@ from .points import carried_flags, label_points
 from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
-from .types import FrameResult, PointPrompt, TrackInfo
+from .types import FrameResult, PointPrompt, TrackEvent, TrackInfo
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +71,20 @@ class _Track:
     score: float  # segmenter score of its latest accepted mask (0 after a rejected or impossible prompt)
     born: int  # frame index of birth
     last_seen: int  # frame index of the last segmenter-confirmed mask (or confident carry while unprompted)
+    signature: Signature | None = None  # what is remembered if it leaves (dormant.py), refreshed while confirmed
+
+
+@dataclass
+class Prepared:
+    """:meth:`Tracker.prepare`'s answer: what a frame's step can use instead of computing it (by the backends that
+    made it)."""
+
+    segmenter: Segmenter
+    matcher: Matcher
+    embedding: object = None  # ``segmenter.embed(frame)``
+    pair: object = None  # ``matcher.pair_ahead(previous, frame)`` (None: nothing computed ahead)
+    ms: float = 0.0  # the whole prepare
+    flow_ms: float = 0.0  # the pair's part of it (beside the encoder when overlapped)
 
 
 class Tracker:
@@ -90,7 +106,8 @@ class Tracker:
         self.kmeans = clustering or build_clustering(self.cfg.clustering)
         # Backends given by the caller are not ours to rebuild when their config changes (see configure).
         self._owned = {"segmenter": segmenter is None, "matcher": matcher is None, "clustering": clustering is None}
-        self._last_frame: np.ndarray | None = None
+        self._last_frame: np.ndarray | None = None  # the last frame stepped (given to a rebuilt matcher)
+        self._prepared_last: np.ndarray | None = None  # the last frame prepared (the previous one of the next pair)
         self._pool: ThreadPoolExecutor | None = None  # the matcher's thread (tracker.overlap_matcher)
         #: Called before and after every timed stage when set (benchmarks set ``torch.cuda.synchronize``), so a stage
         #: is charged with the device work it queued rather than the next stage that waits for it.
@@ -100,6 +117,8 @@ class Tracker:
         self._keyframe_requested = False
         self._reset_requested = False
         self.schedule = Resegmentation(self.cfg.tracker)
+        self.dormant = DormantSet(self.cfg.tracker)
+        self._cut = CutDetector()
         self.reset()
 
     # --- control ------------------------------------------------------------------------------------------------
@@ -117,6 +136,9 @@ class Tracker:
         self._fresh = True
         self.budget = PromptBudget()
         self.schedule.reset()
+        self.dormant.clear()  # another camera or a request to forget: nothing that left is expected back
+        self._cut.reset()
+        self._boxes = np.zeros((0, 4), np.intp)  # each live track's box in the working map (y0, y1, x0, x1)
         self.matcher.reset()
 
     def request_keyframe(self) -> bool:
@@ -138,23 +160,23 @@ class Tracker:
             self._reset_requested = True
 
     def close(self) -> None:
-        """Stop the matcher's thread (a step in progress finishes first), and the matcher's own worker where it has
-        one (the cadence matcher's asynchronous anchor)."""
+        """Stop the matcher's thread (a step in progress finishes first), and close the backends that hold workers
+        or resources (the cadence matcher's asynchronous anchor). The tracker is not used after this."""
         if self._pool is not None:
             self._pool.shutdown(wait=False)
             self._pool = None
-        close = getattr(self.matcher, "close", None)
-        if close is not None:
-            close()
+        for backend in (self.matcher, self.segmenter, self.kmeans):
+            _close(backend)
 
     def configure(self, changes: dict) -> list[str]:
         """Apply config changes (``{dotted name: value}``) between two frames; returns the sections rebuilt.
 
         Validates first (ConfigError, nothing applied). Fields read at call time take effect on the next frame. A
         field marked ``rebuild`` (copied by its backend when built: ``matcher.max_side``, ``matcher.flow_preset``...)
-        rebuilds that backend from the new config; a rebuilt matcher is given the last frame again, so the next frame
-        still carries points from it. A backend the caller passed in (tests, evaluation) is not rebuilt: a warning
-        says so. Not thread-safe: the tracker's owner (the node's worker) calls it between frames.
+        rebuilds that backend only when the built backend uses it (it is in the backend's ``settings()``) and its
+        value changed; the replaced backend is closed. A rebuilt matcher is given the last frame again, so the next
+        frame still carries points from it. A backend the caller passed in (tests, evaluation) is not rebuilt: a
+        warning says so. Not thread-safe: the tracker's owner (the stream's tracking thread) calls it between frames.
         """
         trial = copy.deepcopy(self.cfg)
         trial.update(changes)
@@ -163,7 +185,13 @@ class Tracker:
         for name in changes:
             if meta[name].get("read_only") and new[name] != now[name]:
                 raise ConfigError(f"{name} is read-only: it is fixed when the tracker is built")
-        stale = sorted({n.split(".")[0] for n in changes if meta[n].get("rebuild")})
+        backends = {"segmenter": self.segmenter, "matcher": self.matcher, "clustering": self.kmeans}
+        stale = []
+        for section, backend in backends.items():
+            held = backend.settings()
+            if any(n.startswith(section + ".") and meta[n].get("rebuild") and n.split(".")[1] in held
+                   and held[n.split(".")[1]] != new[n] for n in changes):
+                stale.append(section)
         for name in changes:  # in place, so the backends' own references to their section see the new values
             section, key = name.split(".")
             setattr(getattr(self.cfg, section), key, new[name])
@@ -184,12 +212,9 @@ class Tracker:
             elif section == "clustering":
                 self.kmeans = build_clustering(self.cfg.clustering)
                 self._rng = np.random.default_rng(self.cfg.clustering.seed)
+            _close(backends[section])
             rebuilt.append(section)
         return rebuilt
-
-    @property
-    def frame_shape(self) -> tuple[int, int] | None:
-        return self._grid.frame if self._grid else None
 
     @property
     def work_shape(self) -> tuple[int, int] | None:
@@ -197,12 +222,54 @@ class Tracker:
         return self._grid.work if self._grid else None
 
     # --- the per-frame step -------------------------------------------------------------------------------------
-    def step(self, frame: np.ndarray, embedding: object = None, pair: object = None) -> FrameResult:
+    def prepare(self, frame: np.ndarray) -> Prepared:
+        """What can be computed for ``frame`` before its step: the segmenter's embedding and the matcher's pair
+        (previous prepared frame, ``frame``), side by side when ``tracker.overlap_matcher`` (both release the GIL in
+        their native code). Runs in another thread while the previous frame's :meth:`step` runs (a stream computing
+        ahead); it never touches the state the step reads. Calls must not overlap each other. Raises what the
+        backends raise on a bad frame (then the next frame pairs with the last frame prepared without error).
+        """
+        frame = check_frame(frame)
+        segmenter, matcher, previous = self.segmenter, self.matcher, self._prepared_last
+        t0 = time.perf_counter()
+
+        def pair() -> object:
+            t = time.perf_counter()
+            try:
+                return matcher.pair_ahead(previous, frame)
+            except Exception as e:  # noqa: BLE001 - the step computes the pair itself and reports a bad frame
+                if not isinstance(e, FrameError):
+                    log.warning("computing the matcher's pair ahead failed (%s); the step computes it", e)
+                return None
+            finally:
+                out.flow_ms = (time.perf_counter() - t) * 1e3
+
+        out = Prepared(segmenter=segmenter, matcher=matcher)
+        if self.cfg.tracker.overlap_matcher and segmenter.embeds_ahead:
+            future = self._matcher_pool().submit(pair)
+            try:
+                out.embedding = segmenter.embed(frame)
+            finally:
+                out.pair = future.result()  # waited for even after an error: one pair at a time
+        else:
+            out.embedding = segmenter.embed(frame)
+            out.pair = pair()
+        out.ms = (time.perf_counter() - t0) * 1e3
+        self._prepared_last = frame
+        return out
+
+    def _matcher_pool(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mastsam-matcher")
+        return self._pool
+
+    def step(self, frame: np.ndarray, prepared: Prepared | None = None) -> FrameResult:
         """Track one frame: ``frame`` is H x W x 3 uint8 RGB (or H x W grey). Raises FrameError on bad frames.
 
-        ``embedding``: the frame's ``self.segmenter.embed(frame)`` computed ahead (a pipeline), used instead of
-        encoding the frame here. ``pair``: ``self.matcher.pair_ahead(previous frame, frame)`` computed ahead, installed
-        by ``Matcher.push_ahead`` (which computes again where it does not fit the matcher's state).
+        ``prepared``: :meth:`prepare` of this frame, computed ahead (a stream); its embedding and pair are used
+        where the backends that made them are still the tracker's (a runtime change may have rebuilt one: then that
+        part is computed here). Without it the frame is encoded and matched here, side by side when
+        ``tracker.overlap_matcher``.
 
         A frame of another size than the previous one resets the state (one warning) and starts afresh.
         """
@@ -228,8 +295,21 @@ class Tracker:
         self._index += 1
         self._timings: dict[str, float] = {}
         before = {t.id for t in self._tracks}
+        seen_before = {t.id for t in self._tracks if t.last_seen == self._index - 1}
+        self._events: list[TrackEvent] = []
+        self._appearance: Appearance | None = None
+        self._frame = frame
 
-        self._embed_and_match(frame, embedding, pair)
+        pair_used = self._embed_and_match(frame, prepared)
+        cut, _ = self._cut(frame, self.cfg.tracker.cut_distance)
+        if cut and self._tracks:  # carried points mean nothing across a cut: every track leaves, re-segment
+            for t in self._tracks:
+                self._leave(t)
+            self._tracks = []
+            self._index_map[:] = 0
+            self._cand[:] = 0
+            self._prob[:] = 0
+            self.budget.keep(set())
         masks: dict[int, np.ndarray] = {}
         self._softs = {}
         prompted: list[int] = []
@@ -254,12 +334,14 @@ class Tracker:
         elif action.kind == "slice":
             with self._timed("automatic"):
                 self._merge_automatic(masks, self.segmenter.generate(seeds=action.seeds))
-        elif action.kind == "new_area":
+        if action.new_area:  # after the slice: what it found is no longer uncovered
             with self._timed("new_area"):
                 self._segment_new_area(masks)
 
         with self._timed("merge"):
             self._partition(masks)
+        with self._timed("permanence"):
+            self._permanence(seen_before)
         with self._timed("clustering"):
             self._refresh_points()
         with self._timed("publish"):
@@ -279,13 +361,25 @@ class Tracker:
             prompted=sorted(prompted),
             timings=self._timings,
             correspondences=correspondences,
+            pair_used=pair_used,
+            events=self._events,
+            cut=cut,
         )
 
     # --- stages -------------------------------------------------------------------------------------------------
-    def _embed_and_match(self, frame: np.ndarray, embedding: object = None, pair: object = None) -> None:
-        """Segmenter encoder (or the embedding computed ahead made current) and matcher preparation of the new frame,
-        side by side when configured (both release the GIL in their native code: torch, OpenCV) and the encoder
-        runs here (not with an embedding computed ahead: then there is nothing to wait for beside the matcher)."""
+    def _embed_and_match(self, frame: np.ndarray, prepared: Prepared | None) -> bool:
+        """Make ``frame`` current in the segmenter (its embedding computed ahead, or encoded here) and the matcher
+        (the pair computed ahead installed, or pushed here), then the matcher's work on the new pair; the two sides
+        run in parallel when ``tracker.overlap_matcher`` and both have work here. Returns whether the pair computed
+        ahead was installed."""
+        embedding = pair = None
+        if prepared is not None:
+            if prepared.segmenter is self.segmenter:
+                embedding = prepared.embedding
+            if prepared.matcher is self.matcher:
+                pair = prepared.pair
+        used = False
+
         def encode() -> None:
             if embedding is None:
                 self.segmenter.set_image(frame)
@@ -293,11 +387,9 @@ class Tracker:
                 self.segmenter.set_embedding(embedding)
 
         def match() -> float:
+            nonlocal used
             t0 = time.perf_counter()
-            if pair is None:
-                self.matcher.push(frame)
-            else:
-                self.matcher.push_ahead(frame, pair)
+            used = self.matcher.push_ahead(frame, pair)
             self.matcher.prepare()
             return (time.perf_counter() - t0) * 1e3
 
@@ -307,15 +399,14 @@ class Tracker:
             with self._timed("encoder"):
                 encode()
             self._timings["matcher"] = match()
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(1, thread_name_prefix="mastsam-matcher")
-        future = self._pool.submit(match)
+            return used
+        future = self._matcher_pool().submit(match)
         try:
             with self._timed("encoder"):
                 encode()
         finally:
             self._timings["matcher"] = future.result()  # re-raises the matcher's error, after it has finished
+        return used
 
     def _carry(self):
         """Carry all tracks' points at once; returns per-track kept points, per-track displacements of the
@@ -577,8 +668,9 @@ class Tracker:
     def _partition(self, masks: dict) -> None:
         """Merge overlapping tracks (union-find, older id survives), retire stale ones, paint the working map."""
         cfg = self.cfg.tracker
+        alive = list(self._tracks)
         tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age and masks[t.id].any()]
-        merged = []
+        merged, joined_into = [], {}
         inter = M.self_intersections([masks[t.id] for t in tracks]) if tracks else None
         area = {t.id: int(inter[k, k]) for k, t in enumerate(tracks)}
         for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap, inter):
@@ -592,6 +684,7 @@ class Tracker:
                     self._softs[keep.id] = np.maximum.reduce([self._softs[tracks[g].id] for g in group])
                     keep.last_seen = max(tracks[g].last_seen for g in group)
                     merged.append(keep)
+                    joined_into.update((tracks[g].id, keep.id) for g in group[1:])
                     continue
                 merged.extend(tracks[g] for g in group)
                 continue
@@ -612,8 +705,75 @@ class Tracker:
             index, boxes = lut[index], boxes[present]
         self._index_map = index
         self._tracks = [t for t, p in zip(merged, present) if p]
-        self.budget.keep({t.id for t in self._tracks})
+        self._boxes = boxes
+        live = {t.id for t in self._tracks}
+        for t in alive:
+            if t.id in joined_into:
+                self._events.append(TrackEvent("merged", t.id, into=joined_into[t.id]))
+            elif t.id not in live:
+                self._leave(t)
+        self.budget.keep(live)
         self._probabilities(boxes)
+
+    def _leave(self, t: _Track) -> None:
+        """A live track leaves: dormant when it has a signature (it may come back), else retired."""
+        if t.signature is None or self.cfg.tracker.dormant_max == 0:
+            self._events.append(TrackEvent("retired", t.id))
+            return
+        self._events.append(TrackEvent("dormant", t.id))
+        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen):
+            self._events.append(TrackEvent("retired", forgotten))
+
+    def _appearance_now(self) -> Appearance:
+        if self._appearance is None:
+            kind = Appearance.resolve(self.cfg.tracker.reid_descriptor, self.segmenter)
+            self._appearance = Appearance(kind, self._frame, self._grid.work, self.segmenter)
+        return self._appearance
+
+    def _signature(self, k: int) -> Signature | None:
+        """The signature of live track ``k`` (index in ``_tracks``) in this frame, or None (nothing visible)."""
+        y0, y1, x0, x1 = (int(v) for v in self._boxes[k])
+        app = self._appearance_now()
+        look = app.of(self._index_map, k + 1, (y0, y1, x0, x1))
+        if look is None:
+            return None
+        m = cv2.moments((self._index_map[y0:y1, x0:x1] == k + 1).view(np.uint8), binaryImage=True)
+        centroid = (float(m["m10"] / m["m00"] + x0), float(m["m01"] / m["m00"] + y0))
+        old = self._tracks[k].signature
+        velocity = (0.0, 0.0)
+        if old is not None and self._index > old.index:
+            dt = self._index - old.index
+            velocity = ((centroid[0] - old.centroid[0]) / dt, (centroid[1] - old.centroid[1]) / dt)
+        return Signature(app.kind, look, int(m["m00"]), centroid, velocity, self._index)
+
+    def _permanence(self, seen_before: set[int]) -> None:
+        """Newly born tracks that match a dormant signature take their old id back; signatures of confirmed tracks
+        are refreshed; born, hidden, re-identified and forgotten tracks become events (``dormant.py``)."""
+        cfg = self.cfg.tracker
+        born = [k for k, t in enumerate(self._tracks) if t.born == self._index]
+        sigs = [self._signature(k) for k in born]
+        renamed: dict[int, int] = {}
+        if len(self.dormant):
+            usable = [i for i, sg in enumerate(sigs) if sg is not None]
+            for m in self.dormant.match([sigs[i] for i in usable], self._index):
+                t = self._tracks[born[usable[m.candidate]]]
+                renamed[t.id] = m.id
+                self._events.append(TrackEvent("reidentified", m.id, frames_away=m.frames_away, score=m.score))
+                t.id = m.id
+        for k, sg in zip(born, sigs):
+            self._tracks[k].signature = sg
+            if self._tracks[k].id not in renamed.values():
+                self._events.append(TrackEvent("born", self._tracks[k].id))
+        # (the list stays in this frame's map order; the next partition sorts it by id again)
+        for k, t in enumerate(self._tracks):
+            # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once)
+            if t.born != self._index and t.last_seen == self._index and (
+                    t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):
+                t.signature = self._signature(k) or t.signature
+            elif t.id in seen_before and t.last_seen < self._index:
+                self._events.append(TrackEvent("hidden", t.id))
+        for forgotten in self.dormant.expire(self._index):
+            self._events.append(TrackEvent("retired", forgotten))
 
     def _probabilities(self, boxes: np.ndarray) -> None:
         """Owner probability of every owned working pixel (at least 0.5), and on background the most likely track
@@ -762,6 +922,13 @@ class _Negatives:
         """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
         them is likely (at most ``limit``)."""
         return self.points[np.flatnonzero(self._inside[i])[:limit]]
+
+
+def _close(backend) -> None:
+    """Close a backend that has a ``close`` (workers, threads); others hold nothing that needs it."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 def _pieces(a: np.ndarray, counts: list[int]) -> list[np.ndarray]:

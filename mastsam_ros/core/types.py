@@ -52,14 +52,41 @@ class TrackInfo:
 
 
 @dataclass
+class TrackEvent:
+    """Something that happened to a track id in one frame (``mastsam_ros/core/dormant.py``).
+
+    kinds: ``born`` (a new id), ``hidden`` (confirmed in the previous frame, prompted but not confirmed in this one;
+    still live), ``dormant`` (left the live set: unseen for ``tracker.max_age`` frames, hidden by others, or a scene
+    cut; its signature is kept), ``reidentified`` (a newly found object took this dormant id back after
+    ``frames_away`` frames, with ``score``), ``merged`` (joined the live track ``into``), ``retired`` (forgotten: it
+    left without a signature, or its signature aged out or was pushed out of the bounded memory).
+    """
+
+    kind: str
+    id: int
+    frames_away: int = 0  # reidentified: frames since it was last seen
+    score: float = 0.0  # reidentified: the match's score (appearance similarity)
+    into: int = 0  # merged: the surviving id
+
+    def as_dict(self) -> dict:
+        out = {"kind": self.kind, "id": self.id}
+        if self.kind == "reidentified":
+            out.update(frames_away=self.frames_away, score=round(self.score, 4))
+        elif self.kind == "merged":
+            out["into"] = self.into
+        return out
+
+
+@dataclass
 class FrameResult:
     """The tracker's answer for one frame. Everything a front end publishes comes from here."""
 
     index: int  # frame counter since the last reset
     labels: np.ndarray  # H x W uint32 label map, 0 = background, other values = track ids
     tracks: list[TrackInfo]
-    # a re-segmentation started in this frame: the whole automatic grid decoded at once, or the first slice of one
-    # spread over the next frames (those frames have ``resegmenting``)
+    # a re-segmentation started in this frame (a frame without tracks such as the first, a requested one, and every
+    # tracker.keyframe_interval frames): the whole automatic grid decoded at once, or the first slice of one spread
+    # over the frames up to the next keyframe (those frames have ``resegmenting``)
     keyframe: bool
     resegmenting: bool = False  # this frame decoded a slice of a re-segmentation spread over frames
     reset: bool = False  # the tracker state was reset before this frame (first frame, size change, request)
@@ -68,3 +95,6 @@ class FrameResult:
     prompted: list[int] = field(default_factory=list)  # ids whose carried points prompted the segmenter this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
     correspondences: tuple[np.ndarray, np.ndarray] | None = None  # (prev_pts, cur_pts) of kept carried points
+    pair_used: bool = False  # the matcher's pair computed ahead (``Tracker.prepare``) was installed, not recomputed
+    events: list[TrackEvent] = field(default_factory=list)  # what happened to ids in this frame, in order
+    cut: bool = False  # a scene cut was detected before this frame: every track left, the frame was re-segmented

@@ -37,7 +37,7 @@ def _mast3r(cfg):
 
 def _mobile_sam(cfg, tmp_path):
     pytest.importorskip("mobile_sam")
-    from mastsam_ros.cli.bench import random_checkpoint
+    from mastsam_ros.cli.bench_runs import random_checkpoint
     from mastsam_ros.core.segmenters.sam import SamSegmenter
 
     cfg._section.checkpoint = str(random_checkpoint("mobile_sam", "vit_t", tmp_path))
@@ -97,3 +97,21 @@ def test_each_rebuild_field_reaches_the_rebuilt_backend(field, value, backends, 
     after = getattr(tracker, backend)
     assert after is not before and after.settings()[key] == value
     assert tracker.step(car_frames[0][1]).tracks  # and it still tracks
+
+
+def test_a_change_rebuilds_only_a_backend_that_uses_the_changed_value():
+    """A rebuild field changes only the backend whose ``settings()`` hold it, only when its value changed, and the
+    replaced backend is closed."""
+    t = Tracker(Config())  # classical segmenter, flow matcher, batch k-means
+    matcher, segmenter = t.matcher, t.segmenter
+    closed = []
+    matcher.close = lambda: closed.append("matcher")  # the flow matcher holds nothing to close: record the call
+    assert t.configure({"matcher.top_k": 1024}) == []  # xfeat's field: the flow matcher does not use it
+    assert t.configure({"matcher.max_side": matcher.settings()["max_side"]}) == []  # same value
+    assert t.configure({"segmenter.points_per_side": 8}) == []  # read at call time, no backend copies it
+    assert t.matcher is matcher and t.segmenter is segmenter and closed == []
+    assert t.configure({"matcher.flow_preset": "fast"}) == ["matcher"]
+    assert t.matcher is not matcher and t.matcher.settings()["flow_preset"] == "fast" and closed == ["matcher"]
+    assert t.configure({"segmenter.max_side": 320}) == ["segmenter"]  # the classical backend copies it
+    assert t.segmenter is not segmenter and t.segmenter.settings()["max_side"] == 320
+    t.close()

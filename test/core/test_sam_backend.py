@@ -304,3 +304,21 @@ def test_missing_package_names_the_pip_package(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "mobile_sam", None)
     with pytest.raises(BackendUnavailable, match="pip install mobilesam-mirror"):
         build_segmenter(_cfg(backend="mobile_sam", checkpoint=str(tmp_path / "x.pth")))
+
+
+def test_pool_embedding_averages_the_encoder_cells_under_the_mask(mobile, frame):
+    """Re-identification's embedding descriptor: the mean of the encoder's cells a mask covers, at any mask size."""
+    import numpy as np
+
+    assert mobile.pools_embedding
+    mobile.set_image(frame)
+    feats = mobile._embedding[0].cpu().numpy()  # 256 x 64 x 64; the frame covers its top-left part
+    h, w = frame.shape[:2]
+    gh, gw = -(-mobile._input_size[0] * 64 // 1024), -(-mobile._input_size[1] * 64 // 1024)
+    whole = mobile.pool_embedding(np.ones((h, w), bool))
+    np.testing.assert_allclose(whole, feats[:, :gh, :gw].mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    left = np.zeros((h // 4, w // 4), bool)  # a working-size mask: the left half
+    left[:, : w // 8] = True
+    np.testing.assert_allclose(mobile.pool_embedding(left), feats[:, :gh, : gw // 2].mean(axis=(1, 2)), rtol=0.05,
+                               atol=1e-3)
+    assert mobile.pool_embedding(np.zeros((h, w), bool)) is None

@@ -88,6 +88,14 @@ class Segmenter(ABC):
                                f"this segmenter's embed()")
         self.set_image(embedding.image)
 
+    #: whether :meth:`pool_embedding` gives an appearance descriptor (re-identification, ``tracker.reid_descriptor``)
+    pools_embedding: bool = False
+
+    def pool_embedding(self, mask: np.ndarray) -> np.ndarray | None:
+        """The current image's embedding pooled over ``mask`` (H x W bool covering the frame): a 1-D float vector
+        compared by cosine similarity, or None where this backend has no embedding (the default)."""
+        return None
+
     @abstractmethod
     def generate(self, region: np.ndarray | None = None, seeds: np.ndarray | None = None) -> list[Proposal]:
         """Automatic masks on the current image, already filtered by score, stability and NMS.

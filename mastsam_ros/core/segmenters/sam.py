@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ..config import SegmenterSection
@@ -194,6 +195,27 @@ class SamSegmenter(Segmenter):
     def set_image(self, image: np.ndarray) -> None:
         """Embed ``image`` and make it current: :meth:`embed`, then :meth:`set_embedding`."""
         self.set_embedding(self.embed(image))
+
+    pools_embedding = True
+
+    def pool_embedding(self, mask: np.ndarray) -> np.ndarray | None:
+        """The current embedding averaged over ``mask`` (H x W bool at any size covering the frame, e.g. the
+        tracker's working size): (256,) float32, or None when the mask covers no embedding cell. The encoder's grid
+        (64 x 64 over the padded 1024-pixel input) covers the frame in its top-left part; the mask is brought to that
+        part's cells by area, so each cell weighs by the share of it the mask covers."""
+        if self._embedding is None:
+            return None
+        feats = self._embedding[0]  # C x G x G
+        grid, img = feats.shape[-1], self.model.image_encoder.img_size
+        h = max(1, min(grid, -(-self._input_size[0] * grid // img)))
+        w = max(1, min(grid, -(-self._input_size[1] * grid // img)))
+        weights = cv2.resize(np.asarray(mask, np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        total = float(weights.sum())
+        if total <= 0:
+            return None
+        wt = self.torch.as_tensor(weights, device=feats.device)
+        pooled = (feats[:, :h, :w] * wt).sum(dim=(1, 2)) / total
+        return pooled.float().cpu().numpy()
 
     def _require_image(self) -> None:
         if self._embedding is None:
