@@ -9,4 +9,4 @@ PY=${PYTHON:-python3}
 pip install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
 pip install -q --disable-pip-version-check --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
 python -c "import mastsam_ros" || { echo "setup failed: mastsam_ros does not import" >&2; exit 1; }
-bash scripts/setup_ros.sh  # ROS 2 wheels + msg/ build (see docs/ROS.md)
+bash scripts/setup_ros.sh  # ROS 2 wheels, msg/ build, the launch stack from ../shared/ros2 when there (docs/ROS.md)

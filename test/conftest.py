@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -10,6 +11,13 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DAVIS = SHARED / "data" / "davis2016"
+SHARED_MAST3R = SHARED / "mast3r"
+
+# MASt3R's code for the tests that run upstream's model: MASTSAM_MAST3R_PATH when set (an override), else
+# ../shared/mast3r when it is there (naver/mast3r with dust3r and croco, no weights). Put in the environment before any
+# test module is imported, so that the modules and the node and CLI processes the tests start all see the same path.
+if not os.environ.get("MASTSAM_MAST3R_PATH") and (SHARED_MAST3R / "mast3r" / "model.py").is_file():
+    os.environ["MASTSAM_MAST3R_PATH"] = str(SHARED_MAST3R)
 
 
 def davis_frames(seq: str, n: int, step: int = 1) -> tuple[list[np.ndarray], list[np.ndarray]]:
