@@ -78,5 +78,5 @@ def test_cpu_params_file_sets_only_known_keys():
     # config/cpu.yaml overrides a few keys and leaves the rest at their defaults (it is loaded on its own).
     cfg = Config.from_yaml(YAML.parent / "cpu.yaml")
     changed = {k: v for k, v in cfg.as_dict().items() if Config().as_dict()[k] != v}
-    assert changed == {"tracker.max_prompts_per_frame": 4, "tracker.resegment_seeds_per_frame": 1,
-                       "tracker.overlap_matcher": False}
+    assert changed == {"tracker.max_prompts_per_frame": 4, "tracker.keyframe_interval": 256,
+                       "tracker.resegment_seeds_per_frame": 1, "tracker.overlap_matcher": False}

@@ -75,3 +75,18 @@ def test_without_anchors_only_the_keyframe_is_requested(car_frames):
     third = tracker.step(frames[2])
     assert first.keyframe and second.keyframe and not third.keyframe
     tracker.close()
+
+
+def test_scheduled_keyframes_spread_and_new_area_searches_in_the_tracker(car_frames):
+    """Every 2 frames a keyframe starts a re-segmentation spread over 2 frames (128 of the 16x16 grid's seeds a
+    frame, the floor of 8 raised), and new area is searched on every frame that does not decode the whole grid."""
+    cfg = Config().update({"tracker.keyframe_interval": 2, "tracker.new_region_interval": 1})
+    tracker = Tracker(cfg)
+    results = [tracker.step(f) for f in car_frames[0]]
+    tracker.close()
+    assert [r.keyframe for r in results] == [True, False, True, False, True, False]
+    # frame 0 decodes the whole grid at once; frames 2-3 and 4-5 a half each
+    assert [r.resegmenting for r in results] == [False, False, True, True, True, True]
+    assert ["automatic" in r.timings for r in results] == [True, False, True, True, True, True]
+    assert ["new_area" in r.timings for r in results] == [False] + [True] * 5
+    assert all(r.tracks for r in results)
