@@ -2,7 +2,9 @@
 byte-identical to what `process` writes for it alone. No ROS install needed (rosbags); Ray is started by the command.
 
 The Ray runs are subprocesses in a session of their own, bounded by a timeout; afterwards no Ray process they started
-(raylet, gcs_server, workers) may be left.
+(raylet, gcs_server, workers) may be left. A worker's death is caused from outside, as an out-of-memory kill would
+cause it: the test SIGKILLs the worker process while it holds a bag. Usage errors and Ray's own faults (an unreachable
+address, `auto` without a cluster, a folder without metadata.yaml): test_bag_faults.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 from rosbags.rosbag2 import Reader, Writer
 
-from mastsam_ros.cli import archives, bag
+from mastsam_ros.cli import archives, bag, bagio
 from .conftest import BEDROOM, REPO
 
 pytest.importorskip("ray", reason="ray (requirements.txt) is needed by mastsam-bag process-many")
@@ -27,7 +29,7 @@ pytest.importorskip("ray", reason="ray (requirements.txt) is needed by mastsam-b
 TOPIC = "/camera/image_raw"
 FRAMES = 3
 GOOD = ["good0", "good1", "good2"]
-CRASH = "crash"  # a good bag whose Ray worker kills itself (MASTSAM_BAG_CRASH_ON) in the first run only
+CRASH = "crash"  # a good bag, first in the job order: the first run's worker is killed while it holds a bag
 SETTINGS = ["--set", "segmenter.max_side=160", "--set", "matcher.max_side=160"]
 RAY_TIMEOUT = 150
 
@@ -57,9 +59,9 @@ def archive(tmp_path_factory) -> Path:
     storage = bags / "corrupt" / "good0.mcap"
     with open(storage, "r+b") as f:
         f.truncate(storage.stat().st_size // 2)
-    store = bag.typestore()
+    store = bagio.typestore()
     String = store.types["std_msgs/msg/String"]
-    with Writer(bags / "noimg", version=bag.BAG_VERSION) as w:
+    with Writer(bags / "noimg", version=bagio.BAG_VERSION) as w:
         conn = w.add_connection("/chatter", "std_msgs/msg/String", typestore=store)
         for i in range(3):
             w.write(conn, 10**9 * (i + 1), store.serialize_cdr(String(data=f"hello {i}"), "std_msgs/msg/String"))
@@ -84,17 +86,42 @@ def _messages(path: Path) -> dict[str, list[tuple[int, bytes]]]:
     return out
 
 
-def _run_ray(archive: Path, out: Path, crash: bool) -> tuple[subprocess.CompletedProcess, set[int]]:
-    """process-many over ``archive`` with 2 workers on a local Ray instance; (result, Ray pids left behind)."""
+def _bag_workers(exclude: set[int]) -> list[int]:
+    """Pids of Ray worker processes running a BagWorker actor (``ray::BagWorker...``), those in ``exclude`` left out."""
+    pids = []
+    for pid in archives.ray_processes() - exclude:
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::BagWorker"):
+                pids.append(pid)
+        except OSError:
+            pass
+    return pids
+
+
+def _kill_worker_holding_a_bag(proc: subprocess.Popen, out: Path, before: set[int]) -> int | None:
+    """Once a bag is being written (its folder under OUT/.partial exists), SIGKILL the worker process, as the kernel's
+    out-of-memory killer would end it; its pid, or None when the run ended first."""
+    deadline = time.monotonic() + RAY_TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        partial = out / archives.PARTIAL
+        workers = _bag_workers(before)
+        if partial.is_dir() and any(partial.iterdir()) and len(workers) == 1:
+            os.kill(workers[0], signal.SIGKILL)
+            return workers[0]
+        time.sleep(0.02)
+    return None
+
+
+def _run_ray(archive: Path, out: Path, kill: bool) -> tuple[subprocess.CompletedProcess, set[int], int | None]:
+    """process-many over ``archive`` on a local Ray instance (one worker when ``kill``, which kills it while it holds a
+    bag; else two); (result, Ray pids left behind, the killed worker's pid)."""
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    env.pop(archives.CRASH_ENV, None)
-    if crash:
-        env[archives.CRASH_ENV] = CRASH
     before = archives.ray_processes()
     cmd = [sys.executable, "-m", "mastsam_ros.cli.bag", "process-many", str(archive), "--output-dir", str(out),
-           "--workers", "2", "--cpus-per-job", "1", "--no-progress", *SETTINGS]
+           "--workers", "1" if kill else "2", "--cpus-per-job", "1", "--no-progress", *SETTINGS]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
+    killed = _kill_worker_holding_a_bag(proc, out, before) if kill else None
     try:
         stdout, stderr = proc.communicate(timeout=RAY_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -110,18 +137,18 @@ def _run_ray(archive: Path, out: Path, crash: bool) -> tuple[subprocess.Complete
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), left
+    return subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr), left, killed
 
 
 @pytest.fixture(scope="module")
 def runs(archive, tmp_path_factory):
-    """Two runs into one OUT: the first with the crash hook on, the second (resuming) without it."""
+    """Two runs into one OUT: the first with one worker, killed while it holds a bag; the second (resuming) with two."""
     out = tmp_path_factory.mktemp("ray") / "out"
-    first, left1 = _run_ray(archive, out, crash=True)
-    mtimes = {n: (out / n / f"{n}.mcap").stat().st_mtime_ns for n in GOOD if (out / n).is_dir()}
+    first, left1, killed = _run_ray(archive, out, kill=True)
+    mtimes = {n: (out / n / f"{n}.mcap").stat().st_mtime_ns for n in [*GOOD, CRASH] if (out / n).is_dir()}
     manifest1 = (out / archives.MANIFEST).read_text().splitlines() if (out / archives.MANIFEST).exists() else []
-    second, left2 = _run_ray(archive, out, crash=False)
-    return {"out": out, "first": first, "second": second, "left": left1 | left2, "mtimes": mtimes,
+    second, left2, _ = _run_ray(archive, out, kill=False)
+    return {"out": out, "first": first, "second": second, "left": left1 | left2, "mtimes": mtimes, "killed": killed,
             "manifest1": [json.loads(x) for x in manifest1],
             "manifest": [json.loads(x) for x in (out / archives.MANIFEST).read_text().splitlines()]}
 
@@ -130,12 +157,19 @@ def _log(r: subprocess.CompletedProcess) -> str:
     return f"rc {r.returncode}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr[-4000:]}"
 
 
+def _died(records: list[dict]) -> list[dict]:
+    return [r for r in records if r["status"] == "failed" and r["error"].startswith("worker died")]
+
+
 def test_first_run_marks_the_bad_bags_failed_and_finishes_the_others(runs):
     first, out = runs["first"], runs["out"]
+    assert runs["killed"] is not None, _log(first)
     assert first.returncode == 1, _log(first)  # some bags failed
     last = {r["name"]: r for r in runs["manifest1"]}
     assert len(runs["manifest1"]) == 6 and set(last) == {*GOOD, CRASH, "corrupt", "noimg"}, runs["manifest1"]
-    for name in GOOD:
+    died = _died(runs["manifest1"])  # the bag the killed worker held, and only that one
+    assert len(died) == 1 and died[0]["worker"].startswith(f"{runs['killed']}@"), runs["manifest1"]
+    for name in {*GOOD, CRASH} - {died[0]["name"]}:
         r = last[name]
         assert r["status"] == "ok" and r["frames"] == FRAMES and r["skipped"] == 0 and r["error"] is None, r
         assert r["output"] == str(out / name) and r["fps"] > 0 and r["worker"], r
@@ -143,20 +177,19 @@ def test_first_run_marks_the_bad_bags_failed_and_finishes_the_others(runs):
     assert last["noimg"]["status"] == "failed", last["noimg"]
     assert "no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage topic" in last["noimg"]["error"]
     assert "/chatter (std_msgs/msg/String)" in last["noimg"]["error"]
-    assert last[CRASH]["status"] == "failed" and last[CRASH]["error"].startswith("worker died"), last[CRASH]
     assert "3 bags processed, 3 failed, 0 already done" in first.stdout, _log(first)
 
 
 def test_good_bags_equal_process_alone(runs, alone):
     """Byte-identical label and instance payloads (and the input copy), at the same timestamps."""
-    for name in [*GOOD, CRASH]:  # the crash bag was done by the second run
+    for name in [*GOOD, CRASH]:  # the one the killed worker held was done by the second run
         got, want = _messages(runs["out"] / name), _messages(alone[name])
         assert set(got) == {TOPIC, "/tracker/labels", "/tracker/instances"}, got.keys()
         assert len(want["/tracker/labels"]) == FRAMES
         for topic in want:
             assert got[topic] == want[topic], (name, topic)
     # Not a vacuous equality: the tracker found objects (a mono16 label image that is not all zeros).
-    store = bag.typestore()
+    store = bagio.typestore()
     labels = [store.deserialize_cdr(raw, "sensor_msgs/msg/Image") for _, raw in _messages(alone["good0"])[
         "/tracker/labels"]]
     assert all(m.encoding == "mono16" for m in labels) and any(m.data.any() for m in labels)
@@ -167,10 +200,12 @@ def test_second_run_skips_done_bags_and_retries_failed_ones(runs):
     assert second.returncode == 1, _log(second)  # corrupt and noimg still fail
     assert "3 bags already done" in second.stdout and "1 bags processed, 2 failed" in second.stdout, _log(second)
     new = runs["manifest"][len(runs["manifest1"]):]
-    assert sorted(r["name"] for r in new) == sorted([CRASH, "corrupt", "noimg"]), new
-    assert {r["name"]: r["status"] for r in new}[CRASH] == "ok"
-    for name in GOOD:  # not rewritten
-        assert (out / name / f"{name}.mcap").stat().st_mtime_ns == runs["mtimes"][name]
+    died = _died(runs["manifest1"])[0]["name"]
+    assert sorted(r["name"] for r in new) == sorted([died, "corrupt", "noimg"]), new
+    assert {r["name"]: r["status"] for r in new}[died] == "ok"
+    assert sorted(runs["mtimes"]) == sorted({*GOOD, CRASH} - {died})
+    for name, mtime in runs["mtimes"].items():  # not rewritten
+        assert (out / name / f"{name}.mcap").stat().st_mtime_ns == mtime
 
 
 def test_no_partial_output_and_no_ray_process_left(runs):

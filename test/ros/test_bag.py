@@ -1,4 +1,5 @@
-"""mastsam-bag: from-images -> play -> the node (over DDS), and process -> read back with rosbags (no ROS needed)."""
+"""mastsam-bag: from-images -> play -> the node (over DDS), and process (serial and --pipeline, through the stream)
+-> read back with rosbags (no ROS needed). Faults and usage errors: test_bag_faults.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from rosbags.rosbag2 import Reader
 
-from mastsam_ros.cli import bag
+from mastsam_ros.cli import bag, bagio
 from .conftest import BEDROOM, REPO, NodeProcess, Probe, require_ros
 
 N = 5
@@ -29,7 +30,7 @@ def image_bag(tmp_path_factory) -> Path:
 
 
 def _read(path: Path, topic: str):
-    store = bag.typestore()
+    store = bagio.typestore()
     with Reader(path) as reader:
         conns = [c for c in reader.connections if c.topic == topic]
         return [(t, store.deserialize_cdr(raw, c.msgtype)) for c, t, raw in reader.messages(connections=conns)]
@@ -65,9 +66,53 @@ def test_process_writes_labels_and_instances_deterministically(image_bag, tmp_pa
     # Deterministic: a second run writes the same labels and instances.
     for topic in ("/tracker/labels", "/tracker/instances"):
         a, b = _read(outs[0], topic), _read(outs[1], topic)
-        store = bag.typestore()
+        store = bagio.typestore()
         assert [store.serialize_cdr(m, m.__msgtype__) for _, m in a] == [
             store.serialize_cdr(m, m.__msgtype__) for _, m in b]
+
+
+def _label_images(path: Path) -> list[np.ndarray]:
+    return [np.frombuffer(m.data.tobytes(), "<u2").reshape(m.height, m.width).copy()
+            for _, m in _read(path, "/tracker/labels")]
+
+
+def test_pipeline_gives_the_serial_outputs(image_bag, tmp_path):
+    """`process --pipeline` (the stream preparing frames ahead) writes the label images and instances of the serial
+    run; both are the stream's outcomes, and no output is left under a temporary name."""
+    outs = {}
+    for mode in ("serial", "pipeline"):
+        out = tmp_path / mode
+        extra = ["--pipeline"] if mode == "pipeline" else []
+        assert bag.main(["process", str(image_bag), str(out), "--topic", TOPIC, *extra]) == 0
+        outs[mode] = out
+    serial, pipelined = _label_images(outs["serial"]), _label_images(outs["pipeline"])
+    assert len(serial) == N and any(lab.any() for lab in serial)  # not a vacuous equality: objects were found
+    assert all(np.array_equal(a, b) for a, b in zip(serial, pipelined, strict=True))
+    store = bagio.typestore()
+    a, b = _read(outs["serial"], "/tracker/instances"), _read(outs["pipeline"], "/tracker/instances")
+    assert [store.serialize_cdr(m, m.__msgtype__) for _, m in a] == [
+        store.serialize_cdr(m, m.__msgtype__) for _, m in b]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipeline", "serial"]
+
+
+def test_process_bag_takes_typed_options(image_bag, tmp_path):
+    """The library call both CLIs make: options as a dataclass, a tracker, a callback per frame written."""
+    from mastsam_ros.core.config import Config
+    from mastsam_ros.core.tracker import Tracker
+
+    written = []
+    opts = bagio.ProcessOptions(input=image_bag, output=tmp_path / "out", topic=TOPIC, copy_input=False,
+                                output_prefix="/seg")
+    r = bagio.process_bag(opts, Tracker(Config()), on_frame=lambda: written.append(1))
+    assert (r.frames, r.skipped, len(written), r.objects_jsonl) == (N, 0, N, None)
+    with Reader(tmp_path / "out") as reader:
+        assert sorted(c.topic for c in reader.connections) == ["/seg/instances", "/seg/labels"]
+    with pytest.raises(bagio.OutputError, match="exists already"):
+        bagio.process_bag(opts, Tracker(Config()))
+    with pytest.raises(bagio.UsageError, match="go together"):
+        bagio.process_bag(bagio.ProcessOptions(input=image_bag, output=tmp_path / "o2", topic=TOPIC,
+                                               depth_topic="/d"), Tracker(Config()))
+    assert not (tmp_path / "o2").exists()
 
 
 def test_bag_types_match_the_built_messages():
@@ -77,7 +122,7 @@ def test_bag_types_match_the_built_messages():
     if not described.is_file():
         pytest.skip(f"{described} missing: messages not built into this venv (scripts/setup_ros.sh)")
     hashes = {h["type_name"]: h["hash_string"] for h in json.loads(described.read_text())["type_hashes"]}
-    store = bag.typestore()
+    store = bagio.typestore()
     for name in ("mastsam_ros/msg/InstanceArray", "mastsam_ros/msg/Instance"):
         assert store.hash_rihs01(name) == hashes[name]
     described = Path(sys.prefix, "share", "mastsam_ros", "msg", "Object3DArray.json")
@@ -125,16 +170,16 @@ def test_process_with_depth_writes_3d_objects(tmp_path):
 
     from mastsam_ros.node.conversions import image_msg
 
-    store = bag.typestore()
-    T = bag.bag_types(store)
+    store = bagio.typestore()
+    T = bagio.bag_types(store)
     Header, Time = store.types["std_msgs/msg/Header"], store.types["builtin_interfaces/msg/Time"]
     CameraInfo = store.types["sensor_msgs/msg/CameraInfo"]
     src = tmp_path / "scene"
     truths = {}
-    with Writer(src, version=bag.BAG_VERSION) as w:
-        c_img = w.add_connection("/cam/color", bag.IMAGE, typestore=store)
-        c_dep = w.add_connection("/cam/depth", bag.IMAGE, typestore=store)
-        c_inf = w.add_connection("/cam/info", bag.CAMERA_INFO, typestore=store)
+    with Writer(src, version=bagio.BAG_VERSION) as w:
+        c_img = w.add_connection("/cam/color", bagio.IMAGE, typestore=store)
+        c_dep = w.add_connection("/cam/depth", bagio.IMAGE, typestore=store)
+        c_inf = w.add_connection("/cam/info", bagio.CAMERA_INFO, typestore=store)
         for i in range(5):
             rgb, depth, _, truths[i] = render(i)
             ns = (10 + i) * 10**9
@@ -153,9 +198,9 @@ def test_process_with_depth_writes_3d_objects(tmp_path):
                               p=np.zeros(12), binning_x=0, binning_y=0,
                               roi=store.types["sensor_msgs/msg/RegionOfInterest"](0, 0, 0, 0, False))
             # Depth after the image in the bag for odd frames, before it for even ones; frame 1 has no depth.
-            items = [(c_img, ns, image_msg(T, header(), rgb), bag.IMAGE), (c_inf, ns, info, bag.CAMERA_INFO)]
+            items = [(c_img, ns, image_msg(T, header(), rgb), bagio.IMAGE), (c_inf, ns, info, bagio.CAMERA_INFO)]
             if i != 1:
-                items.insert(0 if i % 2 == 0 else 2, (c_dep, ns + 1, dep, bag.IMAGE))
+                items.insert(0 if i % 2 == 0 else 2, (c_dep, ns + 1, dep, bagio.IMAGE))
             for conn, t, msg, typ in items:
                 w.write(conn, t, store.serialize_cdr(msg, typ))
 
@@ -177,3 +222,18 @@ def test_process_with_depth_writes_3d_objects(tmp_path):
         c = np.array([panel.centroid.x, panel.centroid.y, panel.centroid.z])
         allowed = centroid_tolerance(lab == panel.label, gt == 1)
         assert np.linalg.norm(c[:2] - truths[sec - 10][0].centre[:2]) < allowed and abs(c[2] - 2.0) < 0.002
+    # The stream preparing frames ahead gives the same 3D records.
+    assert bag.main(["process", str(src), str(tmp_path / "piped"), "--topic", "/cam/color", "--depth-topic",
+                     "/cam/depth", "--camera-info-topic", "/cam/info", "--slop", "0.02", "--pipeline"]) == 0
+    assert Path(f"{tmp_path / 'piped'}.objects.jsonl").read_text().splitlines() == [json.dumps(x) for x in lines]
+    # Frames over --max-input-pixels are tracked downscaled; the full-size depth still gives their 3D objects.
+    assert bag.main(["process", str(src), str(tmp_path / "small"), "--topic", "/cam/color", "--depth-topic",
+                     "/cam/depth", "--camera-info-topic", "/cam/info", "--slop", "0.02",
+                     "--max-input-pixels", "19200"]) == 0
+    small = {m.header.stamp.sec: m for _, m in _read(tmp_path / "small", "/tracker/objects")}
+    assert sorted(small) == [10, 12, 14]
+    assert {(m.width, m.height) for _, m in _read(tmp_path / "small", "/tracker/labels")} == {(160, 120)}
+    instances = {m.header.stamp.sec: m for _, m in _read(tmp_path / "small", "/tracker/instances")}
+    for sec, objs in small.items():  # the ids of the frame's instances, the panel 2 m away among them
+        assert [o.id for o in objs.objects] == [x.id for x in instances[sec].instances]
+        assert any(abs(o.centroid.z - 2.0) < 0.01 and o.points > 0 for o in objs.objects), (sec, objs.objects)
