@@ -28,7 +28,7 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from lifecycle_msgs.msg import Transition
 
-from mastsam_ros.node.launch_args import DEFAULT_DDS_PROFILE, plan
+from mastsam_ros.node.launch_args import DEFAULT_DDS_PROFILE, choices, plan
 
 
 def _share_dir() -> Path:
@@ -88,8 +88,12 @@ def generate_launch_description() -> LaunchDescription:
             description="Parameters file (absolute, or relative to the working directory or the package share).",
         ),
         DeclareLaunchArgument("device", default_value="", description="Torch device (cpu, cuda, cuda:N); empty: file."),
-        DeclareLaunchArgument("segmenter", default_value="", description="sam, mobile_sam or classical; empty: file."),
-        DeclareLaunchArgument("matcher", default_value="", description="flow, xfeat or mast3r; empty: file."),
+        DeclareLaunchArgument(
+            "segmenter", default_value="", description=f"{', '.join(choices('segmenter.backend'))}; empty: file."
+        ),
+        DeclareLaunchArgument(
+            "matcher", default_value="", description=f"{', '.join(choices('matcher.backend'))}; empty: file."
+        ),
         DeclareLaunchArgument(
             "use_compressed", default_value="", description="true: subscribe <image>/compressed; empty: file."
         ),

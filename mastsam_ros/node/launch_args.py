@@ -26,6 +26,17 @@ class LaunchArgumentError(ValueError):
     """A launch argument the launch file refuses; the message names the argument and what it accepts."""
 
 
+def choices(param: str) -> tuple[str, ...]:
+    """The values a config field with choices accepts (``matcher.backend``), from the config metadata: the launch
+    file names them in its argument descriptions, so they cannot drift from what the node accepts."""
+    from mastsam_ros.core.config import Config
+
+    for name, fld, _ in Config().fields():
+        if name == param and fld.metadata.get("choices"):
+            return tuple(fld.metadata["choices"])
+    raise KeyError(f"{param} is not a config field with choices")
+
+
 def parse_bool(name: str, text: str) -> bool | None:
     """``true``/``false`` (or ``1``/``0``, any case) -> bool; empty -> None (not given); anything else is an error."""
     value = text.strip().lower()
@@ -191,5 +202,5 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
     return LaunchPlan(params_file, overrides, env, rviz, warnings, managed, autostart, remappings)
 
 
-__all__ = ["DDS_PROFILES", "LaunchArgumentError", "LaunchPlan", "parse_bool", "plan", "resolve_params_file",
+__all__ = ["DDS_PROFILES", "LaunchArgumentError", "LaunchPlan", "choices", "parse_bool", "plan", "resolve_params_file",
            "rviz_missing", "cuda_warning", "rmem_warning", "read_rmem_max"]

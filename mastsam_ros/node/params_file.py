@@ -1,49 +1,136 @@
-"""Write ``config/tracker.yaml`` from the config metadata, comments included: the core's sections and ``node.*``.
+"""Write ``config/tracker.yaml`` and the parameter tables of ``docs/ROS.md`` from the config metadata: the core's
+sections and ``node.*``.
 
-    python -m mastsam_ros.node.params_file [PATH]     # default: config/tracker.yaml of this source tree
-    python -m mastsam_ros.node.params_file --check    # exit 1 when the file differs from the metadata
+    python -m mastsam_ros.node.params_file [PATH] [--docs MD]   # default: config/tracker.yaml, docs/ROS.md here
+    python -m mastsam_ros.node.params_file --check              # exit 1 when either differs from the metadata
 
-Run it after changing a field, its default, description, range or flags (mastsam_ros/core/config.py, or
-``NodeSection`` in tracker_node.py, ``DepthSection`` / ``ObjectsSection`` in spatial.py); test/ros/test_params.py
-fails while the file is stale.
+Run it after changing a field, its default, description, range or flags (mastsam_ros/core/config.py, or a node
+section: :func:`node_sections`); test/ros/test_params.py and test/ros/test_params_docs.py fail while a file is stale.
+In docs/ROS.md only the text between ``<!-- params:begin -->`` and ``<!-- params:end -->`` is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
-from mastsam_ros.core.config import Config, params_yaml
-from mastsam_ros.node.spatial import DepthSection, ObjectsSection
-from mastsam_ros.node.tracker_node import NodeSection
+from mastsam_ros.core.config import SECTIONS, Config, _yaml_scalar, params_yaml
 
-DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "tracker.yaml"
-NODE_COMMENT = "Parameters of the ROS node only (mastsam_ros/node/tracker_node.py, NodeSection); the core ignores them."
-DEPTH_COMMENT = ("The node's synchronised depth input (mastsam_ros/node/spatial.py, DepthSection; docs/ROS.md,"
-                 " \"3D instances\"). A key with a dot nests like a nested map: node.depth.enabled.")
-OBJECTS_COMMENT = "The node's 3D outputs ~/objects, ~/markers, ~/points (mastsam_ros/node/spatial.py, ObjectsSection)."
+# The node's parameter sections, imported from where they are defined: the one place to update when they move.
+from mastsam_ros.node.parameters import NodeSection
+from mastsam_ros.node.spatial import DepthSection, ObjectsSection
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_PATH = ROOT / "config" / "tracker.yaml"
+DOCS_PATH = ROOT / "docs" / "ROS.md"
+BEGIN, END = "<!-- params:begin -->", "<!-- params:end -->"
+COMMAND = "python -m mastsam_ros.node.params_file"
+
+
+def _where(section) -> str:
+    """Where a section's dataclass is defined: ``mastsam_ros/node/parameters.py, NodeSection``."""
+    cls = type(section)
+    return f"{cls.__module__.replace('.', '/')}.py, {cls.__name__}"
+
+
+def node_sections() -> list[tuple[str, object, str]]:
+    """``(name, section with its defaults, comment)`` for every ``node.*`` section, in the order they are written."""
+    return [
+        ("node", NodeSection(), "Parameters of the ROS node only; the core ignores them."),
+        ("node.depth", DepthSection(), "The node's synchronised depth input (docs/ROS.md, \"3D instances\"). A key"
+                                       " with a dot nests like a nested map: node.depth.enabled."),
+        ("node.objects", ObjectsSection(), "The node's 3D outputs ~/objects, ~/markers, ~/points."),
+    ]
 
 
 def render() -> str:
     """The text of config/tracker.yaml: every default of the core and of the node, with its comment."""
-    return params_yaml(Config(), [("node", NodeSection(), NODE_COMMENT),
-                                  ("node.depth", DepthSection(), DEPTH_COMMENT),
-                                  ("node.objects", ObjectsSection(), OBJECTS_COMMENT)])
+    return params_yaml(Config(), [(name, section, f"{comment} Defined in {_where(section)}.")
+                                  for name, section, comment in node_sections()])
+
+
+# --- docs/ROS.md -------------------------------------------------------------------------------------------------
+
+def _md(text: str) -> str:
+    """Plain text made safe inside a Markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("<", "\\<").replace("*", "\\*")
+
+
+def _default(value) -> str:
+    return "`\"\"`" if value == "" else f"`{_yaml_scalar(value).strip(chr(34))}`"
+
+
+def _allowed(fld: dataclasses.Field, value) -> str:
+    meta = fld.metadata
+    if meta.get("choices"):
+        return ", ".join(f"`{c}`" for c in meta["choices"])
+    if meta.get("range") is not None:
+        lo, hi = meta["range"]
+        return f"{_yaml_scalar(lo)} to {_yaml_scalar(hi)}"
+    if isinstance(value, bool):
+        return "`true`, `false`"
+    return "any"
+
+
+def _at_run_time(fld: dataclasses.Field, section_name: str) -> str:
+    if fld.metadata.get("read_only"):
+        return "read-only"
+    if fld.metadata.get("rebuild"):
+        return f"rebuilds the {section_name} backend"
+    return "live"
+
+
+def param_tables() -> str:
+    """The Markdown between the markers of docs/ROS.md: one table per section, every field of the core's config and
+    of the node, with its default, range or choices, what a change at run time does, and its description."""
+    cfg = Config()
+    core = "The core's config (the same keys as `mastsam-track --set KEY=VALUE`)."
+    sections = [(name, getattr(cfg, name), core) for name in SECTIONS]
+    sections += node_sections()
+    out = [BEGIN, f"<!-- generated by `{COMMAND}` from the config metadata: do not edit by hand -->"]
+    for name, section, comment in sections:
+        out += ["", f"**`{name}.*`** ({_where(section)}). {_md(comment)}", "",
+                "| Parameter | Default | Allowed | At run time | Meaning |", "| --- | --- | --- | --- | --- |"]
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            out.append(f"| `{name}.{f.name}` | {_default(value)} | {_allowed(f, value)} | {_at_run_time(f, name)} | "
+                       f"{_md(f.metadata['description'])} |")
+    return "\n".join([*out, "", END])
+
+
+def with_tables(text: str, tables: str | None = None) -> str:
+    """``text`` (docs/ROS.md) with what lies between its markers, markers included, replaced by ``tables``."""
+    tables = param_tables() if tables is None else tables
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start or text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise ValueError(f"expected one {BEGIN} followed by one {END}")
+    return text[:start] + tables + text[end + len(END):]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m mastsam_ros.node.params_file", description=__doc__.split("\n\n")[0])
-    ap.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
-    ap.add_argument("--check", action="store_true", help="compare only; exit 1 when the file is stale")
+    ap = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
+    ap.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH, help="the params file (config/tracker.yaml)")
+    ap.add_argument("--docs", type=Path, default=DOCS_PATH, help="the Markdown file holding the parameter tables")
+    ap.add_argument("--check", action="store_true", help="compare only; exit 1 when a file is stale")
     args = ap.parse_args(argv)
-    text = render()
+    try:
+        docs_now = args.docs.read_text()
+        docs = with_tables(docs_now)
+    except (OSError, ValueError) as e:
+        print(f"{args.docs}: {e}", file=sys.stderr)
+        return 1
+    yaml_now = args.path.read_text() if args.path.is_file() else None
+    wanted = [(args.path, render(), yaml_now), (args.docs, docs, docs_now)]
     if args.check:
-        same = args.path.is_file() and args.path.read_text() == text
-        print(f"{args.path}: {'up to date' if same else 'stale, regenerate it'}")
-        return 0 if same else 1
-    args.path.write_text(text)
-    print(f"wrote {args.path}")
+        stale = [path for path, text, now in wanted if text != now]
+        for path, _, _ in wanted:
+            print(f"{path}: {'stale, regenerate it with ' + COMMAND if path in stale else 'up to date'}")
+        return 1 if stale else 0
+    for path, text, _ in wanted:
+        path.write_text(text)
+        print(f"wrote {path}")
     return 0
 
 
