@@ -30,6 +30,7 @@ IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 INSTANCES = "mastsam_ros/msg/InstanceArray"
 OBJECTS = "mastsam_ros/msg/Object3DArray"
+EVENTS = "mastsam_ros/msg/TrackEventArray"
 CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
 MSG_DIR = Path(__file__).resolve().parents[2] / "msg"
 BAG_VERSION = 8  # rosbag2 metadata version read by Jazzy and Kilted
@@ -95,6 +96,7 @@ def bag_types(store):
     return MsgTypes(
         Image=t[IMAGE], RegionOfInterest=t["sensor_msgs/msg/RegionOfInterest"], Point32=t["geometry_msgs/msg/Point32"],
         Instance=t["mastsam_ros/msg/Instance"], InstanceArray=t[INSTANCES],
+        TrackEvent=t["mastsam_ros/msg/TrackEvent"], TrackEventArray=t[EVENTS],
         bytes_field=lambda b: np.frombuffer(b, np.uint8), uint32_field=lambda v: np.asarray(v, np.uint32),
     )
 
@@ -408,7 +410,7 @@ def _process(opts: ProcessOptions, tracker, on_frame, reader) -> BagResult:
 
     from mastsam_ros.core.errors import MastSamError
     from mastsam_ros.core.stream import Depth, Stream, error_kind
-    from mastsam_ros.node.conversions import image_msg, instance_array_msg
+    from mastsam_ros.node.conversions import events_msg, image_msg, instance_array_msg
     from mastsam_ros.node.depth import BadDepth, camera_info_intrinsics, check_depth, depth_to_array
     from mastsam_ros.node.objects import Types3D, object_array_msg
 
@@ -476,6 +478,7 @@ def _process(opts: ProcessOptions, tracker, on_frame, reader) -> BagResult:
         out_in = writer.add_connection(opts.topic, conns[0].msgtype, typestore=store) if opts.copy_input else None
         out_labels = writer.add_connection(f"{prefix}/labels", IMAGE, typestore=store)
         out_inst = writer.add_connection(f"{prefix}/instances", INSTANCES, typestore=store)
+        out_events = writer.add_connection(f"{prefix}/events", EVENTS, typestore=store)
         out_obj = writer.add_connection(f"{prefix}/objects", OBJECTS, typestore=store) if pairing else None
         with closing(stream.run(frames())) as outcomes:
             for out in outcomes:
@@ -495,6 +498,9 @@ def _process(opts: ProcessOptions, tracker, on_frame, reader) -> BagResult:
                              store.serialize_cdr(image_msg(T, f.msg.header, out.labels), IMAGE))
                 inst = instance_array_msg(T, f.msg.header, r, out.label_of)
                 writer.write(out_inst, f.timestamp, store.serialize_cdr(inst, INSTANCES))
+                if r.events or r.cut:  # as the node's ~/events: only frames where something happened
+                    events = events_msg(T, f.msg.header, r)
+                    writer.write(out_events, f.timestamp, store.serialize_cdr(events, EVENTS))
                 result.frames += 1
                 if on_frame is not None:
                     on_frame()

@@ -92,6 +92,8 @@ class MsgTypes:
     Point32: type
     Instance: type
     InstanceArray: type
+    TrackEvent: type
+    TrackEventArray: type
     bytes_field: Callable[[bytes], Any]  # uint8[] value
     uint32_field: Callable[[list[int]], Any]  # uint32[] value
 
@@ -104,9 +106,19 @@ def rclpy_types(msg_module: Any) -> MsgTypes:
     return MsgTypes(
         Image=Image, RegionOfInterest=RegionOfInterest, Point32=Point32,
         Instance=msg_module.Instance, InstanceArray=msg_module.InstanceArray,
+        TrackEvent=msg_module.TrackEvent, TrackEventArray=msg_module.TrackEventArray,
         # array.array is the one value rclpy's generated setters take without checking every element.
         bytes_field=lambda b: array.array("B", b),
         uint32_field=lambda v: array.array("I", v),
+    )
+
+
+def events_msg(T: MsgTypes, header: Any, result: FrameResult) -> Any:
+    """FrameResult's track events -> mastsam_ros/TrackEventArray stamped ``header`` (msg/TrackEventArray.msg)."""
+    return T.TrackEventArray(
+        header=header, frame_index=int(result.index), cut=bool(result.cut),
+        events=[T.TrackEvent(kind=e.kind, id=int(e.id), frames_away=int(e.frames_away), score=float(e.score),
+                             into=int(e.into)) for e in result.events],
     )
 
 
