@@ -63,6 +63,13 @@ def test_process_writes_labels_and_instances_deterministically(image_bag, tmp_pa
         assert m_l.encoding == "mono16" and lab.shape == (180, 320)
         assert {int(x.label) for x in m_i.instances} == set(np.unique(lab)) - {0}
     assert instances[0][1].keyframe and instances[0][1].frame_index == 0
+    # track events: a born event for every new id, at the same stamps as the instances that list it
+    events = {t: m for t, m in _read(outs[0], "/tracker/events")}
+    assert events and set(events) <= {t for t, _ in instances}
+    for t, m_i in instances:
+        born = sorted(e.id for e in events[t].events if e.kind == "born") if t in events else []
+        reidentified = {e.id for e in events[t].events if e.kind == "reidentified"} if t in events else set()
+        assert born == sorted(set(m_i.new_ids) - reidentified)
     # Deterministic: a second run writes the same labels and instances.
     for topic in ("/tracker/labels", "/tracker/instances"):
         a, b = _read(outs[0], topic), _read(outs[1], topic)
