@@ -1,13 +1,13 @@
-"""Validation of the frames the core accepts, and reading one from an image file."""
+"""Validation of the frames the core accepts, and reading one from an image file (:mod:`.decode`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-import cv2
 import numpy as np
 
-from .errors import FrameError, FrameTooSmall
+from .decode import load_image
+from .errors import BadImage, FrameError, FrameTooSmall
 
 MIN_SIDE = 8
 
@@ -34,8 +34,12 @@ def check_frame(frame: object) -> np.ndarray:
     return np.ascontiguousarray(frame)
 
 
-def read_rgb(path: str | Path) -> np.ndarray | None:
-    """An image file as H x W x 3 uint8 RGB, or None when it is unreadable or truncated (the caller decides whether
-    that is a counted skip or an error)."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    return None if bgr is None or bgr.size == 0 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+def read_rgb(path: str | bytes | os.PathLike, max_pixels: int | None = None) -> np.ndarray | None:
+    """An image file as H x W x 3 uint8 RGB, or None when it is unreadable, undecodable, truncated or over
+    ``max_pixels`` and not reducible while decoding (the caller decides whether that is a counted skip or an error;
+    :func:`~mastsam_ros.core.decode.load_image` says why). Any file name; the header is read before decoding and the
+    image decoded within ``max_pixels`` (None: no bound), a JPEG reduced while decoding."""
+    try:
+        return load_image(path, max_pixels)[0]
+    except BadImage:
+        return None

@@ -4,6 +4,9 @@
 
 ``OUT/<seq>/<frame>.png`` are indexed (or 16-bit) label maps with the JPEG frames' names; ``DAVIS_ROOT`` holds
 ``Annotations/480p/<seq>/``. Prints J, F, J&F, the number of distinct ids that covered each object and their switches.
+Where ``mastsam-track`` wrote a ``tracks.jsonl`` beside the PNGs, a folder holding label PNGs it does not list (the
+outputs of two runs mixed) is refused. Exit codes: 0 scored, 1 the ``--json`` file could not be written, 2 a usage
+error or predictions that cannot be scored, 130 interrupted (one line naming the problem).
 """
 
 from __future__ import annotations
@@ -13,7 +16,24 @@ import json
 import sys
 from pathlib import Path
 
+from ..labels_io import read_label_records
 from . import davis
+
+
+def check_listed(pred_dir: str | Path, seq: str) -> None:
+    """Refuse (ValueError) a ``mastsam-track`` output folder ``<pred_dir>/<seq>`` whose ``tracks.jsonl`` does not
+    list every label PNG beside it: those PNGs come from another run and would be scored as this one's."""
+    d = Path(pred_dir) / seq
+    if not (d / "tracks.jsonl").is_file():
+        return  # plain label PNGs (baselines, other tools): nothing to check them against
+    try:
+        listed = set(read_label_records(d / "tracks.jsonl"))
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{d / 'tracks.jsonl'} is not a mastsam-track record file ({type(e).__name__}: {e})") from None
+    unlisted = sorted(p.name for p in d.glob("*.png") if p.stem not in listed)
+    if unlisted:
+        raise ValueError(f"{d} holds {len(unlisted)} label PNGs that its tracks.jsonl does not list (first: "
+                         f"{unlisted[0]}): outputs of different runs are mixed; rerun mastsam-track with --overwrite")
 
 
 def format_table(results: list[davis.SequenceResult]) -> str:
@@ -50,15 +70,24 @@ def main(argv: list[str] | None = None) -> int:
             if not seqs:
                 print(f"mastsam-eval: no sequence under {args.pred} has ground truth in {args.gt}", file=sys.stderr)
                 return 2
+        for seq in seqs:
+            check_listed(args.pred, seq)
         results = davis.evaluate_dir(args.pred, args.gt, seqs, args.resolution)
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"mastsam-eval: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("mastsam-eval: interrupted", file=sys.stderr)
+        return 130
     print(format_table(results))
     if args.json:
         payload = {"sequences": [r.as_dict() for r in results], "mean": davis.summary(results)}
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=2))
+        try:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(payload, indent=2))
+        except OSError as e:
+            print(f"mastsam-eval: cannot write {args.json}: {e.strerror or e}", file=sys.stderr)
+            return 1
     return 0
 
 

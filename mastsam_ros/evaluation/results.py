@@ -12,6 +12,8 @@ they run once, under the ``classical`` segmenter. Subsets for quick iteration: `
 in ``--jobs`` processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and
 are scored with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning
 with the same ``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
+Exit codes: 0 every job scored; 1 a job failed or the page could not be written; 2 usage (a wrong ``--davis`` or
+sequence name); 130 interrupted (Ctrl-C). Errors end with one line naming the problem.
 """
 
 from __future__ import annotations
@@ -358,8 +360,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..core.config import parse_overrides
 
-    overrides = parse_overrides(args.overrides)
-    sequences = args.sequences or davis.sequence_names(args.davis)
+    try:
+        overrides = parse_overrides(args.overrides)
+        annotated = davis.sequence_names(args.davis)  # before hours of jobs: a wrong --davis is a usage error
+        sequences = args.sequences or annotated
+        for seq in sequences:
+            if seq not in annotated:
+                raise FileNotFoundError(f"no annotations for sequence {seq} under {args.davis}")
+            davis.frame_paths(args.davis, seq)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"{ap.prog}: {e} (--davis: a DAVIS root holding JPEGImages/480p and Annotations/480p)", file=sys.stderr)
+        return 2
     if any(not 0.0 <= v <= 1.0 for v in args.severities):
         ap.error(f"--severities must lie in [0, 1], got {args.severities}")
     segmenters = expand_segmenters(args.segmenters, args.severities)
@@ -367,22 +378,32 @@ def main(argv: list[str] | None = None) -> int:
     command = "python -m mastsam_ros.evaluation.results " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     revision = _revision()
     t0 = time.perf_counter()
-    if args.work:
-        records = run_all(jobs, args.davis, args.work, overrides, args.limit, args.jobs)
-    else:
-        with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
-            records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
+    try:
+        if args.work:
+            records = run_all(jobs, args.davis, args.work, overrides, args.limit, args.jobs)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
+                records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
+    except KeyboardInterrupt:
+        print(f"{ap.prog}: interrupted (finished jobs are recorded under --work, a rerun with it resumes)",
+              file=sys.stderr)
+        return 130
     wall = time.perf_counter() - t0
     page = render(records, command, wall, args.methods, segmenters, args.matchers, sequences, args.limit, revision,
                   processes=max(1, min(args.jobs, len(jobs))), accelerator=_accelerator())
     plot = args.plot or args.out.parent / "robustness.png"
     if plot_robustness(records, args.methods, args.matchers, sequences, plot, args.limit):
         page = page.replace("## Robustness:", f"Plot: `{plot}`.\n\n## Robustness:", 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(page)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(records, indent=2))
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(page)
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(records, indent=2))
+    except OSError as e:
+        print(page)
+        print(f"{ap.prog}: cannot write {e.filename}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(page)
     return 1 if any("error" in r for r in records) else 0
 

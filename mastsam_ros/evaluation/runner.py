@@ -105,5 +105,8 @@ def run_sequence(
 
 def evaluate_run(pred_dir: str | Path, davis_root: str | Path, seq: str, limit: int | None = None):
     """Evaluate ``<pred_dir>/<seq>`` against the first ``limit`` annotated frames (all when None)."""
+    from .cli import check_listed
+
+    check_listed(pred_dir, seq)  # a mastsam-track folder mixing two runs' PNGs is refused
     stems, gt = davis.load_gt(davis_root, seq, limit=limit)
     return davis.evaluate_sequence(seq, davis.load_pred(pred_dir, seq, stems), gt)

@@ -67,8 +67,8 @@ def test_ids_past_255_and_65535_are_written_and_decode_back(tmp_path, monkeypatc
             super().__init__(cfg)
             self._next_id = first_id
 
-        def step(self, rgb):
-            result = super().step(rgb)
+        def step(self, frame, prepared=None):
+            result = super().step(frame, prepared)
             produced[f"{result.index:05d}"] = result.labels.copy()
             return result
 
@@ -131,9 +131,10 @@ def test_pointmap_needs_a_matcher_with_points(tmp_path, davis_root):
 
 @pytest.mark.parametrize("pipeline", [False, True])
 def test_pointmap_objects_through_run(tmp_path, pipeline):
-    """track.run with Objects3D on a matcher's point map: a stand-in matcher returns the rendered scene's points at
-    half resolution with a confidence map (as MASt3R predicts them at its own size), of the frame the tracker holds.
-    With the pipeline the records are made in the tracking thread before the next step: still that frame's."""
+    """track.run with the matcher's point map (the stream's pointmap_min_conf): a stand-in point map gives the
+    rendered scene's points at half resolution with a confidence map (as MASt3R predicts them at its own size), of
+    the frame the tracker holds. With the pipeline the objects are made in the tracking thread before the next
+    step: still that frame's."""
     from scene3d import CX, CY, FX, FY, centroid_tolerance, render
 
     from mastsam_ros.core.config import Config
@@ -157,16 +158,16 @@ def test_pointmap_objects_through_run(tmp_path, pipeline):
     class HoldingTracker(Tracker):
         """The point map follows the frame the tracker last stepped (as a matcher's own does)."""
 
-        def step(self, frame, embedding=None, pair=None):
-            result = super().step(frame, embedding, pair)
+        def step(self, frame, prepared=None):
+            result = super().step(frame, prepared)
             source.frame = result.index
             return result
 
     tracker = HoldingTracker(Config())
-    frames = ((f"{i:05d}", render(i)[0]) for i in range(3))
-    objects = track.Objects3D(matcher=source, min_conf=1.5)
-    stats = track.run(tracker, frames, tmp_path, progress=False, objects=objects, pipeline=pipeline)
-    assert stats["frames"] == 3 and objects.skipped == 0
+    tracker.matcher.point_map = source.point_map
+    frames = (track.Frame(f"{i:05d}", render(i)[0]) for i in range(3))
+    stats = track.run(tracker, frames, tmp_path, progress=False, pointmap_min_conf=1.5, pipeline=pipeline)
+    assert stats["frames"] == 3 and stats["objects_skipped"] == 0
     tracks = [json.loads(x) for x in (tmp_path / "tracks.jsonl").read_text().splitlines()]
     lines = [json.loads(x) for x in (tmp_path / "objects.jsonl").read_text().splitlines()]
     for rec, tr in zip(lines, tracks):
@@ -255,21 +256,22 @@ def test_pipeline_option_writes_the_serial_outputs(tmp_path, car_frames, capsys)
     assert "distinct ids:" in printed.splitlines()[-1]
 
 
-def test_pipeline_keeps_every_frame_and_its_order(tmp_path, monkeypatch):
-    """Offline the pipeline's entrance waits: with tracking far slower than reading, every frame is tracked, in
-    order (the node's entrance would replace the waiting frame)."""
-    frames = [(f"{i:05d}", f) for i, f in enumerate(frames_mod.synthetic_frames(8, size=(120, 160)))]
+def test_pipeline_keeps_every_frame_and_its_order(tmp_path):
+    """Offline the stream's entrance waits: with tracking far slower than reading, every frame is tracked and
+    written, in order (the node's entrance would replace the waiting frame)."""
+    frames = [track.Frame(f"{i:05d}", f) for i, f in enumerate(frames_mod.synthetic_frames(8, size=(120, 160)))]
     seen = []
 
     class SlowTracker(Tracker):
-        def step(self, frame, embedding=None, pair=None):
+        def step(self, frame, prepared=None):
             time.sleep(0.05)
-            result = super().step(frame, embedding, pair)
+            result = super().step(frame, prepared)
             seen.append(result.index)
             return result
 
-    figures = {}
-    got = list(track.tracked_pipelined(SlowTracker(track.load_config(None, None)), iter(frames), figures=figures))
-    assert [g[0] for g in got] == [name for name, _ in frames] and all(g[3] is None for g in got)
-    assert seen == list(range(len(frames)))
-    assert figures["counters"]["dropped"] == 0 and figures["seqs"] == list(range(len(frames)))
+    stats = track.run(SlowTracker(track.load_config(None, None)), iter(frames), tmp_path, progress=False,
+                      pipeline=True)
+    assert seen == list(range(len(frames))) and stats["frames"] == len(frames)
+    assert track.read_listed(tmp_path) == [f.name for f in frames]
+    counters = stats["pipeline"]["counters"]
+    assert counters["dropped"] == 0 and counters["submitted"] == counters["delivered"] == len(frames)
