@@ -19,6 +19,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from ..core.geometry import MAX_DEPTH_M
 from ..core.decode import compressed_size, cv2_path, downscale_to, fit_pixels, load_image, read_image_bytes, truncated
 from ..core.errors import BadImage
 from ..core.frames import read_rgb
@@ -32,7 +33,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DEPTH_SUFFIXES = (".png", ".tif", ".tiff", ".exr", ".npy")  # in the order a frame's depth file is looked for
-MAX_DEPTH_M = 1000.0  # float depth beyond this is invalid: no sensor or stereo pair measures it
 
 
 def shared_dir() -> Path:

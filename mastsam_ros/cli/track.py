@@ -14,7 +14,8 @@ other formats, refused undecoded. Unreadable, truncated or refused files are ski
 
 Writes ``OUT/<frame>.png`` (indexed palette PNG, pixel value = track id, stable across frames; 16-bit grey once a
 value reaches 256; ids past 65535 wrap to a value no other live track holds, see ``mastsam_ros/labels_io.py``),
-``OUT/tracks.jsonl`` (one line per frame: ids, each with its pixel value ``label``, boxes, areas, scores, timings;
+``OUT/tracks.jsonl`` (one line per frame: ids, each with its pixel value ``label``, boxes, areas, scores, timings,
+the track events (born, hidden, dormant, reidentified, merged, retired: mastsam_ros/core/dormant.py) and ``cut``;
 ``mastsam_ros.labels_io.load_track_ids(OUT)`` decodes the PNGs back to ids with it) and, with
 ``--debug``, ``OUT/debug/overlay_<frame>.jpg`` (masks, ids, mask points), ``OUT/debug/matches_<frame>.jpg``
 (correspondences of the carried points) and ``OUT/overlay.mp4``. Each PNG is written whole, then its line, flushed:
@@ -368,6 +369,8 @@ def record(name: str, result, label_of: dict[int, int]) -> dict:
         ],
         "new_ids": result.new_ids,
         "retired_ids": result.retired_ids,
+        "cut": result.cut,
+        "events": [e.as_dict() for e in result.events],
         "timings_ms": {k: round(v, 2) for k, v in result.timings.items()},
     }
 

@@ -7,8 +7,8 @@ Conventions:
   convention: ``K`` maps a camera-frame point onto the centre of the pixel it falls in);
 - the camera frame is the optical frame: x right, y down, z forward (REP 103 ``*_optical_frame``), metres;
 - depth is the z coordinate (not the range along the ray), registered to the image: ``uint16`` millimetres (ROS
-  ``16UC1``) or ``float32``/``float64`` metres (ROS ``32FC1``). Invalid: 0 in either, and NaN, +-inf or negative
-  values in float depth;
+  ``16UC1``) or ``float32``/``float64`` metres (ROS ``32FC1``). Invalid: 0 in either, and NaN, +-inf, negative
+  or beyond ``MAX_DEPTH_M`` (1000 m) values in float depth;
 - a point map is ``H x W x 3`` float in the camera frame, NaN where a pixel has no valid point.
 
 Per object (:class:`Object3D`): ``centroid`` is the per-axis median of the object's valid points (robust to the
@@ -29,6 +29,9 @@ import numpy as np
 from .errors import MastSamError
 
 MM_PER_M = 1000.0
+#: float depth beyond this is invalid, in every front end: no depth sensor or stereo pair measures it (uint16
+#: millimetres stop at 65.5 m)
+MAX_DEPTH_M = 1000.0
 
 
 class GeometryError(MastSamError):
@@ -114,7 +117,7 @@ def depth_to_metres(depth: np.ndarray) -> np.ndarray:
     if depth.dtype in (np.float32, np.float64):
         out = depth.astype(np.float32, copy=True)
         with np.errstate(invalid="ignore"):
-            out[~(np.isfinite(out) & (out > 0))] = np.nan
+            out[~(np.isfinite(out) & (out > 0) & (out <= MAX_DEPTH_M))] = np.nan
         return out
     raise GeometryError(f"depth must be uint16 millimetres or float32/float64 metres, got {depth.dtype}")
 

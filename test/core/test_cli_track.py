@@ -31,6 +31,12 @@ def test_image_dir_with_a_truncated_file(tmp_path, car_frames, davis_root):
     for lab, rec in zip(labels, records):
         assert set(np.unique(lab).tolist()) - {0} == {t["id"] for t in rec["tracks"]}
     assert (out / "overlay.mp4").stat().st_size > 0 and any((out / "debug").glob("matches_*.jpg"))
+    # the track events: a born event for every new id that was not re-identified, nothing born twice
+    born = [e["id"] for rec in records for e in rec["events"] if e["kind"] == "born"]
+    assert len(born) == len(set(born))
+    for rec in records:
+        back = {e["id"] for e in rec["events"] if e["kind"] == "reidentified"}
+        assert sorted(e["id"] for e in rec["events"] if e["kind"] == "born") == sorted(set(rec["new_ids"]) - back)
 
 
 def test_demo_runs_on_generated_frames_without_shared(tmp_path, monkeypatch, capsys):
