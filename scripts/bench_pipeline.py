@@ -1,26 +1,29 @@
-"""Frame rate and latency of the tracker with and without the frame pipeline (mastsam_ros/core/pipeline.py), side by
-side in one run, under a camera that sends faster than either keeps up.
+"""Frame rate and latency of the stream (mastsam_ros/core/stream.py) with and without what it prepares ahead, side
+by side in one run, under a camera that sends faster than either keeps up.
 
 There is no GPU here, so the segmenter is a stand-in for one (:class:`GpuStandIn`): its encoder call sleeps
 ``--encoder-ms`` (a GPU call releases the GIL while the device works; a sleep does the same), each decoder call
-sleeps ``--decoder-ms``, and its answers are ``--tracks`` fixed regions (mastsam_ros.cli.bench's zero-cost
-segmenter), so the tracker holds a steady track count. Everything else is real: the JPEG decode of each frame, the
-DIS flow matcher on the CPU, the tracker's prompts, re-segmentation schedule and bookkeeping. ``--model vit_t``
-replaces the stand-in by MobileSAM's real encoder and decoder on ``--device`` (random weights, answers replaced by the
-same fixed regions after the full computation): on this CPU, or on a GPU in the GPU kit (scripts/gpu/).
+sleeps ``--decoder-ms``, and its answers are ``--tracks`` fixed regions (the zero-cost segmenter of
+mastsam_ros/evaluation/instruments.py), so the tracker holds a steady track count. Everything else is real: the JPEG
+decode of each frame, the DIS flow matcher on the CPU, the tracker's prompts, re-segmentation schedule and
+bookkeeping. ``--model vit_t`` replaces the stand-in by MobileSAM's real encoder and decoder on ``--device`` (random
+weights, answers replaced by the same fixed regions after the full computation): on this CPU, or on a GPU in the GPU
+kit (scripts/gpu/).
 
 A camera thread sends the JPEG frames of ``--source`` (default: DAVIS car-roundabout, 854x480) at ``--rate`` Hz for
-``--seconds`` per run. ``serial``: the node's way without the pipeline, a one-slot buffer and one worker that decodes
-and steps (the tracker still computes the flow beside the encoder, ``tracker.overlap_matcher``). ``pipeline``: the
-same one slot as the entrance of the three-stage pipeline; stage 2 computes the matcher's pair (the DIS flow of frame
-n -> n+1) beside the encoder (``Matcher.pair_ahead``). ``pipeline-flow3`` (with ``--modes``): the pipeline with
-nothing computed ahead by the matcher, so the flow runs in stage 3 as it did before the matcher could compute ahead.
-Runs alternate (serial, pipeline, pipeline, serial, ...) so a change of machine load hits every mode.
+``--seconds`` per run into a live stream (``Stream.submit``: a frame still waiting at the entrance is replaced and
+counted as dropped). ``serial``: the stream with nothing ahead (``ahead=False``, the node with ``node.pipeline``
+off): stage 1 decodes, each step encodes its frame and computes the matcher's pair (beside the encoder,
+``tracker.overlap_matcher``). ``pipeline``: stage 2 prepares frame n+1 (``Tracker.prepare``: the embedding and the
+matcher's pair, the DIS flow of frame n -> n+1) while frame n is tracked. ``pipeline-flow3`` (with ``--modes``): the
+pipeline with nothing computed ahead by the matcher, so the flow runs in stage 3 as it did before the matcher could
+compute ahead. Runs alternate (serial, pipeline, pipeline, serial, ...) so a change of machine load hits every mode.
 
-Reported per run: output fps; the bound its stages allow (pipeline: 1000 / the slowest stage's mean ms; serial:
-1000 / decode + step), which tells how much of a difference comes from the load of the moment rather than the
-scheduling; frames dropped at the entrance; latency from the camera's send to the result
-(median, p95, max); the mean work per stage (pipeline: ``flow_ahead`` is stage 2's pair, inside its encode time).
+Reported per run: output fps; the bound its stages allow (1000 / the slowest stage's mean ms), which tells how much
+of a difference comes from the load of the moment rather than the scheduling; frames dropped at the entrance; latency
+from the camera's send to the result (median, p95, max); the mean work per stage (``flow_ahead`` is stage 2's pair,
+inside its prepare time). A run whose counts do not add up (sent = dropped + delivered) or with a failed frame stops
+the script.
 
     PYTHONPATH=$PWD .venv/bin/python scripts/bench_pipeline.py [--encoder-ms 40] [--rate 30] [--seconds 15]
 """
@@ -41,10 +44,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mastsam_ros.cli.bench import ZeroCostSegmenter  # noqa: E402
 from mastsam_ros.core.config import Config, parse_overrides  # noqa: E402
-from mastsam_ros.core.pipeline import Pipeline  # noqa: E402
+from mastsam_ros.core.stream import STAGES, Stream  # noqa: E402
 from mastsam_ros.core.tracker import Tracker  # noqa: E402
+from mastsam_ros.evaluation.instruments import ZeroCostSegmenter  # noqa: E402
 
 CAR = REPO.parent / "shared" / "data" / "davis2016" / "JPEGImages" / "480p" / "car-roundabout"
 
@@ -86,8 +89,9 @@ def real_model(cfg: Config, tracks: int, device: str):
     count."""
     import tempfile  # noqa: PLC0415
 
-    from mastsam_ros.cli.bench import StandInMasks, random_checkpoint  # noqa: PLC0415
+    from mastsam_ros.cli.bench_runs import random_checkpoint  # noqa: PLC0415
     from mastsam_ros.core.segmenters import build_segmenter  # noqa: PLC0415
+    from mastsam_ros.evaluation.instruments import StandInMasks  # noqa: PLC0415
 
     seg_cfg = cfg.segmenter
     seg_cfg.backend, seg_cfg.device = "mobile_sam", device
@@ -116,50 +120,12 @@ class Camera(threading.Thread):
             time.sleep(max(0.0, start + self.sent * self.period - time.monotonic()))
 
 
-def run_serial(tracker: Tracker, frames, rate: float, seconds: float) -> dict:
-    """One slot and one worker (the node without node.pipeline)."""
-    cond = threading.Condition()
-    slot: list = []
-    out = {"latency": [], "decode": [], "track": [], "dropped": 0, "done": []}
-    stop = threading.Event()
-
-    def send(jpeg, t):
-        with cond:
-            out["dropped"] += int(bool(slot))
-            slot[:] = [(jpeg, t)]
-            cond.notify()
-
-    def work():
-        while not stop.is_set():
-            with cond:
-                if not cond.wait_for(lambda: bool(slot), 0.2):
-                    continue
-                (jpeg, t), = slot
-                slot.clear()
-            t0 = time.perf_counter()
-            rgb = decode(jpeg)
-            t1 = time.perf_counter()
-            tracker.step(rgb)
-            t2 = time.perf_counter()
-            out["decode"].append((t1 - t0) * 1e3)
-            out["track"].append((t2 - t1) * 1e3)
-            out["latency"].append((time.monotonic() - t) * 1e3)
-            out["done"].append(time.monotonic())
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    cam = Camera(frames, rate, seconds, send)
-    cam.start()
-    cam.join()
-    stop.set()
-    worker.join(30)
-    return summary("serial", out, cam.sent, {"decode": out["decode"], "track (encoder + step)": out["track"]})
-
-
-def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float, ahead: bool = True) -> dict:
-    out = {"latency": [], "done": [], "stages": {"decode": [], "encode": [], "track": [], "flow_ahead": []},
-           "errors": 0}
-    if not ahead:  # the matcher computes nothing ahead (the Matcher default): its flow runs in stage 3
+def run_stream(tracker: Tracker, frames, rate: float, seconds: float, mode: str) -> dict:
+    """The camera into a live stream (the entrance replaces a waiting frame: counted as dropped) in ``mode``:
+    ``serial`` (nothing ahead), ``pipeline`` (stage 2 prepares ahead) or ``pipeline-flow3`` (stage 2 prepares the
+    embedding only; the matcher computes nothing ahead)."""
+    out = {"latency": [], "done": [], "stages": {s: [] for s in STAGES} | {"flow_ahead": []}, "errors": 0}
+    if mode == "pipeline-flow3":  # the Matcher default: nothing ahead, the flow runs in stage 3
         tracker.matcher.pair_ahead = lambda previous, image: None
 
     def deliver(o):
@@ -172,18 +138,23 @@ def run_pipeline(tracker: Tracker, frames, rate: float, seconds: float, ahead: b
             out["stages"][k].append(v)
         out["stages"]["flow_ahead"].append(o.flow_ms)
 
-    pipe = Pipeline(tracker, deliver, decode=decode, name="bench")
-    cam = Camera(frames, rate, seconds, lambda jpeg, t: pipe.submit(jpeg, arrived=t))
+    stream = Stream(tracker, deliver, decode=decode, ahead=mode != "serial", name="bench")
+    cam = Camera(frames, rate, seconds, lambda jpeg, t: stream.submit(jpeg, arrived=t))
     cam.start()
     cam.join()
-    pipe.flush(30)
-    pipe.close()
-    out["dropped"] = pipe.counters["dropped"]
-    if out["errors"]:
-        raise RuntimeError(f"{out['errors']} frames failed in the pipeline")
-    if ahead and pipe.counters["paired_ahead"] == 0:
+    if not stream.flush(30):
+        raise RuntimeError("the stream did not finish its frames within 30 s")
+    stream.close()
+    c = stream.counts()
+    out["dropped"] = c["dropped"]
+    if out["errors"] or c["deliver_errors"]:
+        raise RuntimeError(f"{out['errors']} frames failed in the stream, {c['deliver_errors']} in deliver")
+    if c["submitted"] != cam.sent or c["submitted"] != c["dropped"] + c["delivered"] + c["in_flight"]:
+        raise RuntimeError(f"the stream's counts do not add up: {c} ({cam.sent} sent)")
+    if mode == "pipeline" and c["paired_ahead"] == 0:
         raise RuntimeError("no pair was computed in stage 2")
-    return summary("pipeline" if ahead else "pipeline-flow3", out, cam.sent, out["stages"])
+    stages = {k: v for k, v in out["stages"].items() if v and (mode != "serial" or k != "flow_ahead")}
+    return summary(mode, out, cam.sent, stages)
 
 
 def summary(mode: str, out: dict, sent: int, stages: dict) -> dict:
@@ -191,9 +162,9 @@ def summary(mode: str, out: dict, sent: int, stages: dict) -> dict:
     lat = np.array(out["latency"][1:])  # the first frame (the tracker's start) is left out
     fps = (len(done) - 2) / (done[-1] - done[1]) if len(done) > 3 else float("nan")
     means = {k: float(np.mean(v[1:])) for k, v in stages.items() if len(v) > 1}
-    # the rate the stages allow: the slowest stage of the pipeline, the sum of the serial worker's work
-    # (flow_ahead is part of encode's time)
-    bound = 1e3 / (max(means.values()) if mode.startswith("pipeline") else sum(means.values()))
+    # the rate the stages allow: the slowest stage (every mode decodes in a thread of its own; flow_ahead is part of
+    # prepare's time)
+    bound = 1e3 / max(means.values())
     return {
         "mode": mode, "sent": sent, "processed": len(done), "dropped": out["dropped"], "fps": round(fps, 2),
         "bound_fps": round(bound, 2),
@@ -242,11 +213,10 @@ def main(argv=None) -> int:
     for mode in order[: len(modes) * args.repeats]:
         seg = model or GpuStandIn(shape, args.tracks, args.encoder_ms / 1e3, args.decoder_ms / 1e3)
         tracker = Tracker(cfg, segmenter=seg)
-        if mode == "serial":
-            run = run_serial(tracker, jpegs, args.rate, args.seconds)
-        else:
-            run = run_pipeline(tracker, jpegs, args.rate, args.seconds, ahead=mode == "pipeline")
-        tracker.close()
+        try:
+            run = run_stream(tracker, jpegs, args.rate, args.seconds, mode)
+        finally:
+            tracker.close()
         runs.append(run)
         print(json.dumps(run), flush=True)
 

@@ -1,4 +1,4 @@
-"""Counting a flow matcher's DIS calls, and the threads they ran in (pipeline and pair-ahead tests)."""
+"""Counting a flow matcher's DIS calls, and the threads they ran in (stream and pair-ahead tests)."""
 
 from __future__ import annotations
 

@@ -57,9 +57,6 @@ class PromptBudget:
             s.warp_error = (1.0 - warp_iou) / max(index - s.last_prompted, 1)
         s.last_prompted, s.doubt = index, 0.0
 
-    def last_prompted(self, track_id: int) -> int:
-        return self._state.get(track_id, _Doubt()).last_prompted
-
     def keep(self, alive: set[int]) -> None:
         """Forget tracks that no longer exist (merged or retired)."""
         self._state = {k: v for k, v in self._state.items() if k in alive}

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from mastsam_ros.cli.bench import frame_files, load_frame, parse_size, stats  # noqa: E402
+from mastsam_ros.cli.bench_runs import frame_files, load_frame, parse_size, stats  # noqa: E402
 from mastsam_ros.core.config import MatcherSection  # noqa: E402
 from mastsam_ros.core.matchers import build_matcher  # noqa: E402
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     files = frame_files(args.source, args.warmup + args.frames)
-    frames = [load_frame(f, args.size)[0] for f in files]
+    frames = [load_frame(f, args.size) for f in files]
     cfg = MatcherSection(backend="mast3r", checkpoint=args.checkpoint, mast3r_path=args.mast3r_path,
                          device=args.device, precision=args.precision)
     t = time.perf_counter()

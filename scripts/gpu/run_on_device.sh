@@ -22,9 +22,9 @@
 #   f          floors.py: the MASt3R matcher's own per-frame network time, synchronised (the bench's floor is SAM's
 #              encoder + prompt decoder, measured in each bench run; its MASt3R runs beside the encoder)
 #   e          vit_h fp16 + cadence matcher (MASt3R anchor every $CADENCE frames, flow between), sync and async
-#   p          the node's frame pipeline (on by default) against its serial worker: scripts/bench_pipeline.py with
-#              vit_t on the device and a camera at $PRATE Hz, fps and latency side by side (last: skipped when the
-#              budget is spent)
+#   p          the stream preparing frames ahead (the node's default, node.pipeline) against the same stream with
+#              nothing ahead (serial): scripts/bench_pipeline.py with vit_t on the device and a camera at $PRATE Hz,
+#              fps and latency side by side (last: skipped when the budget is spent)
 # then summary.py writes one line per configuration. $OUT receives 3 files: summary.txt, summary.json and
 # logs.tar.gz (every step's log, exit status and JSON).
 #

@@ -14,8 +14,8 @@ the files, never computed from anything else:
   matcher's per-frame network time from ``floors.py`` (divided by the anchor interval for the cadence matcher),
   because the bench's floor there does not separate the matcher's network (it runs beside the encoder);
 - the overhead mode: its ``overhead_ms_median`` (zero-cost segmenter, replayed flow);
-- the node's pipeline against its serial worker (``scripts/bench_pipeline.py --model vit_t``): each mode's fps and
-  latency, and their ratios.
+- the stream preparing frames ahead (``pipeline``) against the same stream with nothing ahead (``serial``)
+  (``scripts/bench_pipeline.py --model vit_t``): each mode's fps and latency, and their ratios.
 
 The issue's targets are printed beside the figures they concern, as given; "met" / "not met" is a comparison of the
 measured figure with the target, nothing more.

@@ -1,4 +1,5 @@
-"""mastsam-bench on a few small frames: the JSON carries every figure with sane values (no timing thresholds)."""
+"""mastsam-bench on a few small frames: the JSON carries every figure with sane values (no timing thresholds); its
+measurement instruments (mastsam_ros/evaluation/instruments.py) and comparison (b)'s brute-force search."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import numpy as np
 import pytest
 
 from mastsam_ros.cli import bench
+from mastsam_ros.cli.bench_baselines import BruteForceMatcher
+from mastsam_ros.cli.bench_runs import frame_files, load_frame
 from mastsam_ros.core.segmenters.base import Segmenter
 from mastsam_ros.core.types import PointPrompt, Proposal
+from mastsam_ros.evaluation.instruments import DecoderClock, ReplayFlow, StandInMasks, stand_in_regions
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,6 +44,9 @@ def test_classical_flow_report(tmp_path, source):
     for stage in ("decode", "encoder", "matcher", "merge", "output_mono16", "output_png", "total", "end_to_end"):
         _sane(tr["stages"][stage])
     assert tr["stages"]["end_to_end"]["median_ms"] >= tr["stages"]["total"]["median_ms"]
+    # the prompt decoder's time, taken per frame by the delegating clock: inside the prompt stage of the same frame
+    assert tr["stages"]["decoder"]["n"] == 2 and tr["floor"]["floor_ms_median"] > 0
+    assert all(f["decoder"] <= f["prompt"] for f in tr["per_frame"] if "prompt" in f)
     assert tr["fps"] > 0 and tr["total_over_encoder_median"] > 0
     assert 0 <= tr["tracks"]["min"] <= tr["tracks"]["mean"] <= tr["tracks"]["max"] <= 8
     assert "automatic" in tr["first_frame_ms"]  # the first frame segments the whole image
@@ -69,7 +76,7 @@ def test_soak_samples_rss(tmp_path, source):
 def test_frame_files_replays_forwards_then_backwards(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.zeros((4, 4, 3), np.uint8))
-    names = [p.stem for p in bench.frame_files(tmp_path, 8)]
+    names = [p.stem for p in frame_files(tmp_path, 8)]
     assert names == ["0", "1", "2", "1", "0", "1", "2", "1"]
 
 
@@ -77,7 +84,7 @@ def test_brute_force_matcher_finds_a_known_shift():
     rng = np.random.default_rng(0)
     texture = cv2.GaussianBlur(rng.integers(0, 255, (140, 200, 3), dtype=np.uint8), (0, 0), 1.5)
     a, b = texture[10:130, 10:170], texture[7:127, 5:165]  # content moves by (+5, +3) px from a to b
-    m = bench.BruteForceMatcher(max_side=480, max_error_px=2.0)
+    m = BruteForceMatcher(max_side=480, max_error_px=2.0)
     m.push(np.ascontiguousarray(a))
     m.push(np.ascontiguousarray(b))
     pts = np.array([[40, 40], [80, 60], [120, 90]], np.float32)
@@ -109,9 +116,9 @@ class _Fake(Segmenter):
 
 def test_stand_in_masks_run_the_real_calls_and_answer_fixed_regions():
     fake = _Fake()
-    s = bench.StandInMasks(fake, 8)
+    s = StandInMasks(fake, 8)
     s.set_image(np.zeros((90, 160, 3), np.uint8))
-    regions = bench.stand_in_regions((90, 160), 8)
+    regions = stand_in_regions((90, 160), 8)
     assert sorted(np.unique(regions)) == list(range(9))
     props = s.generate()
     assert len(props) == 8 and all(p.mask.any() for p in props)
@@ -134,6 +141,21 @@ def test_stand_in_masks_run_the_real_calls_and_answer_fixed_regions():
     assert np.array_equal(a.mask, small)
 
 
+def test_decoder_clock_delegates_and_times_predict_only():
+    fake = _Fake()
+    clock = DecoderClock(fake)
+    clock.set_image(np.zeros((90, 160, 3), np.uint8))
+    clock.generate()
+    assert clock.take() == 0.0  # automatic segmentation is not the prompt decoder
+    prompt = PointPrompt(np.array([[10, 10]], np.float32), np.ones(1, np.int32))
+    (answer,) = clock.predict([prompt])
+    assert answer.score == 0.7 and clock.take() > 0.0 and clock.take() == 0.0
+    clock.mask_shape = (45, 80)
+    assert fake.mask_shape == (45, 80) and clock.name == "fake" and not clock.embeds_ahead
+    assert fake.calls == ["set_image", "generate", "predict"]
+    assert "predict" not in vars(fake)  # the segmenter itself is left as it was
+
+
 def test_stand_in_masks_embed_ahead_through_the_inner_segmenter():
     # in a pipeline the stand-in's embedding is the inner segmenter's, computed ahead; its answers are set_image's
     from mastsam_ros.core.config import Config
@@ -141,7 +163,7 @@ def test_stand_in_masks_embed_ahead_through_the_inner_segmenter():
 
     frames = [np.full((90, 160, 3), 40, np.uint8), np.full((90, 160, 3), 200, np.uint8)]
     frames[1][:, 80:] = 10
-    ahead, plain = (bench.StandInMasks(ClassicalSegmenter(Config().segmenter), 8, substitute=False) for _ in range(2))
+    ahead, plain = (StandInMasks(ClassicalSegmenter(Config().segmenter), 8, substitute=False) for _ in range(2))
     assert ahead.embeds_ahead and ClassicalSegmenter.embeds_ahead
     plain.set_image(frames[1])
     ahead.set_image(frames[0])
@@ -201,8 +223,8 @@ def test_replayed_flow_equals_the_flow_matcher(source):
     from mastsam_ros.core.config import MatcherSection
     from mastsam_ros.core.matchers.flow import FlowMatcher
 
-    frames = [bench.load_frame(f, (320, 180))[0] for f in bench.frame_files(source, 3)]
-    replay, live = bench.ReplayFlow(MatcherSection(), frames), FlowMatcher(MatcherSection())
+    frames = [load_frame(f, (320, 180)) for f in frame_files(source, 3)]
+    replay, live = ReplayFlow(MatcherSection(), frames), FlowMatcher(MatcherSection())
     pts = np.array([[50, 60], [200, 100], [300, 170]], np.float32)
     for f in frames:
         replay.push(f)

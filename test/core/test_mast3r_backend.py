@@ -1,8 +1,9 @@
-"""MASt3R matcher: geometry, point lookup and error paths always; the upstream model where a clone is available.
+"""MASt3R matcher: geometry, point lookup and error paths always; the upstream model where its code is available.
 
-Point ``MASTSAM_MAST3R_PATH`` at a naver/mast3r clone (with dust3r and dust3r/croco inside) to run the upstream
-tests; they build a scaled-down ``AsymmetricMASt3R`` with random weights (the published ViT-L one takes minutes on a
-CPU: see scripts/verify_mast3r.py) and drive it through the project's matcher on real DAVIS frames.
+The upstream tests use ``../shared/mast3r`` when it is beside the checkout (test/conftest.py), or the naver/mast3r
+clone (with dust3r and dust3r/croco inside) that ``MASTSAM_MAST3R_PATH`` names, which takes precedence; they build a
+scaled-down ``AsymmetricMASt3R`` with random weights (the published ViT-L one takes minutes on a CPU: see
+scripts/verify_mast3r.py) and drive it through the project's matcher on real DAVIS frames.
 """
 
 from __future__ import annotations
@@ -34,14 +35,15 @@ from mastsam_ros.core.matchers.mast3r import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[2]
-MAST3R_PATH = os.environ.get("MASTSAM_MAST3R_PATH", "")
+MAST3R_PATH = os.environ.get("MASTSAM_MAST3R_PATH", "")  # test/conftest.py defaults it to ../shared/mast3r
 
 
 def _upstream_reason() -> str | None:
     try:
         import_mast3r(MAST3R_PATH)
     except BackendUnavailable as e:
-        return f"mast3r not importable (set MASTSAM_MAST3R_PATH to a naver/mast3r clone): {e}"
+        return (f"mast3r not importable ({e}); put ../shared (with mast3r/) beside the checkout, or clone naver/mast3r "
+                "with its submodules and set MASTSAM_MAST3R_PATH to it")
     return None
 
 

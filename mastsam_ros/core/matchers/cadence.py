@@ -37,8 +37,7 @@ warps the label map and stands in where the anchor is not confident.
   next frame (the anchor matcher answers that frame's :meth:`carry` on the calling thread).
 - :meth:`reset` and a frame size change drop the pair in flight (``stats["anchor_dropped"]``; a reset clears the
   other counts and keeps this one at the pair it dropped): its result is never applied, and the anchor matcher is
-  reset on the worker before its next frame. :meth:`close` joins the worker; :meth:`wait_anchor` is a bounded wait
-  for tests and benchmarks.
+  reset on the worker before its next frame. :meth:`close` joins the worker.
 - **Point map**: None on every frame (the anchor's would be of frame k, not of the current frame).
 """
 
@@ -144,18 +143,6 @@ class CadenceMatcher(Matcher):
             pool.shutdown(wait=True)
             # a later frame starts again (a new worker) from a reset anchor matcher: no pair across the close
             self._anchor_dirty, self._anchor_pushed, self._pending, self._apply = True, False, False, False
-
-    def wait_anchor(self, timeout: float) -> bool:
-        """Wait at most ``timeout`` seconds for the job given to the worker; whether none is left running. Never
-        called by the matcher itself: for tests and benchmarks that need a result to be ready by the next frame."""
-        job = self._job
-        if job is None:
-            return True
-        try:
-            job.exception(timeout=timeout)
-        except TimeoutError:
-            return False
-        return True
 
     def _drop_job(self) -> None:
         if self._job is not None and self._job_pair:
