@@ -84,6 +84,7 @@ class Outcome:
     label_of: dict[int, int] = field(default_factory=dict)  # {track id: pixel value} of this frame
     objects: list[Object3D] | None = None  # 3D objects (depth or point map given and usable), else None
     objects_error: BaseException | None = None  # why a frame that should have had 3D objects has none
+    points: np.ndarray | None = None  # with ``objects``: the label map's H x W x 3 float32 points (NaN invalid)
     stage_ms: dict[str, float] = field(default_factory=dict)  # decode, prepare, track: work only, no waiting
     pair_used: bool = False  # the step installed the matcher's pair computed in stage 2
     flow_ms: float = 0.0  # the matcher's pair computed in stage 2 (inside its prepare time; 0: none computed)
@@ -449,8 +450,18 @@ class Stream:
                     raise GeometryError("no depth for this frame")
                 return
             out.objects = objects_3d(labels, points, [t.id for t in out.result.tracks], self._trim)
+            out.points = points
         except (GeometryError, MastSamError, ValueError) as e:
             out.objects_error = e
+
+    def set_objects(self, *, pointmap_min_conf: float | None = None, trim: float | None = None) -> None:
+        """Change the 3D settings from the next frame on (any thread; a front end's runtime parameters):
+        ``pointmap_min_conf`` only where a point map is in use, ``trim`` always; None leaves one as it is."""
+        with self._cond:
+            if pointmap_min_conf is not None and self._pointmap_min_conf is not None:
+                self._pointmap_min_conf = pointmap_min_conf
+            if trim is not None:
+                self._trim = trim
 
     # --- figures --------------------------------------------------------------------------------------------------
     def stats(self) -> dict[str, float]:

@@ -70,10 +70,6 @@ def camera_info_intrinsics(info: Any, width: int, height: int) -> Intrinsics:
         raise BadDepth("camera_info_bad", f"camera_info k is not usable: {e}") from None
 
 
-def stamp_s(header: Any) -> float:
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 def message_filters_module():
     """``message_filters`` or None, with the reason, when it does not import (no ROS 2 install)."""
     try:

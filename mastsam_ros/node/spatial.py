@@ -1,10 +1,12 @@
 """The tracker node's 3D side: parameters ``node.depth.*`` and ``node.objects.*``, the synchronised depth input, and
-the ``~/objects``, ``~/markers`` and ``~/points`` outputs. The node holds one :class:`Spatial` and calls it at a few
-hooks; everything 3D lives here.
+the ``~/objects``, ``~/markers`` and ``~/points`` outputs. The stream (mastsam_ros/core/stream.py) computes the 3D
+objects; this module tells it where the points come from, subscribes, turns ``Outcome.objects`` into messages and
+counts.
 
-Sources of 3D points, per frame:
+Sources of 3D points, per frame (fixed at configure):
 - ``depth``: ``node.depth.enabled``: ``image``, ``depth`` and ``camera_info`` paired by message_filters
-  (:class:`mastsam_ros.node.depth.SyncedInput`);
+  (:class:`mastsam_ros.node.depth.SyncedInput`); the stream gets a ``depth(payload, frame)`` callable that turns the
+  frame's depth and camera_info messages into a :class:`~mastsam_ros.core.stream.Depth`;
 - ``pointmap``: ``node.objects.pointmap`` without depth: the matcher's own point map (``matcher.backend: mast3r``);
 - neither: no 3D outputs (the node is the 2D tracker it always was).
 
@@ -18,14 +20,12 @@ import dataclasses
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from mastsam_ros.core.config import config_field as _param
 from mastsam_ros.core.config import validate
-from mastsam_ros.core.geometry import (
-    GeometryError, backproject, depth_to_metres, frame_point_map, labelled_points, objects_3d,
-    resize_point_map,
-)
+from mastsam_ros.core.geometry import labelled_points
+from mastsam_ros.core.stream import Depth, Outcome
 from mastsam_ros.node.depth import (
     BadDepth, SyncedInput, camera_info_intrinsics, check_depth, depth_to_array, message_filters_module,
 )
@@ -81,6 +81,7 @@ class Spatial:
         self.objects = ObjectsSection()
         self._lock = threading.Lock()
         self.counters: Counter[str] = Counter()
+        self._previous: dict[str, int] = {}
         for prefix, _, f in _sections():
             name = f"{prefix}.{f.name}"
             value = validate(name, f, node.declare_parameter(name, f.default, descriptor(name, f)).value)
@@ -94,6 +95,7 @@ class Spatial:
                     f"({self.unavailable}; it comes with a ROS 2 install): depth input disabled, tracking the image "
                     "alone, no ~/objects or ~/markers")
         self.sync: SyncedInput | None = None
+        self.source: str | None = None  # "depth", "pointmap" or None (no 3D outputs): decided at configure
         self._T = None
         self._pubs: dict[str, Any] = {}
         self._warned_no_pointmap = False
@@ -113,8 +115,22 @@ class Spatial:
         """True when the image comes through the synchronised input instead of a plain subscription."""
         return self.depth.enabled and self.message_filters is not None
 
-    def wants_objects(self, matcher) -> bool:
-        return self.depth_input or (self.objects.pointmap and self._matcher_has_points(matcher))
+    def configure(self, matcher, msgs_module, qos, create_publisher: Callable) -> None:
+        """Decide the source of 3D points for the tracker's ``matcher`` and create the 3D publishers (with
+        ``create_publisher(type, topic, qos)``) when there is one."""
+        if self.depth_input:
+            self.source = "depth"
+        elif self.objects.pointmap and self._matcher_has_points(matcher):
+            self.source = "pointmap"
+        else:
+            self.source = None
+            return
+        self._T = T = rclpy_types_3d(msgs_module)
+        self._pubs = {
+            "objects": create_publisher(T.Object3DArray, "~/objects", qos),
+            "markers": create_publisher(T.MarkerArray, "~/markers", qos),
+            "points": create_publisher(T.PointCloud2, "~/points", qos),
+        }
 
     def _matcher_has_points(self, matcher) -> bool:
         from mastsam_ros.core.matchers.base import Matcher  # noqa: PLC0415
@@ -127,19 +143,29 @@ class Spatial:
                 " (use matcher.backend mast3r, or a depth input): no ~/objects")
         return has
 
-    def create_publishers(self, msgs_module, qos) -> None:
-        self._T = rclpy_types_3d(msgs_module)
-        T = self._T
-        self._pubs = {
-            "objects": self.node.create_publisher(T.Object3DArray, "~/objects", qos),
-            "markers": self.node.create_publisher(T.MarkerArray, "~/markers", qos),
-            "points": self.node.create_publisher(T.PointCloud2, "~/points", qos),
-        }
+    def stream_options(self) -> dict[str, Any]:
+        """The :class:`~mastsam_ros.core.stream.Stream`'s 3D keyword arguments for the configured source."""
+        if self.source == "depth":
+            return {"depth": self.depth_of, "trim": self.objects.extent_trim}
+        if self.source == "pointmap":
+            return {"pointmap_min_conf": self.objects.pointmap_min_conf, "trim": self.objects.extent_trim}
+        return {}
 
-    def destroy_publishers(self) -> None:
+    @staticmethod
+    def depth_of(payload, frame) -> Depth | None:
+        """The stream's decoding thread: the frame's :class:`Depth` from its checked (depth, camera_info) messages,
+        None when it came without (unsynced or bad depth, counted where that was found). Raises :class:`BadDepth`."""
+        _, extra = payload
+        if extra is None:
+            return None
+        depth_msg, info = extra
+        return Depth(depth_to_array(depth_msg), camera_info_intrinsics(info, depth_msg.width, depth_msg.height))
+
+    def destroy_publishers(self, destroy_publisher: Callable) -> None:
         for pub in self._pubs.values():
-            self.node.destroy_publisher(pub)
+            destroy_publisher(pub)
         self._pubs = {}
+        self.source = None
 
     def subscribe(self, on_frame, in_qos) -> None:
         """Create the synchronised input; ``on_frame(image, depth | None, info | None)`` gets every image."""
@@ -156,7 +182,7 @@ class Spatial:
         self.node.destroy_timer(self.sync.timer)
         self.sync = None
 
-    # --- per frame (worker thread) ----------------------------------------------------------------------------
+    # --- per frame ----------------------------------------------------------------------------------------------
     def count(self, key: str, n: int = 1) -> None:
         with self._lock:
             self.counters[key] += n
@@ -174,55 +200,30 @@ class Spatial:
             return None
         return depth, info
 
-    def publish(self, header, result, label_of: dict[int, int], extra, matcher) -> None:
-        """Compute and publish the 3D outputs of one frame; a bad input is counted and skipped, never raised."""
-        for pub, msg in self.outputs(header, result, label_of, extra, matcher):
-            pub.publish(msg)
-
-    def outputs(self, header, result, label_of: dict[int, int], extra, matcher) -> list[tuple[Any, Any]]:
-        """The 3D outputs of one frame as (publisher, message) pairs, not yet published (the node publishes them
-        with the frame's other outputs, under its publish lock); a bad input is counted and skipped, never raised.
-
-        The depth is back-projected at its own size and resized (nearest) to the labels' when the node processed a
-        downscaled frame (``node.max_input_pixels``)."""
-        if not self._pubs or self._T is None:
+    def outputs(self, header, out: Outcome) -> list[tuple[Any, Any]]:
+        """The 3D outputs of one tracked outcome as (publisher, message) pairs, not yet published (the node publishes
+        them with the frame's other outputs); a frame without objects is counted (unless its depth was missing or bad
+        at the input, counted there) and skipped, never raised."""
+        if not self._pubs:
             return []
-        ids = [t.id for t in result.tracks]
-        h, w = result.labels.shape
-        try:
-            if self.depth_input:
-                if extra is None:
-                    return []  # counted where it happened (unsynced or a bad message)
-                depth_msg, info = extra
-                points = backproject(depth_to_metres(depth_to_array(depth_msg)),
-                                     camera_info_intrinsics(info, depth_msg.width, depth_msg.height))
-                if points.shape[:2] != (h, w):
-                    points = resize_point_map(points, (w, h))
-                source = "depth"
-            elif self.objects.pointmap and self._matcher_has_points(matcher):
-                pm = matcher.point_map()
-                if pm is None:
-                    raise GeometryError("the matcher has no point map for this frame")
-                points = frame_point_map(*pm, (w, h), self.objects.pointmap_min_conf)
-                source = "pointmap"
-            else:
-                return []
-            objs = objects_3d(result.labels, points, ids, self.objects.extent_trim)
-        except (BadDepth, GeometryError) as e:
-            self.count(getattr(e, "kind", "depth_bad_data"))
-            self.node.get_logger().warning(f"no 3D objects for this frame: {e}", throttle_duration_sec=THROTTLE_S)
+        if out.objects is None:
+            e = out.objects_error
+            if e is not None and not (self.source == "depth" and out.payload[1] is None):
+                self.count(getattr(e, "kind", "depth_bad_data"))
+                self.node.get_logger().warning(f"no 3D objects for this frame: {e}", throttle_duration_sec=THROTTLE_S)
             return []
+        objs, result = out.objects, out.result
         without = sum(1 for o in objs if o.points == 0)
         self.count("objects_published")
         if without:
             self.count("objects_without_depth", without)
         T = self._T
-        out = [(self._pubs["objects"], object_array_msg(T, header, result.index, objs, label_of, source)),
-               (self._pubs["markers"], marker_array_msg(T, header, objs))]
-        if self.objects.publish_points and self._pubs["points"].get_subscription_count() > 0:
-            xyz, pids = labelled_points(result.labels, points, self.objects.points_stride)
-            out.append((self._pubs["points"], pointcloud_msg(T, header, xyz, pids)))
-        return out
+        msgs = [(self._pubs["objects"], object_array_msg(T, header, result.index, objs, out.label_of, self.source)),
+                (self._pubs["markers"], marker_array_msg(T, header, objs))]
+        if self.objects.publish_points and out.points is not None and self._pubs["points"].get_subscription_count():
+            xyz, ids = labelled_points(result.labels, out.points, self.objects.points_stride)
+            msgs.append((self._pubs["points"], pointcloud_msg(T, header, xyz, ids)))
+        return msgs
 
     # --- diagnostics ------------------------------------------------------------------------------------------
     BAD = ("depth_bad_encoding", "depth_size_mismatch", "depth_bad_data", "camera_info_bad", "depth_unsynced")
@@ -232,7 +233,7 @@ class Spatial:
         """``"counter +n"`` for each bad-input counter that grew since the last call."""
         with self._lock:
             c = dict(self.counters)
-        prev, self._previous = getattr(self, "_previous", {}), c
+        prev, self._previous = self._previous, c
         return [f"{k} +{c.get(k, 0) - prev.get(k, 0)}" for k in self.BAD if c.get(k, 0) > prev.get(k, 0)]
 
     def diagnostics(self) -> dict[str, str]:

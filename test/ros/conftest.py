@@ -159,16 +159,22 @@ class Probe:
         return next(m for m in self.instances if self._stamp(m) == stamp)
 
     def counters(self, timeout: float = 5.0) -> dict[str, str]:
-        """The tracker's newest diagnostics values (waits for a fresh message)."""
+        """The probed node's newest diagnostics values (waits for a fresh message; other nodes' are skipped)."""
         # Only a message stamped after this call counts: older ones may still sit in the subscription's queue.
         asked = time.time()
+        name = f"{self._node_name}: tracker"
 
         def fresh():
-            return self.diagnostics and (lambda t: t.sec + t.nanosec * 1e-9)(self.diagnostics[-1].header.stamp) > asked
+            for m in reversed(self.diagnostics):
+                if m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 <= asked:
+                    return None
+                for s in m.status:
+                    if s.name == name:
+                        return {kv.key: kv.value for kv in s.values}
+            return None
 
-        assert self.spin_until(fresh, timeout), "no fresh /diagnostics"
-        status = [s for s in self.diagnostics[-1].status if s.name.endswith(": tracker")][0]
-        return {kv.key: kv.value for kv in status.values}
+        assert self.spin_until(lambda: fresh() is not None, timeout), f"no fresh /diagnostics from {name}"
+        return fresh()
 
     def set_parameter(self, name: str, value, timeout: float = 10.0):
         """Set one parameter of the probed node over its set_parameters service; returns its SetParametersResult.

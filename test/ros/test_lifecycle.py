@@ -1,5 +1,7 @@
-"""The managed (lifecycle) node over real DDS: configure loads the model, activate subscribes, deactivate stops,
-cleanup releases the model (measured in the process's RSS), and a second configure + activate tracks again.
+"""The managed (lifecycle) node over real DDS: configure loads the model and creates the outputs, activate
+subscribes, deactivate stops (nothing answered), cleanup closes the tracker and removes the outputs, and a second
+configure + activate tracks again with a fresh tracker. test_frontend.py checks in-process that cleanup closes and
+frees the tracker and that parameters are applied once; scripts/node_memory.py prints RSS over such cycles.
 
 MobileSAM (ViT-T) with random weights saved here (40 MB checkpoint, no download) gives the node a real model to load
 and release; ``segmenter.points_per_side: 2`` keeps a frame at a few seconds on a CPU (its masks are meaningless,
@@ -19,7 +21,7 @@ NAME = "tracker_lc"
 @pytest.fixture(scope="module")
 def vit_t_checkpoint(tmp_path_factory):
     pytest.importorskip("mobile_sam", reason="mobile_sam (requirements.txt, models) is not installed")
-    from mastsam_ros.cli.bench import random_checkpoint
+    from mastsam_ros.cli.bench_runs import random_checkpoint
 
     return random_checkpoint("mobile_sam", "vit_t", tmp_path_factory.mktemp("vit_t"))
 
@@ -50,11 +52,7 @@ class LifecycleClient:
         return self._call(self.change, ChangeState.Request(transition=Transition(id=transition_id))).success
 
 
-def _mib(kib: int) -> float:
-    return kib / 1024
-
-
-def test_lifecycle_transitions_load_and_release_the_model(vit_t_checkpoint, tmp_path, capsys):
+def test_lifecycle_transitions_load_and_release_the_model(vit_t_checkpoint, tmp_path):
     from lifecycle_msgs.msg import Transition
 
     require_ros()
@@ -70,10 +68,8 @@ def test_lifecycle_transitions_load_and_release_the_model(vit_t_checkpoint, tmp_
         assert lc.state() == "unconfigured"
         probe.spin_until(lambda: False, 0.5)
         assert probe.sub_instances.get_publisher_count() == 0 and probe.pub.get_subscription_count() == 0
-        rss = {"unconfigured": proc.rss_kib()}
 
         assert lc.transition(Transition.TRANSITION_CONFIGURE) and lc.state() == "inactive"
-        rss["configured"] = proc.rss_kib()
         assert probe.spin_until(lambda: probe.sub_instances.get_publisher_count() > 0, 10), proc.log()
         assert probe.pub.get_subscription_count() == 0  # inactive: not subscribed yet
 
@@ -82,7 +78,6 @@ def test_lifecycle_transitions_load_and_release_the_model(vit_t_checkpoint, tmp_
         probe.spin_until(lambda: False, 0.5)
         first = probe.send_and_wait(image_msg(frame, sec=10), timeout=120)
         assert first.reset and first.frame_index == 0
-        rss["active, one frame"] = proc.rss_kib()
 
         assert lc.transition(Transition.TRANSITION_DEACTIVATE) and lc.state() == "inactive"
         assert probe.spin_until(lambda: probe.pub.get_subscription_count() == 0, 10)
@@ -91,31 +86,21 @@ def test_lifecycle_transitions_load_and_release_the_model(vit_t_checkpoint, tmp_
         assert not any(m.header.stamp.sec == 11 for m in probe.instances)  # deactivated: no answer
 
         assert lc.transition(Transition.TRANSITION_CLEANUP) and lc.state() == "unconfigured"
-        rss["cleaned up"] = proc.rss_kib()
         assert probe.spin_until(lambda: probe.sub_instances.get_publisher_count() == 0, 10)
 
         # Again: configure, activate, and the fresh tracker answers (a new tracker: reset, frame 0).
         assert lc.transition(Transition.TRANSITION_CONFIGURE)
-        rss["configured again"] = proc.rss_kib()
         assert lc.transition(Transition.TRANSITION_ACTIVATE) and lc.state() == "active"
         probe.wait_connected(proc)
         probe.spin_until(lambda: False, 0.5)
         again = probe.send_and_wait(image_msg(frame, sec=12), timeout=120)
         assert again.reset and again.frame_index == 0
         assert lc.transition(Transition.TRANSITION_DEACTIVATE) and lc.transition(Transition.TRANSITION_CLEANUP)
-        rss["cleaned up again"] = proc.rss_kib()
 
         assert lc.transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) and lc.state() == "finalized"
-        with capsys.disabled():
-            print("\nmanaged node RSS (MiB): " + ", ".join(f"{k} {_mib(v):.0f}" for k, v in rss.items()))
-        ckpt_mib = vit_t_checkpoint.stat().st_size / 2**20
-        # Loading adds at least the weights (and torch, which no cleanup can unload); cleanup gives back at least the
-        # weights' size; and a second configure / cleanup cycle ends where the first did: nothing of the first
-        # model is kept (torch's thread pools and allocator caches, created by the first frame, stay either way).
-        assert _mib(rss["configured"] - rss["unconfigured"]) >= ckpt_mib
-        assert _mib(rss["active, one frame"] - rss["cleaned up"]) >= ckpt_mib, rss
-        assert abs(_mib(rss["cleaned up again"] - rss["cleaned up"])) < 0.5 * ckpt_mib, rss
-        assert "configured: models loaded" in proc.log() and "cleaned up: models released" in proc.log()
+        log = proc.log()
+        assert "configured: models loaded" in log and "cleaned up: tracker closed, models released" in log
+        assert log.count("configured: models loaded") == 2 and log.count("cleaned up: tracker closed") == 2
     finally:
         probe.destroy()
         code = proc.stop()

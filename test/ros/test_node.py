@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -85,13 +83,22 @@ def test_bad_input_is_counted_and_the_node_keeps_answering(probe, tracker_node):
     _bad_input_round(probe, tracker_node, pipelined=True)  # the pipeline is the default; test_serial_node.py: without
 
 
+FRAMES = ("processed", "failed", "dropped", "refused", "abandoned", "in_flight")
+
+
+def conserved(c: dict[str, str]) -> bool:
+    """Every frame the node received is counted once: processed, failed, dropped, refused, abandoned or in flight."""
+    return int(c["frames_received"]) == sum(int(c[f"frames_{k}"]) for k in FRAMES)
+
+
 def _bad_input_round(probe, tracker_node, pipelined: bool):
-    """Bad frames of every kind, a size change and a burst: each counted, none fatal, the node answering after."""
+    """Bad frames of every kind, a size change and a burst: each counted, none fatal, the node answering after, and
+    every frame received counted once (how many of the burst are dropped depends on the machine's speed: not
+    asserted; test_frontend.py holds the tracker to make drops certain)."""
     rgb = bedroom_frames(1)[0]
     base = 3000
     good = image_msg(rgb, sec=base)
     probe.send_and_wait(good)
-    rss_before = tracker_node.rss_kib()
 
     bad = image_msg(rgb, sec=base + 1)
     bad.encoding = "32FC1"
@@ -102,7 +109,7 @@ def _bad_input_round(probe, tracker_node, pipelined: bool):
     short = image_msg(rgb, sec=base + 3)
     short.data = short.data[: len(short.data) // 2]
     for msg in (bad, empty, short):
-        # The node's input queue is one deep: sent back to back, DDS would keep only the last one.
+        # Spaced so that DDS delivers each (the node's input queue is a few deep, keep-last).
         probe.pub.publish(msg)
         probe.spin_until(lambda: False, 0.3)
     # A repeated stamp (skipped) and a stamp going backwards (reset, still processed).
@@ -115,34 +122,31 @@ def _bad_input_round(probe, tracker_node, pipelined: bool):
     small = bedroom_frames(1, size=(256, 144))[0]
     resized = probe.send_and_wait(image_msg(small, sec=base + 10))
     assert (resized.height, resized.width) == (144, 256) and resized.reset
-    # A burst at 200 Hz, far faster than the tracker (tens of ms a frame at this size): most frames are dropped,
-    # never queued.
-    t0 = time.monotonic()
+    # A burst far faster than the tracker: frames are replaced at the entrance, never queued.
+    first = len(probe.instances)
     for i in range(40):
         probe.pub.publish(image_msg(rgb, sec=base + 20 + i))
         probe.spin_until(lambda: False, 0.005)
-    burst_s = time.monotonic() - t0
-    # Still answering afterwards.
-    last = probe.send_and_wait(image_msg(rgb, sec=base + 100), timeout=30)
+    # Still answering afterwards; answers in frame order, each frame at most once.
+    last = probe.send_and_wait(image_msg(rgb, sec=base + 100), timeout=60)
     assert last.header.stamp.sec == base + 100
+    stamps = [m.header.stamp.sec for m in probe.instances[first:]]
+    assert stamps == sorted(set(stamps)), stamps
 
     probe.spin_until(lambda: False, 1.2)  # let a diagnostics period pass after the last frame
     c = probe.counters()
     for key in ("bad_encoding", "bad_size", "bad_data", "stamp_repeated", "stamp_backwards", "size_changes"):
         assert int(c[key]) >= 1, (key, c)
-    assert int(c["frames_dropped"]) >= 10, (c, burst_s)
+    assert int(c["frames_refused"]) >= 4 and int(c["frames_in_flight"]) == 0, c
+    assert conserved(c) and int(c["frames_failed"]) == int(c["frames_abandoned"]) == 0, c
     assert int(c["tracker_errors"]) == 0 and int(c["callback_errors"]) == 0, tracker_node.log()
-    # the matcher's work inside the step (carrying points, and the flow where the pipeline did not compute it ahead)
+    # the matcher's work inside the step (carrying points, and the flow where the stream did not compute it ahead)
     assert float(c["matcher_ms_median"]) > 0 and c["pipeline"] == str(pipelined).lower(), c
-    if pipelined:  # the flow of each pair computed in the pipeline's second stage and installed by the step
+    if pipelined:  # the flow of each pair computed in the stream's second stage and installed by the step
         assert int(c["pipeline_paired_ahead"]) >= 1 and int(c["pipeline_pair_used"]) >= 1, c
     else:
-        assert "pipeline_paired_ahead" not in c, c
-    received, processed = int(c["frames_received"]), int(c["frames_processed"])
-    assert processed < received
+        assert int(c["pipeline_paired_ahead"]) == 0 and int(c["pipeline_pair_used"]) == 0, c
     assert "unsupported encoding [32FC1]" in tracker_node.log()
-    # One slot, no backlog: the burst cannot have grown the process by more than a few frames' worth.
-    assert tracker_node.rss_kib() - rss_before < 150_000
 
 
 def test_parameters_are_validated(probe):

@@ -1,4 +1,5 @@
-"""The tracker node with ``node.pipeline`` (decode, encode, track in three threads; the default) over real DDS."""
+"""The tracker node with ``node.pipeline`` (the stream prepares the next frame while this one is tracked; the
+default) over real DDS."""
 
 from __future__ import annotations
 
@@ -32,18 +33,20 @@ def test_answers_with_input_stamps_and_reports_its_stages(probe, pipelined_node)
     assert big.id in {x.id for x in answers[2].instances}  # ids carried through the pipeline
     c = probe.counters()
     assert c["pipeline"] == "true" and c["pipeline_embeds_ahead"] == "true"  # classical prepares ahead
-    for key in ("pipeline_decode_ms_mean", "pipeline_encode_ms_mean", "pipeline_track_ms_mean",
+    for key in ("pipeline_decode_ms_mean", "pipeline_prepare_ms_mean", "pipeline_track_ms_mean",
                 "latency_ms_median", "latency_ms_p95"):
         assert float(c[key]) > 0, (key, c)
     assert "pipelined" in pipelined_node.log()
 
 
-def test_a_burst_comes_out_in_frame_order_with_drops_at_the_entrance_only(probe, pipelined_node):
+def test_a_burst_comes_out_in_frame_order_with_every_frame_counted(probe, pipelined_node):
+    from .test_node import conserved
+
     rgb = bedroom_frames(1)[0]
     before = probe.counters()
     base = 1000
     first = len(probe.instances)
-    for i in range(30):  # 100 Hz: far faster than the tracker at this size on 2 cores
+    for i in range(30):  # faster than the tracker at this size on 2 cores (how many are dropped is not asserted)
         probe.pub.publish(image_msg(rgb, sec=base + i))
         probe.spin_until(lambda: False, 0.01)
     assert probe.spin_until(lambda: any(m.header.stamp.sec == base + 29 for m in probe.instances), 60), \
@@ -55,12 +58,12 @@ def test_a_burst_comes_out_in_frame_order_with_drops_at_the_entrance_only(probe,
     indices = [m.frame_index for m in got]
     assert indices == sorted(indices) and len(set(indices)) == len(indices)
     c = probe.counters()
-    received = int(c["frames_received"]) - int(before["frames_received"])
-    processed = int(c["frames_processed"]) - int(before["frames_processed"])
-    dropped = int(c["frames_dropped"]) - int(before["frames_dropped"])
-    assert processed == len(got) and dropped >= 1
-    # every frame that reached the callback was either dropped at the entrance or answered: nothing lost inside
-    assert received == processed + dropped, (received, processed, dropped)
+    new = {k: int(c[f"frames_{k}"]) - int(before[f"frames_{k}"])
+           for k in ("received", "processed", "dropped", "refused", "failed", "abandoned")}
+    # every frame that reached the callback was dropped at the entrance or answered: nothing lost inside
+    assert new["processed"] == len(got) and int(c["frames_in_flight"]) == 0, (new, c)
+    assert new["received"] == new["processed"] + new["dropped"] and new["refused"] == new["failed"] == 0, new
+    assert conserved(c), c
     assert int(c["tracker_errors"]) == 0 and int(c["callback_errors"]) == 0, pipelined_node.log()
 
 
@@ -88,10 +91,10 @@ def test_diagnostics_show_the_pair_computed_ahead_and_the_flow_time(probe, pipel
     probe.spin_until(lambda: False, 0.6)  # a diagnostics period after the last answer
     c = probe.counters()
     new = {k: int(c[f"pipeline_{k}"]) - int(before[f"pipeline_{k}"])
-           for k in ("paired_ahead", "pair_used", "pair_not_used", "pair_failed", "rematched")}
+           for k in ("paired_ahead", "pair_used", "pair_not_used")}
     # the first of them may follow a frame the matcher does not hold (a rebuild in the test before): its flow is then
     # computed in the step; the others' pairs follow a frame the matcher holds
     assert new["paired_ahead"] == len(frames) and new["pair_used"] + new["pair_not_used"] == len(frames), new
-    assert new["pair_used"] >= len(frames) - 1 and new["pair_failed"] == 0, new
+    assert new["pair_used"] >= len(frames) - 1, new
     assert float(c["pipeline_flow_ms_median"]) > 0 and float(c["matcher_ms_median"]) > 0, c
     assert int(c["tracker_errors"]) == 0, pipelined_node.log()

