@@ -357,8 +357,8 @@ SECTIONS = ("tracker", "segmenter", "matcher", "clustering")
 
 PARAMS_HEADER = (  # paragraphs of the comment that opens config/tracker.yaml
     "Defaults of every parameter (for any node name: /**), generated from the config metadata"
-    " (mastsam_ros/core/config.py, and NodeSection in mastsam_ros/node/tracker_node.py); test/core/test_config.py and"
-    " test/ros/test_params.py compare. Do not edit by hand; regenerate with:",
+    " (mastsam_ros/core/config.py, and the node sections in mastsam_ros/node/parameters.py and spatial.py);"
+    " test/core/test_config.py and test/ros/test_params.py compare. Do not edit by hand; regenerate with:",
     "python -m mastsam_ros.node.params_file",
     "Read by the node (--params-file) and the launch file, by mastsam-track (its default --config) and by mastsam-bag"
     " process when given as --config (without it, mastsam-bag uses the same built-in defaults). Names are the ROS"
