@@ -4,6 +4,8 @@
     mastsam-bench --segmenter classical --frames 30 --source ../shared/data/bedroom
     mastsam-bench --soak 5000 --soak-size 160x90 --json soak.json          # memory over a long run
     mastsam-bench --overhead --tracks 8                                     # the tracker's own cost per frame
+    mastsam-bench --overhead --tracks 32 --dormant 0,64 --repeats 5         # ... with 0 and 64 dormant signatures
+    mastsam-bench --soak 5000 --soak-churn 20 --json churn.json             # tracks born and leaving all the time
 
 The main run sends ``--frames`` frames through the stream (:class:`~mastsam_ros.core.stream.Stream`, the path of
 every front end's frames) with nothing computed ahead, so each frame's ``Tracker.step`` encodes it itself
@@ -40,12 +42,22 @@ the field are timed, computing it is not). The frames, decoded before the run, g
 ahead; what each ``Tracker.step`` then takes (its ``FrameResult.timings``) is the tracker's own bookkeeping. The last
 line printed is ``overhead_ms_median: X``.
 
+``--dormant N`` starts the timed frames with N dormant signatures made by the tracker itself: before them it plays
+ceil(N / ``--tracks``) warm-up shots of other scenes (the source's sibling folders, or ``--dormant-source``), with
+the same stand-in regions; at each cut the tracker's cut detector sends every live track dormant with its signature.
+Re-identification is held off until the first timed frame (the cut into them) has been tracked, so no signature is
+taken back by a look-alike there; that frame is left out of the figures like frame 0. Several counts (``0,64``) run
+alternately, ``--repeats`` rounds; the figures are the medians over the runs of each run's median, and their
+differences. The last line printed is ``overhead_ms_median_by_dormant: 0: X, 64: Y (+D)``.
+
 On CUDA, per-stage timings are synchronised: ``torch.cuda.synchronize`` runs around every timed stage
 (``Tracker.synchronize``), so a stage is charged with the device work it queued.
 
 ``--soak N`` runs N small frames (the source's frames downscaled, played forwards then backwards) and samples RSS
 every 100 frames; it reports RSS after 500 frames and after N, and frame latency while a re-segmentation is under way
-(``FrameResult.keyframe`` / ``resegmenting``) against steady-state latency.
+(``FrameResult.keyframe`` / ``resegmenting``) against steady-state latency, the track events by kind and the dormant
+set's size. With ``--soak-churn K`` no segmenter is built: ``--tracks`` stand-in objects are replaced by a new set
+every K frames (``ChurningRegions``), so hundreds of tracks are born, leave and are forgotten.
 """
 
 from __future__ import annotations
@@ -60,15 +72,17 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from ..core.config import Config
 from ..core.errors import MastSamError
 from ..core.segmenters import build_segmenter
 from ..core.tracker import Tracker
-from ..evaluation.instruments import DecoderClock, StandInMasks
+from ..evaluation.instruments import ChurningRegions, DecoderClock, StandInMasks
 from .bench_baselines import UpstreamMast3rMatcher, mast3r_model_of, prototype_segmenter, run_automatic, run_prototype
 from .bench_runs import (
     STAGES, cuda_synchronizer, default_source, frame_files, gpu_peak_mb, load_frame, parse_size, peak_rss_mb,
-    random_checkpoint, ratio, run_overhead, run_soak, run_tracker, torch_info,
+    random_checkpoint, ratio, run_overhead, run_soak, run_tracker, torch_info, warmup_shots,
 )
 from .track import load_config
 
@@ -113,8 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overhead", action="store_true",
                    help="the tracker's own cost per frame with zero-cost backends (see above); last line: "
                         "overhead_ms_median")
+    p.add_argument("--dormant", default=None, metavar="N[,N...]",
+                   help="with --overhead: start the timed run with N dormant signatures, made by warm-up shots of "
+                        "other scenes (see above); several values (0,64) run alternately, --repeats rounds")
+    p.add_argument("--dormant-source", type=Path, default=None,
+                   help="folder of image folders, the scenes of the warm-up shots (default: the source's parent)")
+    p.add_argument("--repeats", type=int, default=1, help="with --dormant: rounds of alternating runs (default 1)")
     p.add_argument("--soak", type=int, default=0, metavar="N", help="soak mode: N small frames, RSS every 100")
     p.add_argument("--soak-size", type=parse_size, default=(160, 90), help="soak frame size WxH (default 160x90)")
+    p.add_argument("--soak-churn", type=int, default=0, metavar="K",
+                   help="with --soak: --tracks stand-in objects, a new set every K frames (ChurningRegions, no "
+                        "segmenter): tracks are born and leave all the time; reports the dormant set too")
     p.add_argument("--config", type=Path, default=None, help="params YAML (default: config/tracker.yaml)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field, repeatable")
     p.add_argument("--json", type=Path, default=None, help="write the figures here")
@@ -185,6 +208,11 @@ def print_report(report: dict) -> None:
         print(f"soak: {soak['frames']} frames in {soak['seconds']} s, RSS {soak['rss_at_500_mb']} MiB at 500 -> "
               f"{soak['rss_at_end_mb']} MiB at {soak['frames']} ({'n/a' if growth is None else f'{growth:+}'} MiB); "
               f"tracks mean {soak['tracks']['mean']}; step median {soak['step_ms']['median_ms']} ms")
+        ev = soak["events"]
+        print(f"soak tracks: {ev.get('born', 0)} ids born, {ev.get('dormant', 0)} went dormant, "
+              f"{ev.get('reidentified', 0)} re-identified, {ev.get('retired', 0)} retired, {ev.get('merged', 0)} "
+              f"merged; dormant set {soak['dormant_samples'][-1][1]} at the end, at most {soak['dormant_max_seen']} "
+              f"(tracker.dormant_max {soak['dormant_max']})")
         rs = soak["resegmentation"]
         print(f"soak re-segmentation: p95 {rs['during']['p95_ms']} ms over {rs['during']['n']} frames vs steady p95 "
               f"{rs['steady']['p95_ms']} ms: ratio {rs['p95_ratio']}")
@@ -205,17 +233,30 @@ def main(argv: list[str] | None = None) -> int:
     if source is None or not source.is_dir():
         log.error("no frame directory: pass --source DIR (../shared/data not found)")
         return 2
+    for flag, needs, ok in (("--dormant", "--overhead", args.dormant is None or args.overhead),
+                            ("--repeats", "--dormant", args.repeats == 1 or args.dormant is not None),
+                            ("--soak-churn", "--soak", not args.soak_churn or args.soak)):
+        if not ok:
+            log.error("%s needs %s", flag, needs)
+            return 2
+    if args.repeats < 1 or args.soak_churn < 0:
+        log.error("--repeats must be >= 1 and --soak-churn >= 0")
+        return 2
     load_start = [round(x, 2) for x in os.getloadavg()]
     if args.overhead:
         return main_overhead(args, source, load_start, argv)
     try:
         cfg = configure(args)
         backend = cfg.segmenter.backend
+        if args.soak_churn:  # stand-in objects that come and go: no segmenter is built
+            churn = ChurningRegions((args.soak_size[1], args.soak_size[0]), args.tracks, args.soak_churn)
+            backend, args.random_weights, compare = churn.name, False, set()
         with tempfile.TemporaryDirectory(prefix="mastsam-bench-") as tmp:
             if args.random_weights:
                 model_type = "vit_t" if backend == "mobile_sam" else cfg.segmenter.model_type
                 cfg.set("segmenter.checkpoint", str(random_checkpoint(backend, model_type, Path(tmp))))
-            segmenter = build_segmenter(cfg.segmenter)  # loads the checkpoint now, while the file exists
+            # a real segmenter loads its checkpoint now, while the file exists
+            segmenter = churn if args.soak_churn else build_segmenter(cfg.segmenter)
             proto_segmenter = None
             uses_mast3r = cfg.matcher.backend == "mast3r" or (
                 cfg.matcher.backend == "cadence" and cfg.matcher.anchor_backend == "mast3r")
@@ -257,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
             "stand_in_masks": substitute,
             "masks_note": (
                 f"random weights: every segmenter call runs in full, then its masks are replaced by {args.tracks} "
-                "fixed rectangles (StandInMasks) so the tracker holds a fixed track count" if substitute else ""
+                "fixed rectangles (StandInMasks) so the tracker holds a fixed track count" if substitute else
+                f"no segmenter: {args.tracks} stand-in rectangles, a new set every {args.soak_churn} frames in the "
+                "other half of the frame (ChurningRegions), so tracks are born and leave" if args.soak_churn else ""
             ),
         },
         "machine": {},
@@ -309,6 +352,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def med(values) -> float:
+    return round(float(np.median(list(values))), 3)
+
+
+def parse_dormant(text: str) -> list[int]:
+    """'0,64' -> [0, 64] (distinct, in order); ValueError on anything else."""
+    values = [int(v) for v in text.split(",") if v.strip()]
+    if not values or min(values) < 0 or len(set(values)) != len(values):
+        raise ValueError(f"--dormant takes distinct counts >= 0 separated by commas (0,64), got '{text}'")
+    return values
+
+
 def main_overhead(args, source: Path, load_start: list[float], argv) -> int:
     try:
         cfg = configure(args)
@@ -316,8 +371,10 @@ def main_overhead(args, source: Path, load_start: list[float], argv) -> int:
         report = {"run": {"command": "mastsam-bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                           "mode": "overhead", "source": str(source), "max_tracks": cfg.tracker.max_tracks},
                   "config": cfg.as_dict()}
+        if args.dormant is not None:
+            return main_dormant(args, cfg, source, files, report, load_start)
         report["overhead"] = o = run_overhead(cfg, files, args.size, args.tracks, progress=not args.quiet)
-    except (MastSamError, FileNotFoundError) as e:
+    except (MastSamError, FileNotFoundError, ValueError) as e:
         log.error("%s", e)
         return 2
     report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
@@ -339,6 +396,83 @@ def main_overhead(args, source: Path, load_start: list[float], argv) -> int:
     print(f"machine probe (fixed work outside the project, run before each frame): median {o['probe_ms_median']:.3f}"
           f" ms; overhead / probe {per_probe:.2f}")
     print(f"overhead_ms_median: {o['overhead_ms_median']}")
+    return 0
+
+
+def main_dormant(args, cfg: Config, source: Path, files: list, report: dict, load_start: list[float]) -> int:
+    """``--overhead --dormant N[,N...]``: runs with each count of dormant signatures at the start of the timed frames
+    (``run_overhead``'s warm-up shots), alternating, ``--repeats`` rounds; the medians over the runs per count and
+    their differences to the first count (also paired by round). Errors propagate to :func:`main_overhead`."""
+    values = parse_dormant(args.dormant)
+    if max(values) > cfg.tracker.dormant_max:
+        raise ValueError(f"--dormant {max(values)} is more than tracker.dormant_max {cfg.tracker.dormant_max} "
+                         "signatures can be kept")
+    scenes = args.dormant_source or source.parent
+    shots = {n: warmup_shots(scenes, source, n, args.tracks, cfg) for n in values}
+    cache: dict = {}
+    runs = []
+    for r in range(args.repeats):
+        for n in values:
+            o = run_overhead(cfg, files, args.size, args.tracks, progress=False, shots=shots[n], cache=cache)
+            o = {"dormant_requested": n, "round": r + 1, **o}
+            runs.append(o)
+            print(f"round {r + 1}, dormant {n}: {o['dormant_at_start']} dormant at the start; overhead "
+                  f"{o['overhead_ms_median']} ms, permanence {o['stages']['permanence']['median_ms']} ms, probe "
+                  f"{o['probe_ms_median']} ms", flush=True)
+    by = {n: [o for o in runs if o["dormant_requested"] == n] for n in values}
+    comparison = {}
+    for n, rs in by.items():
+        overhead = [o["overhead_ms_median"] for o in rs]
+        comparison[str(n)] = {
+            "runs": len(rs),
+            "dormant_at_start": [o["dormant_at_start"] for o in rs],
+            "overhead_ms_median": med(overhead),
+            "overhead_ms_runs": overhead,
+            "permanence_ms_median": med([o["stages"]["permanence"]["median_ms"] for o in rs]),
+            "permanence_ms_runs": [o["stages"]["permanence"]["median_ms"] for o in rs],
+            "probe_ms_median": med([o["probe_ms_median"] for o in rs]),
+            "overhead_per_probe_median": med([o["overhead_ms_median"] / o["probe_ms_median"] for o in rs]),
+            "stages_median_ms": {k: med([o["stages"][k]["median_ms"] for o in rs if k in o["stages"]])
+                                 for k in rs[0]["stages"]},
+            "first_timed_frame_permanence_ms": [o["first_frame_ms"].get("permanence") for o in rs],
+        }
+    base = values[0]
+    for n in values[1:]:
+        c = comparison[str(n)]
+        c["difference_ms"] = round(c["overhead_ms_median"] - comparison[str(base)]["overhead_ms_median"], 3)
+        c["paired_difference_ms_median"] = med([a["overhead_ms_median"] - b["overhead_ms_median"]
+                                                for a, b in zip(by[n], by[base])])
+    report["run"].update(dormant=values, repeats=args.repeats, dormant_source=str(scenes))
+    report["dormant_comparison"] = {
+        "what": "per count of dormant signatures at the start of the timed frames: medians over the runs of each "
+                "run's median; difference_ms: to the first count's, paired: per round",
+        "by_dormant": comparison,
+    }
+    report["overhead_runs"] = runs
+    report["machine"] = {"platform": platform.platform(), "python": platform.python_version(),
+                         "cpu_count": os.cpu_count(), "load_start": load_start,
+                         "load_end": [round(x, 2) for x in os.getloadavg()]}
+    o = runs[0]
+    print(f"\nmastsam-bench --overhead --dormant {args.dormant}: {o['resolution'][0]}x{o['resolution'][1]}, "
+          f"{o['frames']} timed frames, {args.tracks} stand-in tracks, {args.repeats} round(s) alternating; warm-up "
+          f"shots of {scenes}; load {load_start} -> {report['machine']['load_end']}")
+    print(f"{'stage (median of run medians, ms)':<36}" + "".join(f"{f'dormant {n}':>14}" for n in values))
+    for k in comparison[str(base)]["stages_median_ms"]:
+        print(f"{k:<36}" + "".join(f"{comparison[str(n)]['stages_median_ms'].get(k, float('nan')):>14.3f}"
+                                   for n in values))
+    for n in values:
+        c = comparison[str(n)]
+        diff = f"; difference {c['difference_ms']:+.3f} ms (paired by round {c['paired_difference_ms_median']:+.3f})" \
+            if n != base else ""
+        print(f"dormant {n}: at the start {c['dormant_at_start']}; overhead runs {c['overhead_ms_runs']}; probe "
+              f"{c['probe_ms_median']} ms{diff}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+        print(f"wrote {args.json}")
+    print("overhead_ms_median_by_dormant: " + ", ".join(
+        f"{n}: {comparison[str(n)]['overhead_ms_median']}" + (f" ({comparison[str(n)]['difference_ms']:+.3f})"
+                                                              if n != base else "") for n in values))
     return 0
 
 

@@ -10,12 +10,15 @@ taken in ``deliver``, in the tracking thread right after its step: nothing of th
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
+import math
 import os
 import resource
 import sys
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -314,10 +317,11 @@ def run_tracker(tracker: Tracker, files: list[Path], size, progress: bool = True
 
 
 def run_soak(tracker: Tracker, files: list[Path], size, every: int = 100) -> dict:
-    """``len(files)`` frames through the stream and ``tracker``; RSS every ``every`` frames; latency (the step)
-    during re-segmentation."""
+    """``len(files)`` frames through the stream and ``tracker``; RSS and the dormant set's size every ``every``
+    frames; the track events counted by kind (``born``: new ids); latency (the step) during re-segmentation."""
     frames_cache: dict[Path, np.ndarray] = {}
-    samples, reseg, tracks = [], [], []
+    samples, reseg, tracks, dormant = [], [], [], []
+    events: Counter = Counter()
     n = len(files)
 
     def decode(path: Path) -> np.ndarray:  # each distinct file once: the soak measures the tracker, not the reader
@@ -331,10 +335,12 @@ def run_soak(tracker: Tracker, files: list[Path], size, every: int = 100) -> dic
         encode_output(out.labels)
         reseg.append((i == 0 or res.reset, bool(res.keyframe or res.resegmenting), res.timings["total"]))
         tracks.append(len(res.tracks))
+        events.update(e.kind for e in res.events)
+        dormant.append(len(tracker.dormant))  # read in the tracking thread, between two steps
         if (i + 1) % every == 0 or i + 1 == n:
             samples.append((i + 1, round(rss_mb(), 2)))
-            print(f"\rsoak frame {i + 1}/{n}  rss {samples[-1][1]:.1f} MiB", end="\n" if i + 1 == n else "",
-                  file=sys.stderr, flush=True)
+            print(f"\rsoak frame {i + 1}/{n}  rss {samples[-1][1]:.1f} MiB  dormant {dormant[-1]}",
+                  end="\n" if i + 1 == n else "", file=sys.stderr, flush=True)
 
     t_start = time.perf_counter()
     stream_frames(tracker, files, deliver, decode=decode)
@@ -348,46 +354,134 @@ def run_soak(tracker: Tracker, files: list[Path], size, every: int = 100) -> dic
         "rss_at_end_mb": at[n],
         "rss_growth_500_to_end_mb": round(at[n] - r500, 2) if r500 is not None else None,
         "tracks": {"mean": round(float(np.mean(tracks)), 2), "min": min(tracks), "max": max(tracks)},
+        "dormant_samples": [(k, dormant[k - 1]) for k, _ in samples],
+        "dormant_max_seen": max(dormant),
+        "dormant_max": tracker.cfg.tracker.dormant_max,
+        "events": dict(sorted(events.items())),
         "step_ms": stats(ms for _, _, ms in reseg[1:]),
         "resegmentation": during_resegmentation(reseg),
     }
 
 
-def run_overhead(cfg: Config, files: list[Path], size, tracks: int, progress: bool = True) -> dict:
+#: frames a warm-up shot of ``--overhead --dormant`` lasts at least: past one refresh of every track's signature
+#: (``tracker.signature_interval``, 10 by default)
+MIN_SHOT = 12
+
+
+def warmup_shots(scenes: Path, source: Path, dormant: int, tracks: int, cfg: Config) -> list[list[Path]]:
+    """The frame files of the shots played before the timed frames of ``--overhead --dormant N``: ceil(N / tracks)
+    shots, each of another scene (the image directories in ``scenes`` other than ``source``, by name; a scene
+    shorter than its shot replays forwards then backwards), at least :data:`MIN_SHOT` frames each and together a
+    whole number of keyframe and new-area intervals, so the timed frames keep the schedule of a run without them."""
+    if dormant <= 0:
+        return []
+    n = -(-dormant // tracks)
+    own = Path(source).resolve()
+    others = []
+    for d in sorted(p for p in Path(scenes).iterdir() if p.is_dir() and p.resolve() != own):
+        try:
+            list_images(d)
+        except FileNotFoundError:
+            continue
+        others.append(d)
+    if len(others) < min(n, 2):
+        raise MastSamError(f"--dormant {dormant} needs {min(n, 2)} other scene(s) for its warm-up shots: {scenes} "
+                           f"holds {len(others)} image folder(s) besides the source (pass --dormant-source DIR)")
+    period = 1
+    for k in (cfg.tracker.keyframe_interval, cfg.tracker.new_region_interval):
+        if k > 0:
+            period = math.lcm(period, k)
+    total = period * -(-n * MIN_SHOT // period)
+    lengths = [total // n + (i < total % n) for i in range(n)]
+    # with fewer scenes than shots they take turns: consecutive shots are still of two scenes (a cut between them)
+    return [frame_files(others[i % len(others)], m) for i, m in enumerate(lengths)]
+
+
+def run_overhead(cfg: Config, files: list[Path], size, tracks: int, progress: bool = True,
+                 shots: list[list[Path]] = (), cache: dict | None = None) -> dict:
     """The tracker's own cost per frame with zero-cost backends (``mastsam-bench --overhead``): the frames decoded
     before the run, a :class:`ZeroCostSegmenter` and :class:`ReplayFlow`, through the stream; the figure is each
     step's ``FrameResult.timings``. The :class:`MachineProbe` runs before the stream starts and after each frame's
     step but the last (in the tracking thread, before the next step starts): before every frame; the median leaves
-    out the one before frame 0, as the stages leave out frame 0."""
-    frames = [load_frame(f, size) for f in files]
-    tracker = Tracker(cfg, segmenter=ZeroCostSegmenter(frames[0].shape[:2], tracks),
-                      matcher=ReplayFlow(cfg.matcher, frames))
+    out the one before frame 0, as the stages leave out frame 0.
+
+    ``shots`` (:func:`warmup_shots`) are played first, untimed, with the same stand-in regions: at each cut between
+    two shots, and into the timed frames, the tracker's cut detector sends every live track dormant with its
+    signature, and the next shot's objects are new tracks. So the timed frames start with ``len(shots) x tracks``
+    dormant signatures, at most ``tracker.dormant_max`` (``dormant_at_start``, counted after the timed frames'
+    first). Re-identification is held off (``tracker.reid_min_score`` 1) until that
+    first frame has been tracked, so none of those signatures is taken back by a look-alike of the timed frames;
+    from the second timed frame on, the config is the caller's. The first timed frame (a cut: a segmentation from
+    scratch, as frame 0 of a run without shots) is left out of the stages and reported apart (``first_frame_ms``).
+    ``cache`` (a dict kept between calls) keeps decoded frames and recorded flow for repeated runs."""
+    cache = {} if cache is None else cache
+    timed = _decoded(cache, files, size)
+    shape = (int(timed[0].shape[1]), int(timed[0].shape[0]))
+    warm = [f for shot in shots for f in _decoded(cache, shot, shape)]
+    frames = warm + timed
+    key = ("flow", tuple(f for shot in shots for f in shot), tuple(files), size)
+    if key not in cache:
+        cache[key] = ReplayFlow(cfg.matcher, frames)
+    cfg = copy.deepcopy(cfg)  # configure() below changes it in place
+    tracker = Tracker(cfg, segmenter=ZeroCostSegmenter(frames[0].shape[:2], tracks), matcher=cache[key])
+    w = len(warm)
+    reid_min_score = cfg.tracker.reid_min_score
+    if w:
+        tracker.configure({"tracker.reid_min_score": 1.0})
     per_stage: dict[str, list[float]] = {}
-    counts, probe = [], MachineProbe()
+    counts, probe, events = [], MachineProbe(), Counter()
     probed = [probe()]
+    first: dict = {}
+    cuts: list[int] = []  # warm-up frames that cut from the one before
 
     def deliver(out: Outcome) -> None:
-        res, i = out.result, out.seq
-        if i:
+        res, i = out.result, out.seq - w
+        if i == 0:
+            if w:
+                tracker.configure({"tracker.reid_min_score": reid_min_score})
+            first.update(ms={k: round(v, 3) for k, v in res.timings.items()}, cut=bool(res.cut),
+                         dormant=len(tracker.dormant), cuts_before=cuts)
+        elif i > 0:
             counts.append(len(res.tracks))
+            events.update(e.kind for e in res.events)
             for k, v in res.timings.items():
                 per_stage.setdefault(k, []).append(v)
+        elif res.cut:
+            cuts.append(out.seq)
         if progress:
-            progress_line("overhead", i, len(frames), res.timings["total"], len(res.tracks))
-        if i + 1 < len(frames):
+            progress_line("overhead", out.seq, len(frames), res.timings["total"], len(res.tracks))
+        if i >= 0 and out.seq + 1 < len(frames):
             probed.append(probe())
 
     try:
         stream_frames(tracker, range(len(frames)), deliver, decode=frames.__getitem__)
+        dormant_end = len(tracker.dormant)
     finally:
         tracker.close()
     return {
-        "frames": len(frames),
-        "resolution": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "frames": len(timed),
+        "resolution": list(shape),
         "work_shape": list(tracker.work_shape),
         "stages": {k: stats(v) for k, v in per_stage.items()},
         "tracks": {"mean": round(float(np.mean(counts)), 2) if counts else 0,
                    "min": min(counts, default=0), "max": max(counts, default=0)},
         "overhead_ms_median": stats(per_stage.get("total", []))["median_ms"],
         "probe_ms_median": round(float(np.median(probed[1:] or probed)), 3),
+        "first_frame_ms": first["ms"],
+        "warmup": {"frames": w, "shots": [len(s) for s in shots],
+                   "scenes": [s[0].parent.name for s in shots], "cuts": first["cuts_before"],
+                   "first_timed_frame_cut": first["cut"]},
+        "dormant_at_start": first["dormant"],
+        "dormant_at_end": dormant_end,
+        "timed_events": dict(sorted(events.items())),
     }
+
+
+def _decoded(cache: dict, files: list[Path], size) -> list[np.ndarray]:
+    """``files`` decoded (and resized to ``size``), each once per ``cache``."""
+    out = []
+    for f in files:
+        if (f, size) not in cache:
+            cache[(f, size)] = load_frame(f, size)
+        out.append(cache[(f, size)])
+    return out

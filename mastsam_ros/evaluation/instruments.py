@@ -1,10 +1,11 @@
 """Measurement instruments of ``mastsam-bench`` and the benchmark scripts: stand-ins that fix or remove what a
 measurement must not depend on, and clocks. They are not models and never segment or match anything for real: the
 stand-in segmenters answer every call with fixed rectangles (after the real model's full computation, or instead of
-it at the cost of a lookup), :class:`ReplayFlow` replays DIS fields computed before the timed run,
-:class:`MachineProbe` times a fixed piece of work to tell the machine's speed of the moment, and
-:class:`DecoderClock` times a segmenter's prompt decoding by delegation. Evaluation-only, like the rest of
-``mastsam_ros.evaluation``: never imported by the core, the stream or the node, never selectable by configuration.
+it at the cost of a lookup; :class:`ChurningRegions` makes them come and go for the permanence soak),
+:class:`ReplayFlow` replays DIS fields computed before the timed run, :class:`MachineProbe` times a fixed piece of
+work to tell the machine's speed of the moment, and :class:`DecoderClock` times a segmenter's prompt decoding by
+delegation. Evaluation-only, like the rest of ``mastsam_ros.evaluation``: never imported by the core, the stream or
+the node, never selectable by configuration.
 """
 
 from __future__ import annotations
@@ -41,27 +42,28 @@ def stand_in_regions(shape: tuple[int, int], count: int) -> np.ndarray:
 
 
 class StandInRegions:
-    """``count`` fixed regions of a frame (:func:`stand_in_regions`) answering as a segmenter would, each call a
-    lookup: a prompt gets the region holding most of its positive points (the region whose centre is nearest their
-    mean when none does: SAM never answers with nothing), automatic masks are the regions holding a seed, best first.
+    """``count`` fixed regions of a frame (:func:`stand_in_regions`, or the map ``regions`` with ids 1..count)
+    answering as a segmenter would, each call a lookup: a prompt gets the region holding most of its positive points
+    (when none does: the region whose centre is nearest their mean, as SAM never answers with nothing, or with
+    ``nearest`` False an empty mask: the object is gone), automatic masks are the regions holding a seed, best first.
     Masks and probability maps are prepared once per answer size and shared read-only: a caller that wrote into one
     would fail loudly."""
 
-    def __init__(self, shape: tuple[int, int], count: int):
-        self.regions = stand_in_regions(shape, count)
-        self.count = count
+    def __init__(self, shape: tuple[int, int], count: int, regions: np.ndarray | None = None, nearest: bool = True):
+        self.regions = stand_in_regions(shape, count) if regions is None else regions
+        self.count, self.nearest = count, nearest
         self._answers: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = {}
         ys, xs = np.indices(shape)
         ids = np.arange(1, count + 1)
         self._centres = np.stack([ndi.mean(xs, self.regions, ids), ndi.mean(ys, self.regions, ids)], axis=1)
 
     def answers(self, shape: tuple[int, int] | None) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(mask, probability map) of region 0..count at ``shape`` (the frame's when None)."""
+        """(mask, probability map) of region 0..count at ``shape`` (the frame's when None), then an empty one."""
         shape = tuple(shape or self.regions.shape)
         if shape not in self._answers:
             small = cv2.resize(self.regions, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
             answers = []
-            for i in range(self.count + 1):
+            for i in [*range(self.count + 1), -1]:
                 mask = small == i
                 soft = mask.astype(np.float32)
                 mask.flags.writeable = soft.flags.writeable = False
@@ -92,6 +94,9 @@ class StandInRegions:
         out = []
         for q, best, most in zip(pos, votes.argmax(axis=1).tolist(), votes.max(axis=1).tolist()):
             if not most:
+                if not self.nearest:
+                    out.append(Proposal(answers[-1][0], score=0.0, stability=0.0, soft=answers[-1][1]))
+                    continue
                 best = 1 + int(np.argmin(np.linalg.norm(self._centres - q.mean(axis=0), axis=1)))
             out.append(Proposal(answers[best][0], score=0.9, stability=0.9, soft=answers[best][1]))
         return out
@@ -187,6 +192,62 @@ class ZeroCostSegmenter(Segmenter):
 
     def generate(self, region=None, seeds=None) -> list[Proposal]:
         pts = grid_points(self.regions.shape, 16) if seeds is None else seeds
+        return self.stand_in.generate(self.mask_shape, pts)
+
+    def predict(self, prompts) -> list[Proposal]:
+        return self.stand_in.predict(self.mask_shape, prompts)
+
+
+def churn_regions(shape: tuple[int, int], count: int, side: int, rng: np.random.Generator) -> np.ndarray:
+    """H x W int32 map of ``count`` rectangles (ids 1..count, 0 = gap) in the left (``side`` 0) or the right half of
+    the frame: the half cut into a grid of cells, in each cell one rectangle of random size (40-90% of the cell's
+    sides) at a random place inside it, so no two touch."""
+    h, w = shape
+    half = w // 2
+    cols = int(np.ceil(np.sqrt(count * half / h)))
+    rows = int(np.ceil(count / cols))
+    out = np.zeros(shape, np.int32)
+    for i in range(count):
+        r, c = divmod(i, cols)
+        y0, y1 = r * h / rows, (r + 1) * h / rows
+        x0, x1 = side * half + c * half / cols, side * half + (c + 1) * half / cols
+        ch, cw = (y1 - y0) * rng.uniform(0.4, 0.9), (x1 - x0) * rng.uniform(0.4, 0.9)
+        top, left = y0 + rng.uniform(0, y1 - y0 - ch), x0 + rng.uniform(0, x1 - x0 - cw)
+        out[int(top) + 1 : int(top + ch), int(left) + 1 : int(left + cw)] = i + 1
+    return out
+
+
+class ChurningRegions(Segmenter):
+    """Stand-in objects that come and go, for the permanence soak (``mastsam-bench --soak N --soak-churn K``):
+    ``count`` rectangles (:func:`churn_regions`), a new set every ``period`` frames (counted by ``set_image``),
+    alternately in the left and the right half of the frame, each set at new random places and sizes (``seed``). So
+    the objects of a set are all gone when the next appears: a prompt whose points lie in no rectangle is answered
+    with an empty mask, the track is not confirmed and leaves after ``tracker.max_age`` frames, and the new set's
+    rectangles are found as new tracks (newly visible area, re-segmentation). Otherwise it answers as
+    :class:`StandInRegions` at the tracker's working size, each call a lookup."""
+
+    name = "churning-stand-in"
+    is_fallback = True
+
+    def __init__(self, shape: tuple[int, int], count: int, period: int, seed: int = 0):
+        if period < 1 or count < 1:
+            raise ValueError(f"churning regions need count >= 1 and period >= 1, got {count} and {period}")
+        self.shape, self.count, self.period = tuple(shape), count, period
+        self._rng = np.random.default_rng(seed)
+        self.frames = self.sets = 0  # set_image calls, region sets shown so far
+        self.stand_in: StandInRegions | None = None
+
+    def set_image(self, image: np.ndarray) -> None:
+        if image.shape[:2] != self.shape:
+            raise ValueError(f"churning regions made for {self.shape} frames, got {image.shape[:2]}")
+        if self.frames % self.period == 0:
+            regions = churn_regions(self.shape, self.count, self.sets % 2, self._rng)
+            self.stand_in = StandInRegions(self.shape, self.count, regions=regions, nearest=False)
+            self.sets += 1
+        self.frames += 1
+
+    def generate(self, region=None, seeds=None) -> list[Proposal]:
+        pts = grid_points(self.shape, 16, region) if seeds is None else seeds
         return self.stand_in.generate(self.mask_shape, pts)
 
     def predict(self, prompts) -> list[Proposal]:

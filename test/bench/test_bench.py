@@ -14,10 +14,13 @@ import pytest
 
 from mastsam_ros.cli import bench
 from mastsam_ros.cli.bench_baselines import BruteForceMatcher
-from mastsam_ros.cli.bench_runs import frame_files, load_frame
+from mastsam_ros.cli.bench_runs import MIN_SHOT, frame_files, load_frame, warmup_shots
+from mastsam_ros.core.errors import MastSamError
 from mastsam_ros.core.segmenters.base import Segmenter
 from mastsam_ros.core.types import PointPrompt, Proposal
-from mastsam_ros.evaluation.instruments import DecoderClock, ReplayFlow, StandInMasks, stand_in_regions
+from mastsam_ros.evaluation.instruments import (
+    ChurningRegions, DecoderClock, ReplayFlow, StandInMasks, stand_in_regions,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -231,6 +234,95 @@ def test_replayed_flow_equals_the_flow_matcher(source):
         live.push(f)
     (q1, c1), (q2, c2) = replay.carry(pts), live.carry(pts)
     assert np.array_equal(q1, q2) and np.array_equal(c1, c2) and c1.max() > 0
+
+
+def test_overhead_starts_the_timed_run_with_the_dormant_signatures_asked_for(tmp_path, davis_root, capsys):
+    """--dormant 0,64 with 32 tracks: runs alternate; the 64 signatures come from the tracker's own path (two warm-up
+    shots of other scenes, each cut sending its 32 tracks dormant) and are all there when the timed frames start."""
+    car = davis_root / "JPEGImages" / "480p" / "car-roundabout"
+    r = _run(tmp_path, "--overhead", "--source", str(car), "--frames", "4", "--size", "320x180", "--tracks", "32",
+             "--dormant", "0,64", "--repeats", "2")
+    runs = r["overhead_runs"]
+    assert [(o["round"], o["dormant_requested"]) for o in runs] == [(1, 0), (1, 64), (2, 0), (2, 64)]
+    for o in runs:
+        assert o["frames"] == 4 and o["stages"]["total"]["n"] == 3  # the first timed frame is left out
+        assert o["tracks"]["min"] == o["tracks"]["max"] == 32
+        assert o["stages"]["permanence"]["n"] == 3 and "permanence" in o["first_frame_ms"]
+        assert o["timed_events"] == {}  # the stand-in's 32 objects stay: nothing is born, leaves or comes back
+        if o["dormant_requested"] == 0:
+            assert o["warmup"]["frames"] == 0 and o["dormant_at_start"] == o["dormant_at_end"] == 0
+            continue
+        w = o["warmup"]
+        assert w["shots"] == [15, 15] and w["frames"] == 30  # a whole keyframe interval: the same schedule
+        assert "car-roundabout" not in w["scenes"] and len(set(w["scenes"])) == 2
+        assert w["cuts"] == [15] and w["first_timed_frame_cut"]  # shot 1 -> shot 2, shot 2 -> the timed frames
+        assert o["dormant_at_start"] == o["dormant_at_end"] == 64
+    by = r["dormant_comparison"]["by_dormant"]
+    assert by["0"]["dormant_at_start"] == [0, 0] and by["64"]["dormant_at_start"] == [64, 64]
+    assert by["64"]["difference_ms"] == pytest.approx(by["64"]["overhead_ms_median"] - by["0"]["overhead_ms_median"],
+                                                      abs=1e-3)
+    assert sorted(by["64"]["overhead_ms_runs"]) == sorted(o["overhead_ms_median"] for o in runs[1::2])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("overhead_ms_median_by_dormant: 0: ") and ", 64: " in last
+
+
+def test_warmup_shots_are_other_scenes_on_the_keyframe_schedule(davis_root):
+    from mastsam_ros.core.config import Config
+
+    cfg = Config()
+    car = davis_root / "JPEGImages" / "480p" / "car-roundabout"
+    assert warmup_shots(car.parent, car, 0, 32, cfg) == []
+    shots = warmup_shots(car.parent, car, 40, 8, cfg)  # 5 shots
+    assert len(shots) == 5 and sum(map(len, shots)) % 30 == 0 and min(map(len, shots)) >= MIN_SHOT
+    scenes = [s[0].parent for s in shots]
+    assert car not in scenes and all(a != b for a, b in zip(scenes, scenes[1:]))
+    with pytest.raises(MastSamError, match="other scene"):
+        warmup_shots(car, car, 64, 32, cfg)  # a folder of images, not of scenes
+
+
+def test_dormant_options_are_checked(source, caplog):
+    base = ["--source", str(source), "--quiet"]
+    assert bench.main([*base, "--dormant", "64"]) == 2 and "--dormant needs --overhead" in caplog.text
+    assert bench.main([*base, "--overhead", "--dormant", "65"]) == 2 and "tracker.dormant_max 64" in caplog.text
+    assert bench.main([*base, "--overhead", "--dormant", "0,x"]) == 2
+    assert bench.main([*base, "--soak-churn", "20"]) == 2 and "--soak-churn needs --soak" in caplog.text
+
+
+def test_churn_soak_keeps_the_dormant_set_within_its_bound(tmp_path, source):
+    """--soak-churn: stand-in objects replaced every 20 frames, so tracks keep being born and leaving; the dormant set
+    fills up to tracker.dormant_max (5 here) and never holds more, the oldest forgotten (retired) first."""
+    r = _run(tmp_path, "--source", str(source), "--soak", "400", "--soak-size", "96x54", "--soak-churn", "20",
+             "--set", "tracker.dormant_max=5")
+    soak, ev = r["soak"], r["soak"]["events"]
+    assert r["run"]["segmenter"] == "churning-stand-in" and "ChurningRegions" in r["run"]["masks_note"]
+    assert soak["dormant_max"] == 5 and soak["dormant_max_seen"] == 5
+    assert [k for k, _ in soak["dormant_samples"]] == [100, 200, 300, 400]
+    assert all(0 <= d <= 5 for _, d in soak["dormant_samples"])
+    assert ev["born"] >= 40 and ev["dormant"] >= 40  # 20 sets of 8 objects came and went
+    # whatever went dormant is still there, was taken back, or was forgotten (retired: each track left with a
+    # signature, so every retirement is a forgetting)
+    assert ev["dormant"] == soak["dormant_samples"][-1][1] + ev.get("reidentified", 0) + ev["retired"]
+
+
+def test_churning_regions_come_and_go():
+    s = ChurningRegions((90, 160), 6, period=3, seed=1)
+    frame = np.zeros((90, 160, 3), np.uint8)
+    s.set_image(frame)
+    first = s.stand_in.regions.copy()
+    assert sorted(np.unique(first)) == list(range(7)) and not first[:, 80:].any()  # 6 rectangles, the left half
+    ys, xs = np.nonzero(first == 2)
+    inside = PointPrompt(np.array([[xs[0], ys[0]]], np.float32), np.ones(1, np.int32))
+    (a,) = s.predict([inside])
+    assert np.array_equal(a.mask, first == 2)
+    assert len(s.generate()) == 6
+    s.set_image(frame)
+    s.set_image(frame)
+    assert np.array_equal(s.stand_in.regions, first)  # one set for `period` frames
+    s.set_image(frame)
+    second = s.stand_in.regions
+    assert not second[:, :80].any() and len(np.unique(second)) == 7  # then a new set in the right half
+    (gone,) = s.predict([inside])
+    assert not gone.mask.any() and gone.score == 0.0  # the object is gone: an empty mask, not the nearest region
 
 
 # --- comparison (b) with MASt3R: the prototype as it ran -------------------------------------------------------------
