@@ -184,7 +184,7 @@ def test_good_bags_equal_process_alone(runs, alone):
     """Byte-identical label and instance payloads (and the input copy), at the same timestamps."""
     for name in [*GOOD, CRASH]:  # the one the killed worker held was done by the second run
         got, want = _messages(runs["out"] / name), _messages(alone[name])
-        assert set(got) == {TOPIC, "/tracker/labels", "/tracker/instances"}, got.keys()
+        assert set(got) == {TOPIC, "/tracker/labels", "/tracker/instances", "/tracker/events"}, got.keys()
         assert len(want["/tracker/labels"]) == FRAMES
         for topic in want:
             assert got[topic] == want[topic], (name, topic)

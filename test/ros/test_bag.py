@@ -113,7 +113,7 @@ def test_process_bag_takes_typed_options(image_bag, tmp_path):
     r = bagio.process_bag(opts, Tracker(Config()), on_frame=lambda: written.append(1))
     assert (r.frames, r.skipped, len(written), r.objects_jsonl) == (N, 0, N, None)
     with Reader(tmp_path / "out") as reader:
-        assert sorted(c.topic for c in reader.connections) == ["/seg/instances", "/seg/labels"]
+        assert sorted(c.topic for c in reader.connections) == ["/seg/events", "/seg/instances", "/seg/labels"]
     with pytest.raises(bagio.OutputError, match="exists already"):
         bagio.process_bag(opts, Tracker(Config()))
     with pytest.raises(bagio.UsageError, match="go together"):
