@@ -131,13 +131,10 @@ class DormantSet:
             return []
         cfg = self.cfg
         dormant = list(self._by_id.values())
-        score = np.zeros((len(candidates), len(dormant)))
-        for i, c in enumerate(candidates):
-            for j, d in enumerate(dormant):
-                s = d.signature
-                ratio = max(c.area, 1) / max(s.area, 1)
-                if 1.0 / cfg.reid_max_area_ratio <= ratio <= cfg.reid_max_area_ratio:
-                    score[i, j] = c.similarity(s)
+        score = _similarities(candidates, [d.signature for d in dormant])
+        ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
+                 / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
+        score[(ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio)] = 0.0
         # a candidate's match must stand out from its next best dormant signature, and a dormant signature's from
         # its next best candidate: look-alikes stay unmatched
         margin = cfg.reid_margin
@@ -157,6 +154,25 @@ class DormantSet:
         for m in out:
             del self._by_id[m.id]
         return out
+
+
+def _similarities(a: list[Signature], b: list[Signature]) -> np.ndarray:
+    """:meth:`Signature.similarity` of every pair, in one matrix product per kind (0 across kinds): for normalised
+    histograms OpenCV's Bhattacharyya distance is sqrt(1 - sum(sqrt(p * q))), so the coefficients of all pairs are
+    sqrt(P) @ sqrt(Q).T; embeddings are unit vectors (cosine)."""
+    out = np.zeros((len(a), len(b)))
+    for kind in {s.kind for s in a} & {s.kind for s in b}:
+        ia = [i for i, s in enumerate(a) if s.kind == kind]
+        ib = [j for j, s in enumerate(b) if s.kind == kind]
+        pa = np.stack([a[i].appearance for i in ia]).astype(np.float64)
+        pb = np.stack([b[j].appearance for j in ib]).astype(np.float64)
+        if kind == "colour":
+            coeff = np.sqrt(pa) @ np.sqrt(pb).T
+            sim = 1.0 - np.sqrt(np.clip(1.0 - coeff, 0.0, 1.0))
+        else:
+            sim = np.clip(pa @ pb.T, 0.0, 1.0)
+        out[np.ix_(ia, ib)] = sim
+    return out
 
 
 class Appearance:

@@ -116,3 +116,18 @@ def test_retire_and_forget_when_the_memory_is_off(two_shots):
     before = _dominant(results[20].labels, gt[20] == 1)
     assert _dominant(results[36].labels, gt[36] == 1) not in (0, before)  # a new id: today's behaviour, the baseline
     assert not any(e.kind in ("dormant", "reidentified") for r in results for e in r.events)
+
+
+def test_the_similarity_matrix_equals_each_pair_compared_alone():
+    """DormantSet.match scores all pairs in one matrix product: the same numbers as OpenCV pair by pair."""
+    from mastsam_ros.core.dormant import _similarities
+
+    rng = np.random.default_rng(0)
+    a = [_sig(rng.random(64) + 0.01) for _ in range(5)]
+    b = [_sig(rng.random(64) ** 4 + 0.001) for _ in range(7)]
+    unit = rng.normal(size=(3, 16)).astype(np.float32)
+    emb = [Signature("embedding", v / np.linalg.norm(v), 10, (0, 0), (0, 0), 0) for v in unit]
+    got = _similarities(a + emb, b + emb)
+    want = np.array([[x.similarity(y) for y in b + emb] for x in a + emb])
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert got[:5, 7:].max() == 0 and got[5:, :7].max() == 0  # never across kinds
