@@ -15,13 +15,17 @@ receiver counts what reached its callback. Receivers:
 - ``subscriber``: a bare rclpy subscription with the node's own input QoS (:func:`mastsam_ros.node.inputs.input_qos`)
   that only counts, measures latency (callback time - header stamp) and its CPU time;
 - ``node``: the real ``tracker`` node (classical segmenter, flow matcher), whose worker processes frames meanwhile;
-  the count is its ``frames_received`` diagnostics value (callbacks run, before the one-slot buffer).
+  the count is its ``frames_received`` diagnostics value (callbacks run, before the one-slot buffer), and the last
+  column its ``frames_lost_transport`` (the middleware's message-lost count).
 
 Transports are Fast DDS settings, for both processes through the environment, as a user would set them for a whole
 robot: ``default`` (nothing set), ``shm`` / ``udp`` / ``large_data`` (``FASTDDS_BUILTIN_TRANSPORTS`` = SHM, UDPv4,
 LARGE_DATA), ``profile:NAME`` (a profile XML this package ships in ``config/``, see
 :data:`mastsam_ros.node.inputs.DDS_PROFILES`, or a path to an ``.xml``; through ``FASTDDS_DEFAULT_PROFILES_FILE``) and
-``env:NAME=VALUE`` (any variable, e.g. ``RMW_FASTRTPS_PUBLICATION_MODE``). A ``node:`` prefix applies a setting to the
+``env:NAME=VALUE`` (any variable, e.g. ``RMW_FASTRTPS_PUBLICATION_MODE``). The node otherwise loads nothing of its
+own (``MASTSAM_DDS_PROFILE=none``), except with ``run`` (``node:run``): the node started as ``ros2 run mastsam_ros
+tracker`` starts it, the package's ``lib/mastsam_ros/tracker`` with no profile in its environment, so that it loads
+its own default (:func:`mastsam_ros.node.inputs.apply_dds_profile`). A ``node:`` prefix applies a setting to the
 receiver only (e.g. ``node:profile:udp_input``: the camera driver left on Fast DDS's defaults), ``pub:`` to the
 publisher only; ``+`` joins settings, e.g. ``pub:profile:large_data+node:profile:udp_input``. CPU is process time
 (user + system) over the measured window, in % of one core. The machine's load average is printed with the table,
@@ -42,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..node.inputs import DDS_PROFILES, INPUT_DEPTH, dds_environment
+from ..node.inputs import DDS_PROFILES, INPUT_DEPTH, PROFILE_ENV, dds_environment
 
-TRANSPORTS = ("default", "shm", "udp", "large_data", *(f"profile:{n}" for n in DDS_PROFILES))
+TRANSPORTS = ("default", "shm", "udp", "large_data", "run", *(f"profile:{n}" for n in DDS_PROFILES))
 BENCH_FRAME_ID = "delivery_bench"
 
 
@@ -160,6 +164,7 @@ class Row:
     latency_ms_p95: float
     pub_cpu_pct: float
     recv_cpu_pct: float
+    lost: int = -1  # the node's frames_lost_transport (-1: the bare subscriber, which does not count them)
 
     @property
     def fraction(self) -> float:
@@ -192,8 +197,11 @@ def _env(transport: str, domain: int, side: str, discovery_range: str = "LOCALHO
         env.pop(k, None)
     env["ROS_DOMAIN_ID"] = str(domain)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = discovery_range
+    env[PROFILE_ENV] = "none"  # the node adds no profile of its own: each side carries what the transport names
     for setting in _side_settings(transport, side):
-        if setting in ("shm", "udp", "large_data"):
+        if setting == "run":
+            env.pop(PROFILE_ENV)
+        elif setting in ("shm", "udp", "large_data"):
             env["FASTDDS_BUILTIN_TRANSPORTS"] = {"shm": "SHM", "udp": "UDPv4", "large_data": "LARGE_DATA"}[setting]
         elif setting.startswith("profile:"):
             env.update(dds_environment(setting.split(":", 1)[1]))
@@ -217,8 +225,9 @@ def _last_json(out: str) -> dict:
     raise RuntimeError(f"no result line in child output:\n{out}")
 
 
-def _node_received(env: dict[str, str], timeout: float) -> int:
-    """The tracker node's frames_received from its newest /diagnostics (one sent after this call)."""
+def _node_received(env: dict[str, str], timeout: float) -> tuple[int, int]:
+    """The tracker node's frames_received and frames_lost_transport from its newest /diagnostics (one sent after
+    this call)."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -248,7 +257,7 @@ def _node_received(env: dict[str, str], timeout: float) -> int:
     rclpy.try_shutdown(context=ctx)
     if values is None:
         raise RuntimeError("the tracker node sent no diagnostics")
-    return int(values["frames_received"])
+    return int(values["frames_received"]), int(values["frames_lost_transport"])
 
 
 def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str, receiver: str, seconds: float,
@@ -259,8 +268,13 @@ def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str,
         recv = _child("receive", env, "--qos", node_qos, "--topic", topic, "--depth", str(depth))
     else:
         repo = Path(__file__).resolve().parents[2]
+        executable = Path(sys.prefix) / "lib" / "mastsam_ros" / "tracker"  # what `ros2 run mastsam_ros tracker` runs
+        if "run" in _side_settings(transport, "receiver") and executable.is_file():
+            cmd = [str(executable)]
+        else:
+            cmd = [sys.executable, "-m", "mastsam_ros.node.tracker_node"]
         recv = subprocess.Popen(
-            [sys.executable, "-m", "mastsam_ros.node.tracker_node", "--ros-args", "--params-file",
+            [*cmd, "--ros-args", "--params-file",
              str(repo / "config" / "tracker.yaml"), "-p", f"node.qos:={node_qos}", "-r", f"image:={topic}",
              "-p", "node.diagnostics_period:=0.5", "-p", f"node.input_depth:={depth}"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -287,14 +301,14 @@ def measure(size: str, rate: float, pub_qos: str, node_qos: str, transport: str,
             recv.communicate()
             raise RuntimeError("the receiver did not stop within 20 s of SIGINT") from None
     else:
-        received = _node_received(env, timeout=10)
+        received, lost = _node_received(env, timeout=10)
         cpu = _proc_cpu_s(recv.pid) - cpu_t0
         recv.send_signal(signal.SIGINT)
         recv.communicate(timeout=20)
         r = {"received": received, "latency_ms_mean": float("nan"), "latency_ms_p95": float("nan"),
-             "cpu_pct": 100.0 * cpu / (p["wall_s"] + 1.0)}
+             "cpu_pct": 100.0 * cpu / (p["wall_s"] + 1.0), "lost": lost}
     return Row(size, rate, pub_qos, node_qos, transport, receiver, depth, p["published"], r["received"],
-               r["latency_ms_mean"], r["latency_ms_p95"], p["cpu_pct"], r["cpu_pct"])
+               r["latency_ms_mean"], r["latency_ms_p95"], p["cpu_pct"], r["cpu_pct"], r.get("lost", -1))
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -305,13 +319,13 @@ def _proc_cpu_s(pid: int) -> float:
 def markdown(rows: list[Row], command: str, load: str, discovery_range: str = "LOCALHOST") -> str:
     lines = [f"`{command}` (load average before: {load}; ROS_AUTOMATIC_DISCOVERY_RANGE={discovery_range})", "",
              "| size | Hz | publisher QoS | node QoS | depth | transport | receiver | received / published | latency ms"
-             " mean / p95 | CPU % pub / recv |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             " mean / p95 | CPU % pub / recv | lost (node) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         lat = "-" if np.isnan(r.latency_ms_mean) else f"{r.latency_ms_mean:.1f} / {r.latency_ms_p95:.1f}"
         lines.append(f"| {r.size} | {r.rate:g} | {r.pub_qos} | {r.node_qos} | {r.depth} | {r.transport} | "
                      f"{r.receiver} | {r.received} / {r.published} ({100 * r.fraction:.0f}%) | {lat} | "
-                     f"{r.pub_cpu_pct:.0f} / {r.recv_cpu_pct:.0f} |")
+                     f"{r.pub_cpu_pct:.0f} / {r.recv_cpu_pct:.0f} | {'-' if r.lost < 0 else r.lost} |")
     return "\n".join(lines) + "\n"
 
 

@@ -93,7 +93,9 @@ class SyncedInput:
 
     def __init__(self, node, message_filters, on_frame: Callable, count: Callable[[str], None], *, qos,
                  slop: float, queue_size: int, wait: float, image_topic: str = "image", depth_topic: str = "depth",
-                 info_topic: str = "camera_info"):
+                 info_topic: str = "camera_info", image_events=None):
+        """``image_events``: rclpy SubscriptionEventCallbacks for the image subscription (the node's message-lost
+        count), or None."""
         from sensor_msgs.msg import CameraInfo, Image  # noqa: PLC0415
 
         self._node, self._on_frame, self._count, self._wait = node, on_frame, count, wait
@@ -102,7 +104,7 @@ class SyncedInput:
         self._last_delivered: tuple[int, int] | None = None
         mf = message_filters
         self.subs = [
-            mf.Subscriber(node, Image, image_topic, qos_profile=qos),
+            mf.Subscriber(node, Image, image_topic, qos_profile=qos, event_callbacks=image_events),
             mf.Subscriber(node, Image, depth_topic, qos_profile=qos),
             mf.Subscriber(node, CameraInfo, info_topic, qos_profile=qos),
         ]

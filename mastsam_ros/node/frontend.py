@@ -8,7 +8,8 @@ Topics (relative names, remap them in launch):
   ``node.use_compressed`` ``<image>/compressed`` (sensor_msgs/CompressedImage); with ``node.depth.enabled`` also
   ``depth`` and ``camera_info`` (mastsam_ros/node/spatial.py);
 - out ``~/labels`` (sensor_msgs/Image mono16, 0 = background, value = ``Instance.label``), ``~/instances``
-  (mastsam_ros/InstanceArray), ``~/overlay`` (rgb8, rendered only while someone subscribes), ``/diagnostics``, and
+  (mastsam_ros/InstanceArray), ``~/events`` (mastsam_ros/TrackEventArray: the frame's track events, only for frames
+  with events or a scene cut), ``~/overlay`` (rgb8, rendered only while someone subscribes), ``/diagnostics``, and
   the 3D outputs of spatial.py. Every output carries the input image's header.
 Services: ``~/reset`` and ``~/resegment`` (std_srvs/Trigger; with the cadence matcher a re-segmentation also makes
 the next frame an anchor frame: ``Tracker.request_keyframe``).
@@ -40,6 +41,7 @@ from __future__ import annotations
 import copy
 import ctypes
 import gc
+import os
 import sys
 import threading
 import time
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
@@ -61,7 +64,7 @@ from mastsam_ros.core.stream import Outcome, Stream
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.node import inputs, logbridge
 from mastsam_ros.node.conversions import (
-    check_image, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
+    check_image, events_msg, image_msg, image_to_rgb, instance_array_msg, rclpy_types, stamp_ns,
 )
 from mastsam_ros.node.interfaces import load_messages
 from mastsam_ros.node.parameters import NodeSection, declare_all, descriptor, node_fields
@@ -72,9 +75,12 @@ THROTTLE_S = 5.0  # seconds between two warnings from the same place
 # events, and the frame counts published as frames_<name>.
 BAD_INPUT = ("bad_encoding", "bad_size", "bad_data", "bad_frame", "too_small", "too_large", "stamp_backwards",
              "stamp_repeated")
-KINDS = (*BAD_INPUT, "inactive", "tracker_errors", "callback_errors", "keyframes", "resets", "size_changes",
+KINDS = (*BAD_INPUT, "inactive", "tracker_errors", "callback_errors", "keyframes", "resets", "cuts", "size_changes",
          "downscaled", "parameter_changes", "backend_rebuilds")
 FRAMES = ("received", "processed", "failed", "dropped", "refused", "abandoned", "in_flight", "lost_transport")
+# Track events of the published frames, counted by kind as events_<kind> (mastsam_ros/core/types.py, TrackEvent),
+# and the frames with a scene cut as cuts.
+EVENTS = ("born", "hidden", "dormant", "reidentified", "merged", "retired")
 
 
 def error_counter(e: BaseException) -> str:
@@ -101,6 +107,7 @@ class TrackerFrontEnd:
         self._lock = threading.Lock()
         self._publish_lock = threading.Lock()  # held while publishing one frame's outputs; deactivate waits for it
         self._counters: Counter[str] = Counter()
+        self._events: Counter[str] = Counter()  # track events of published frames, by kind
         self._refused: Counter[str] = Counter()  # by kind, frames refused before the stream's entrance
         self._past: Counter[str] = Counter()  # final counts of the streams of earlier activations
         self._latencies: deque[float] = deque(maxlen=300)  # ms, arrival -> published, newest frames
@@ -109,6 +116,8 @@ class TrackerFrontEnd:
         self._tracks = 0
         self._pending: dict[str, Any] = {}
         self._gaps = inputs.StampGaps()
+        self._lost_source = "middleware"  # how frames lost in transport are counted: "middleware" or "stamps"
+        self._dds_profile = inputs.dds_profile_in_use(os.environ)
         self._last_stamp: int | None = None
         self._last_shape: tuple[int, int] | None = None
         self._log_handler = None  # the core's log records -> this node's logger, while configured
@@ -132,6 +141,10 @@ class TrackerFrontEnd:
         node.add_on_set_parameters_callback(self._on_set_parameters)
         node.add_post_set_parameters_callback(self._after_set_parameters)
         self._input_topic = node.resolve_topic_name("image")
+        if self._dds_profile.startswith("none"):
+            self._log.warning(f"DDS profile {self._dds_profile}")
+        else:
+            self._log.info(f"DDS profile: {self._dds_profile}")
 
     # --- phases -------------------------------------------------------------------------------------------------
     def configure(self) -> None:
@@ -152,6 +165,8 @@ class TrackerFrontEnd:
         create = self._create_pub
         self._pubs = {"labels": create(Image, "~/labels", qos),
                       "instances": create(self._msgs.InstanceArray, "~/instances", 10),
+                      "events": create(self._msgs.TrackEventArray, "~/events", QoSProfile(
+                          history=HistoryPolicy.KEEP_LAST, depth=10, reliability=ReliabilityPolicy.RELIABLE)),
                       "overlay": create(Image, "~/overlay", qos),
                       "diagnostics": create(DiagnosticArray, "/diagnostics", 10)}
         self.spatial.configure(self.tracker.matcher, load_messages(), qos, create)
@@ -170,16 +185,28 @@ class TrackerFrontEnd:
         node = self.node
         in_qos = inputs.input_qos(self.section.qos, self.section.input_depth)
         self._input_topic = node.resolve_topic_name("image")
-        if self.spatial.depth_input:
-            self.spatial.subscribe(
-                lambda image, depth, info: self._on_image(image, self.spatial.check(image, depth, info)), in_qos)
-        elif self.section.use_compressed:
-            # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
-            self._input_topic += "/compressed"
-            self._inputs.append(node.create_subscription(CompressedImage, self._input_topic, self._on_compressed,
-                                                         in_qos))
-        else:
-            self._inputs.append(node.create_subscription(Image, "image", self._on_image, in_qos))
+        self._gaps.reset()  # a new activation: stamps from before it are not compared for losses
+
+        def subscribe(events):
+            if self.spatial.depth_input:
+                self.spatial.subscribe(
+                    lambda image, depth, info: self._on_image(image, self.spatial.check(image, depth, info)), in_qos,
+                    image_events=events)
+            elif self.section.use_compressed:
+                # image_transport's convention: the compressed stream is <base topic>/compressed, after remapping.
+                self._input_topic = node.resolve_topic_name("image") + "/compressed"
+                self._inputs.append(node.create_subscription(CompressedImage, self._input_topic, self._on_compressed,
+                                                             in_qos, event_callbacks=events))
+            else:
+                self._inputs.append(node.create_subscription(Image, "image", self._on_image, in_qos,
+                                                             event_callbacks=events))
+
+        try:  # losses in transport as the middleware reports them (sequence numbers the input never saw) ...
+            subscribe(SubscriptionEventCallbacks(message_lost=self._on_message_lost))
+            self._lost_source = "middleware"
+        except UnsupportedEventTypeError:  # ... or, where the RMW cannot, estimated from the stamps
+            subscribe(None)
+            self._lost_source = "stamps"
         self._inputs.append(node.create_timer(self.section.diagnostics_period, self._publish_diagnostics))
         c = self.cfg
         ahead = str(self.tracker.segmenter.embeds_ahead).lower()
@@ -331,7 +358,8 @@ class TrackerFrontEnd:
         """Check one message and hand it to the stream's entrance, or refuse it; either way it is counted."""
         refusal, lost = None, 0
         try:
-            lost = self._gaps.update(stamp_ns(msg.header))  # every received message counts, good or bad
+            if self._lost_source == "stamps":
+                lost = self._gaps.update(stamp_ns(msg.header))  # every received message counts, good or bad
             if raw:
                 check_image(msg)
                 self._check_size(msg.width, msg.height)
@@ -351,6 +379,14 @@ class TrackerFrontEnd:
                 self.stream.submit((msg, extra), arrived=time.monotonic())  # a frame it replaces: dropped
             else:
                 self._refused[refusal] += 1
+
+    def _on_message_lost(self, info) -> None:
+        """The middleware's message-lost event of the image subscription: samples of a matched publisher that never
+        reached this reader (best effort: a gap in the publisher's sequence numbers)."""
+        try:
+            self._count("lost_transport", n=int(info.total_count_change))
+        except Exception as e:  # noqa: BLE001
+            self._callback_error(e)
 
     def _check_size(self, width: int, height: int) -> None:
         """Raise :class:`BadImage` (``too_small``) when the core would refuse a ``width`` x ``height`` frame at the
@@ -452,6 +488,8 @@ class TrackerFrontEnd:
         outputs = [(pubs["labels"], image_msg(T, msg.header, out.labels)),
                    (pubs["instances"], instance_array_msg(T, msg.header, result, out.label_of)),
                    *self.spatial.outputs(msg.header, out)]
+        if result.events or result.cut:
+            outputs.append((pubs["events"], events_msg(T, msg.header, result)))
         if pubs["overlay"].get_subscription_count() > 0:
             outputs.append((pubs["overlay"], image_msg(T, msg.header, overlay(out.frame, result))))
         with self._publish_lock:  # all of a frame's outputs or none: deactivate never cuts a frame's set in half
@@ -466,6 +504,8 @@ class TrackerFrontEnd:
             c["processed"] += 1
             c["keyframes"] += int(result.keyframe)
             c["resets"] += int(result.reset)
+            c["cuts"] += int(result.cut)
+            self._events.update(e.kind for e in result.events)
             self._tracks = len(result.tracks)
             self._latencies.append((now - out.arrived) * 1e3)
             self._published_at.append(now)
@@ -483,8 +523,9 @@ class TrackerFrontEnd:
     def counts(self) -> dict[str, int]:
         """Cumulative counts since the node started, over every activation, taken at one moment (any thread):
         the frames (:data:`FRAMES`: ``received = processed + failed + dropped + refused + abandoned + in_flight``;
-        in flight: past the entrance and not yet counted otherwise), each kind (:data:`KINDS`: refusals, failures
-        and events) and the pairs computed ahead (``paired_ahead``, ``pair_used``, ``pair_not_used``)."""
+        in flight: past the entrance and not yet counted otherwise), each kind (:data:`KINDS`: refusals, failures,
+        keyframes, resets, cuts...), the track events of the published frames by kind (``events_born``...:
+        :data:`EVENTS`) and the pairs computed ahead (``paired_ahead``, ``pair_used``, ``pair_not_used``)."""
         with self._lock:
             c, s = Counter(self._counters), Counter(self._past)
             for stream in (self.stream, self._closing):
@@ -493,12 +534,14 @@ class TrackerFrontEnd:
                     s.update({k: live[k] for k in ("dropped", "delivered", "in_flight", "paired_ahead", "pair_used",
                                                    "pair_not_used")})
             refused = Counter(self._refused)
+            events = Counter(self._events)
         counted = c["processed"] + c["failed"] + c["unpublished"]  # outcomes delivered and counted by _deliver
         out = {k: c[k] + refused[k] for k in KINDS}
         out.update(received=c["received"], processed=c["processed"], failed=c["failed"], dropped=s["dropped"],
                    refused=sum(refused.values()), abandoned=s["abandoned"] + c["unpublished"],
                    in_flight=s["in_flight"] + s["delivered"] - counted, lost_transport=c["lost_transport"],
                    paired_ahead=s["paired_ahead"], pair_used=s["pair_used"], pair_not_used=s["pair_not_used"])
+        out.update({f"events_{k}": events[k] for k in EVENTS})
         return out
 
     def diagnostics(self) -> DiagnosticStatus:
@@ -510,7 +553,7 @@ class TrackerFrontEnd:
             latencies = list(self._latencies)[-len(recent):] if recent else []
             tracks = self._tracks
         previous, self._previous = self._previous, counts
-        new = {k: counts[k] - previous.get(k, 0) for k in KINDS}
+        new = {k: counts[k] - previous.get(k, 0) for k in (*KINDS, "lost_transport")}
         rate = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
 
         level, message = DiagnosticStatus.OK, "tracking" if recent else "waiting for images"
@@ -522,6 +565,9 @@ class TrackerFrontEnd:
         spatial_bad = self.spatial.new_bad()
         if level == DiagnosticStatus.OK and spatial_bad:
             level, message = DiagnosticStatus.WARN, "bad depth input: " + ", ".join(spatial_bad)
+        if level == DiagnosticStatus.OK and new["lost_transport"] > 0:
+            level, message = DiagnosticStatus.WARN, (f"frames lost in transport: +{new['lost_transport']} "
+                                                     f"(docs/ROS.md, \"Delivery\")")
 
         def ms(values, f) -> str:
             return f"{f(values):.1f}" if len(values) else "nan"
@@ -544,12 +590,15 @@ class TrackerFrontEnd:
             **{f"pipeline_{k}": str(counts[k]) for k in ("paired_ahead", "pair_used", "pair_not_used")},
             **{f"frames_{k}": str(counts[k]) for k in FRAMES},
             **{k: str(counts[k]) for k in KINDS},
+            **{f"events_{k}": str(counts[f"events_{k}"]) for k in EVENTS},
             "tracks": str(tracks),
             "segmenter": c.segmenter.backend,
             "matcher": c.matcher.backend,
             "device": c.segmenter.device,
             "input_topic": self._input_topic,
             "qos": self.section.qos,
+            "lost_transport_source": self._lost_source,
+            "dds_profile": self._dds_profile,
             **self._backend_settings(tracker),
             **self.spatial.diagnostics(),
         }

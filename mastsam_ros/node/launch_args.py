@@ -10,11 +10,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mastsam_ros.node.inputs import DDS_PROFILES, dds_environment
+from mastsam_ros.node.inputs import DDS_PROFILES, DEFAULT_DDS_PROFILE, PROFILE_ENV, dds_environment
 
 TRUE, FALSE = ("true", "1"), ("false", "0")  # what launch's own IfCondition accepts, case-insensitively
 QOS_CHOICES = ("sensor_data", "reliable")
-DEFAULT_DDS_PROFILE = "udp_input"
 # udp_input makes every writer send to the node over UDPv4; the kernel caps the node's socket receive buffer at
 # net.core.rmem_max. 1920x1080 rgb8 frames at 30 Hz arrived with a cap of 4 MiB, not with Linux's usual 208 KB
 # (docs/ROS.md, "Delivery").
@@ -181,7 +180,7 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
             raise LaunchArgumentError(missing)
 
     profile = args.get("dds_profile", DEFAULT_DDS_PROFILE).strip()
-    env: dict[str, str] = {}
+    env: dict[str, str] = {PROFILE_ENV: "none"}  # none: the node must not load its default either
     if profile and profile != "none":
         try:
             env = dds_environment(profile, share_dir / "config")
@@ -202,5 +201,5 @@ def plan(args: dict[str, str], share_dir: Path, cwd: Path | None = None, which=s
     return LaunchPlan(params_file, overrides, env, rviz, warnings, managed, autostart, remappings)
 
 
-__all__ = ["DDS_PROFILES", "LaunchArgumentError", "LaunchPlan", "choices", "parse_bool", "plan", "resolve_params_file",
-           "rviz_missing", "cuda_warning", "rmem_warning", "read_rmem_max"]
+__all__ = ["DDS_PROFILES", "DEFAULT_DDS_PROFILE", "LaunchArgumentError", "LaunchPlan", "choices", "parse_bool", "plan",
+           "resolve_params_file", "rviz_missing", "cuda_warning", "rmem_warning", "read_rmem_max"]

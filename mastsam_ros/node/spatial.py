@@ -167,10 +167,12 @@ class Spatial:
         self._pubs = {}
         self.source = None
 
-    def subscribe(self, on_frame, in_qos) -> None:
-        """Create the synchronised input; ``on_frame(image, depth | None, info | None)`` gets every image."""
+    def subscribe(self, on_frame, in_qos, image_events=None) -> None:
+        """Create the synchronised input; ``on_frame(image, depth | None, info | None)`` gets every image;
+        ``image_events``: the image subscription's event callbacks (rclpy SubscriptionEventCallbacks) or None."""
         self.sync = SyncedInput(self.node, self.message_filters, on_frame, self.count, qos=in_qos,
-                                slop=self.depth.slop, queue_size=self.depth.queue_size, wait=self.depth.wait)
+                                slop=self.depth.slop, queue_size=self.depth.queue_size, wait=self.depth.wait,
+                                image_events=image_events)
         self.node.get_logger().info(
             f"depth input: {', '.join(self.sync.topics)} paired within {self.depth.slop} s")
 

@@ -9,7 +9,9 @@ with ``--managed``, the lifecycle node of mastsam_ros/node/lifecycle.py that dri
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
@@ -18,11 +20,13 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
 from mastsam_ros.core.errors import MastSamError
+from mastsam_ros.node import inputs
 from mastsam_ros.node.frontend import TrackerFrontEnd
+from mastsam_ros.node.launch_args import rmem_warning
 from mastsam_ros.node.lifecycle import ManagedTrackerNode
 from mastsam_ros.node.parameters import NodeSection
 
-__all__ = ["NodeSection", "TrackerNode", "main"]  # NodeSection: mastsam_ros/node/params_file.py imports it from here
+__all__ = ["NodeSection", "StopSignals", "TrackerNode", "main"]  # NodeSection: defined in node/parameters.py
 
 
 class TrackerNode(Node):
@@ -41,16 +45,60 @@ class TrackerNode(Node):
         return self.front.close(timeout)
 
 
+class StopSignals:
+    """SIGINT and SIGTERM for :func:`main`: the first one stops the node, later ones are ignored.
+
+    rclpy's own handler (installed by ``rclpy.init``) shuts the context down on either signal and then calls the
+    Python handler that was in place before it, this one: the first signal raises KeyboardInterrupt in the main thread
+    (so that building the models is interrupted too); a later one does nothing. :meth:`stopping` then ignores both
+    signals in the process itself (``SIG_IGN``), which also holds while the interpreter finalizes (Python resets its
+    own handlers to the default there, and a signal would then kill the process). Under ``ros2 launch`` a Ctrl-C
+    reaches the node twice (the terminal signals the whole process group, and launch forwards SIGINT to the node when
+    its stdin is not a terminal), and launch escalates to SIGTERM: a second signal must neither interrupt the teardown
+    with a KeyboardInterrupt nor kill the process (``process has died [exit code -2]``).
+    """
+
+    def __init__(self) -> None:
+        self._stopping = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._on_signal)
+
+    def stopping(self) -> None:
+        """From here on every SIGINT and SIGTERM is ignored (the teardown runs to its end). Call it again after
+        ``rclpy.shutdown``, which puts back the handler it found at ``rclpy.init``."""
+        self._stopping.set()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        raise KeyboardInterrupt
+
+
 def main(args=None) -> int:
     """Entry point of ``ros2 run mastsam_ros tracker`` and the ``tracker`` console script.
 
-    ``tracker --managed``: the lifecycle node (mastsam_ros/node/lifecycle.py), which starts unconfigured.
+    ``tracker --managed``: the lifecycle node (mastsam_ros/node/lifecycle.py), which starts unconfigured. Ctrl-C or
+    SIGTERM stops it with exit code 0, however many signals arrive while it stops (:class:`StopSignals`). The
+    process loads the package's Fast DDS profile unless its environment names one (:func:`inputs.apply_dds_profile`:
+    ``udp_input``, as the launch file's default, or ``MASTSAM_DDS_PROFILE``).
     """
-    rclpy.init(args=args)
+    signals = StopSignals()  # before rclpy.init: its handler calls this one after shutting the context down
     node = None
     code = 0
-    managed = "--managed" in rclpy.utilities.remove_ros_args(sys.argv if args is None else args)[1:]
     try:
+        try:
+            profile = inputs.apply_dds_profile(os.environ)  # before rclpy.init: Fast DDS reads it then
+        except ValueError as e:
+            print(f"[FATAL] [tracker]: {e}", file=sys.stderr)
+            return 1
+        rclpy.init(args=args)
+        warning = rmem_warning(profile) if profile else None
+        if warning:
+            rclpy.logging.get_logger("tracker").warning(warning)
+        managed = "--managed" in rclpy.utilities.remove_ros_args(sys.argv if args is None else args)[1:]
         node = ManagedTrackerNode() if managed else TrackerNode()
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -65,6 +113,7 @@ def main(args=None) -> int:
         (node.get_logger() if node else rclpy.logging.get_logger("tracker")).fatal(str(e))
         code = 1
     finally:
+        signals.stopping()
         abandoned = False
         if node is not None:
             abandoned = not node.close()
@@ -73,6 +122,7 @@ def main(args=None) -> int:
                 print("[WARN] [tracker]: stopping in the middle of a frame: that frame is abandoned", file=sys.stderr)
             node.destroy_node()
         rclpy.try_shutdown()
+        signals.stopping()
     if abandoned:
         # The stream's tracking thread is still inside the tracker (numpy / OpenCV / torch); interpreter teardown
         # would wait for it or tear modules down under it. Nothing is left to publish or save: leave now.

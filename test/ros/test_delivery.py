@@ -60,6 +60,11 @@ def test_transport_settings_apply_to_the_side_they_name():
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
     pub = _env("node:profile:udp_input", 215, "publisher")
     assert "FASTDDS_DEFAULT_PROFILES_FILE" not in pub and pub["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    # the node loads nothing of its own unless the row is `run` (the node as `ros2 run` starts it: its own default)
+    assert _env("default", 215, "receiver")["MASTSAM_DDS_PROFILE"] == "none"
+    run = _env("node:run", 215, "receiver")
+    assert "MASTSAM_DDS_PROFILE" not in run and "FASTDDS_DEFAULT_PROFILES_FILE" not in run
+    assert _env("node:run", 215, "publisher")["MASTSAM_DDS_PROFILE"] == "none"
 
 
 def test_udp_input_announces_only_udp_for_data_and_keeps_shared_memory_for_sending():
@@ -72,3 +77,16 @@ def test_udp_input_announces_only_udp_for_data_and_keeps_shared_memory_for_sendi
     assert root.findtext(".//f:useBuiltinTransports", namespaces=NS) == "false"
     udp = next(t for t in transports.values() if t.findtext("f:type", namespaces=NS) == "UDPv4")
     assert int(udp.findtext("f:receiveBufferSize", namespaces=NS)) >= 4 * 1024 * 1024
+
+
+def test_camera_profile_keeps_one_udp_transport_in_both_discovery_ranges():
+    """config/fastdds_camera.xml, for the camera driver towards a node on udp_input: Fast DDS's builtin transports
+    (which rmw_fastrtps replaces by its own shared memory + UDPv4 under LOCALHOST) and only a large shared-memory
+    segment of its own: no UDPv4 transport of its own, which would send every datagram twice under LOCALHOST."""
+    root = ET.parse(REPO / "config" / "fastdds_camera.xml").getroot()
+    transports = {t.findtext("f:transport_id", namespaces=NS): t for t in root.findall(".//f:transport_descriptor", NS)}
+    used = [t.text for t in root.findall(".//f:userTransports/f:transport_id", NS)]
+    assert [transports[u].findtext("f:type", namespaces=NS) for u in used] == ["SHM"]
+    assert int(transports[used[0]].findtext("f:segment_size", namespaces=NS)) >= 64 * 1024 * 1024
+    assert root.findtext(".//f:useBuiltinTransports", namespaces=NS) == "true"
+    assert root.find(".//f:defaultUnicastLocatorList", NS) is None  # it announces what Fast DDS would

@@ -230,3 +230,34 @@ def test_managed_node_applies_parameters_once_and_closes_its_tracker_on_cleanup(
     finally:
         node.close()
         node.destroy_node()
+
+
+def test_frames_the_middleware_reports_lost_are_counted_and_raise_a_warning():
+    """The image subscription carries rclpy's message-lost event (rmw_fastrtps reports it); what it reports is
+    counted as frames_lost_transport and makes the next diagnostics WARN, the one after OK again."""
+    require_ros()
+    from types import SimpleNamespace
+
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node = _node("tracker_lost", pipeline=False)
+    try:
+        front = node.front
+        first = front.diagnostics()
+        values = {kv.key: kv.value for kv in first.values}
+        assert values["lost_transport_source"] == "middleware" and values["frames_lost_transport"] == "0", values
+        assert values["dds_profile"].endswith(".xml"), values  # conftest's profile, from the environment
+        front._on_message_lost(SimpleNamespace(total_count=3, total_count_change=3))
+        warned = front.diagnostics()
+        values = {kv.key: kv.value for kv in warned.values}
+        assert warned.level == DiagnosticStatus.WARN and "frames lost in transport: +3" in warned.message
+        assert values["frames_lost_transport"] == "3", values
+        assert front.diagnostics().level == DiagnosticStatus.OK  # nothing new since
+        # the stamps are not counted as well: a gap in them is the middleware's business here
+        frames = bedroom_frames(1)
+        for sec in (1, 2, 3, 4, 5, 6, 7, 10):  # by the stamps: 2 lost before the last
+            front._on_image(image_msg(frames[0], sec=sec))
+        assert front.counts()["lost_transport"] == 3
+    finally:
+        node.close(timeout=60)
+        node.destroy_node()

@@ -94,7 +94,7 @@ def test_qos_and_dds_profile_arguments():
     p = plan(_args(qos="reliable"), SHARE, cuda=_no_cuda)
     assert p.overrides == {"node.qos": "reliable"}
     assert Path(p.env["FASTDDS_DEFAULT_PROFILES_FILE"]) == SHARE / "config" / "fastdds_large_data.xml"
-    assert plan(_args(dds_profile="none"), SHARE, cuda=_no_cuda).env == {}
+    assert plan(_args(dds_profile="none"), SHARE, cuda=_no_cuda).env == {"MASTSAM_DDS_PROFILE": "none"}
     ds = plan(_args(dds_profile="data_sharing"), SHARE, cuda=_no_cuda).env
     assert ds["RMW_FASTRTPS_USE_QOS_FROM_XML"] == "1"
     with pytest.raises(LaunchArgumentError, match="qos:='best'"):

@@ -76,13 +76,14 @@ def _warm_up(probe: Probe, sec: int = 50, make=None) -> None:
     raise AssertionError("no frame got through in 20 tries")
 
 
-def test_full_size_frames_with_defaults_each_get_an_answer_and_gaps_count_as_transport_loss(probe, default_node):
+def test_full_size_frames_with_defaults_each_get_an_answer_and_stamp_gaps_are_not_transport_loss(probe, default_node):
     frames = bedroom_frames(7, size=(854, 480))
     t = 100.0
     before = _counters(probe, "tracker")
     for i, rgb in enumerate(frames):
         # spaced for the tracker: the next frame goes out once the previous one was answered; stamps 0.1 s apart,
-        # and before the last one three stamps are missing, as if DDS had lost three frames on the way
+        # and before the last one three stamps are missing: the publisher skipped them, DDS lost nothing (losses
+        # are the middleware's message-lost count here; test_inputs.py tests the stamp estimate used without it)
         t += 0.4 if i == len(frames) - 1 else 0.1
         msg = image_msg(rgb, sec=int(t), nanosec=int(round((t % 1) * 1e9)))
         inst = probe.send_and_wait(msg, timeout=30)
@@ -90,7 +91,8 @@ def test_full_size_frames_with_defaults_each_get_an_answer_and_gaps_count_as_tra
     c = _counters(probe, "tracker")
     assert int(c["frames_received"]) - int(before["frames_received"]) == 7, c
     assert int(c["frames_processed"]) - int(before["frames_processed"]) == 7, c
-    assert int(c["frames_lost_transport"]) - int(before["frames_lost_transport"]) == 3, c
+    assert int(c["frames_lost_transport"]) == int(before["frames_lost_transport"]), c
+    assert c["lost_transport_source"] == "middleware", c
     assert int(c["frames_dropped"]) == int(before["frames_dropped"]), c
     assert c["qos"] == "sensor_data"
 
