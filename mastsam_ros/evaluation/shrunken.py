@@ -334,11 +334,11 @@ def render(records: list[dict], rows: list[dict], scales, command: str, wall: fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..cli.frames import shared_dir
+    from .leave_return import DEFAULT_DAVIS
 
     ap = argparse.ArgumentParser(prog="python -m mastsam_ros.evaluation.shrunken", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="directory for shrunken.md and shrunken.json")
-    ap.add_argument("--davis", type=Path, default=shared_dir() / "data" / "davis2016",
+    ap.add_argument("--davis", type=Path, default=DEFAULT_DAVIS,
                     help="DAVIS root (JPEGImages/480p, Annotations/480p); default ../shared/data/davis2016")
     ap.add_argument("--sequences", nargs="+", help="sequences to shrink (default: all; fillers come from all)")
     ap.add_argument("--scales", nargs="+", type=float, default=list(SCALES),
