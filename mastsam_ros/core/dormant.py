@@ -181,7 +181,8 @@ class Appearance:
     def __init__(self, kind: str, frame: np.ndarray, work: tuple[int, int], segmenter=None):
         self.kind = kind
         self._frame, self._work, self._segmenter = frame, work, segmenter
-        self._hsv: np.ndarray | None = None
+        self._rows: np.ndarray | None = None  # frame row / column of each working row / column (nearest)
+        self._cols: np.ndarray | None = None
 
     @staticmethod
     def resolve(setting: str, segmenter) -> str:
@@ -190,13 +191,16 @@ class Appearance:
             return "embedding" if getattr(segmenter, "pools_embedding", False) else "colour"
         return setting
 
-    def _frame_hsv(self) -> np.ndarray:
-        if self._hsv is None:
-            h, w = self._work
-            # nearest: a histogram needs the pixels' colours, not a filtered image (and nearest costs a tenth)
-            small = cv2.resize(self._frame, (w, h), interpolation=cv2.INTER_NEAREST)
-            self._hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-        return self._hsv
+    def _box_hsv(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        """HSV of the frame sampled at the working grid inside a box (working pixels): the pixels
+        ``cv2.resize(..., INTER_NEAREST)`` to the working size would give there, without converting the whole frame
+        (a histogram needs the pixels' colours, not a filtered image)."""
+        if self._rows is None:
+            (fh, fw), (h, w) = self._frame.shape[:2], self._work
+            self._rows = np.minimum(np.arange(h) * fh // h, fh - 1)
+            self._cols = np.minimum(np.arange(w) * fw // w, fw - 1)
+        crop = self._frame[self._rows[y0:y1, None], self._cols[None, x0:x1]]
+        return cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
 
     def of(self, index_map: np.ndarray, label: int, box: tuple[int, int, int, int]) -> np.ndarray | None:
         """The appearance of the pixels of ``label`` in the working-size ``index_map``, all inside ``box`` (y0, y1,
@@ -215,7 +219,7 @@ class Appearance:
                 return None
             n = float(np.linalg.norm(v))
             return (np.asarray(v, np.float32) / n) if n > 0 else None
-        return hs_histogram(np.ascontiguousarray(self._frame_hsv()[y0:y1, x0:x1]), crop)
+        return hs_histogram(self._box_hsv(y0, y1, x0, x1), crop)
 
 
 class CutDetector:

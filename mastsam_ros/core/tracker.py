@@ -751,7 +751,8 @@ class Tracker:
         are refreshed; born, hidden, re-identified and forgotten tracks become events (``dormant.py``)."""
         cfg = self.cfg.tracker
         born = [k for k, t in enumerate(self._tracks) if t.born == self._index]
-        sigs = [self._signature(k) for k in born]
+        remember = cfg.dormant_max > 0  # 0: retire and forget, no signature is ever needed
+        sigs = [self._signature(k) if remember else None for k in born]
         renamed: dict[int, int] = {}
         if len(self.dormant):
             usable = [i for i, sg in enumerate(sigs) if sg is not None]
@@ -767,7 +768,7 @@ class Tracker:
         # (the list stays in this frame's map order; the next partition sorts it by id again)
         for k, t in enumerate(self._tracks):
             # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once)
-            if t.born != self._index and t.last_seen == self._index and (
+            if remember and t.born != self._index and t.last_seen == self._index and (
                     t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):
                 t.signature = self._signature(k) or t.signature
             elif t.id in seen_before and t.last_seen < self._index:
