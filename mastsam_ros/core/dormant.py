@@ -1,7 +1,7 @@
 """Object permanence: signatures of tracks that left, re-identification of objects that come back, scene cuts.
 
 A live track keeps a compact :class:`Signature` (refreshed every ``tracker.signature_interval`` frames while the
-segmenter confirms it): its appearance, its size at the working resolution, its last position and motion. When the
+segmenter confirms it): its appearance and its size at the working resolution. When the
 track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scene cut) the signature is kept in the
 :class:`DormantSet`, bounded in number (``tracker.dormant_max``, the oldest forgotten first) and in age
 (``tracker.dormant_max_age`` frames). A track born later whose signature matches a dormant one well enough takes the
@@ -54,15 +54,13 @@ def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class Signature:
-    """What is remembered of one object. Positions and sizes in working pixels."""
+    """What is remembered of one object: what re-identification compares (appearance, and size for the area
+    ratio). Position, motion and 3D position are not kept: nothing compares them yet."""
 
     kind: str  # "colour" or "embedding": only signatures of one kind are compared
     appearance: np.ndarray  # normalised histogram (colour) or unit vector (embedding), float32
     area: int  # pixels at the working resolution
-    centroid: tuple[float, float]  # x, y
-    velocity: tuple[float, float]  # x, y per frame, from the centroid's last move
     index: int  # frame index at which it was taken
-    point: tuple[float, float, float] | None = None  # 3D centroid where depth or a point map was given
 
     def similarity(self, other: Signature) -> float:
         """Appearance similarity in [0, 1] (0 across kinds)."""
@@ -202,24 +200,19 @@ class Appearance:
         crop = self._frame[self._rows[y0:y1, None], self._cols[None, x0:x1]]
         return cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
 
-    def of(self, index_map: np.ndarray, label: int, box: tuple[int, int, int, int]) -> np.ndarray | None:
-        """The appearance of the pixels of ``label`` in the working-size ``index_map``, all inside ``box`` (y0, y1,
-        x0, x1), or None (none there, or the segmenter has no embedding for this frame)."""
+    def of(self, mask: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray | None:
+        """The appearance of a non-empty mask given as its crop (uint8 0/1) inside ``box`` (y0, y1, x0, x1) of the
+        working map of ``shape``, or None (the segmenter has no embedding for this frame)."""
         y0, y1, x0, x1 = box
-        if y1 <= y0 or x1 <= x0:
-            return None
-        crop = (index_map[y0:y1, x0:x1] == label).view(np.uint8)
-        if not crop.any():
-            return None
         if self.kind == "embedding":
-            mask = np.zeros(index_map.shape, bool)
-            mask[y0:y1, x0:x1] = crop.view(bool)
-            v = self._segmenter.pool_embedding(mask)
+            full = np.zeros(shape, bool)
+            full[y0:y1, x0:x1] = mask.view(bool)
+            v = self._segmenter.pool_embedding(full)
             if v is None:
                 return None
             n = float(np.linalg.norm(v))
             return (np.asarray(v, np.float32) / n) if n > 0 else None
-        return hs_histogram(self._box_hsv(y0, y1, x0, x1), crop)
+        return hs_histogram(self._box_hsv(y0, y1, x0, x1), mask)
 
 
 class CutDetector:

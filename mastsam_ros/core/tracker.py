@@ -83,7 +83,6 @@ class Prepared:
     matcher: Matcher
     embedding: object = None  # ``segmenter.embed(frame)``
     pair: object = None  # ``matcher.pair_ahead(previous, frame)`` (None: nothing computed ahead)
-    ms: float = 0.0  # the whole prepare
     flow_ms: float = 0.0  # the pair's part of it (beside the encoder when overlapped)
 
 
@@ -231,7 +230,6 @@ class Tracker:
         """
         frame = check_frame(frame)
         segmenter, matcher, previous = self.segmenter, self.matcher, self._prepared_last
-        t0 = time.perf_counter()
 
         def pair() -> object:
             t = time.perf_counter()
@@ -254,7 +252,6 @@ class Tracker:
         else:
             out.embedding = segmenter.embed(frame)
             out.pair = pair()
-        out.ms = (time.perf_counter() - t0) * 1e3
         self._prepared_last = frame
         return out
 
@@ -733,18 +730,15 @@ class Tracker:
     def _signature(self, k: int) -> Signature | None:
         """The signature of live track ``k`` (index in ``_tracks``) in this frame, or None (nothing visible)."""
         y0, y1, x0, x1 = (int(v) for v in self._boxes[k])
-        app = self._appearance_now()
-        look = app.of(self._index_map, k + 1, (y0, y1, x0, x1))
-        if look is None:
+        if y1 <= y0 or x1 <= x0:
             return None
-        m = cv2.moments((self._index_map[y0:y1, x0:x1] == k + 1).view(np.uint8), binaryImage=True)
-        centroid = (float(m["m10"] / m["m00"] + x0), float(m["m01"] / m["m00"] + y0))
-        old = self._tracks[k].signature
-        velocity = (0.0, 0.0)
-        if old is not None and self._index > old.index:
-            dt = self._index - old.index
-            velocity = ((centroid[0] - old.centroid[0]) / dt, (centroid[1] - old.centroid[1]) / dt)
-        return Signature(app.kind, look, int(m["m00"]), centroid, velocity, self._index)
+        crop = (self._index_map[y0:y1, x0:x1] == k + 1).view(np.uint8)
+        area = int(np.count_nonzero(crop))
+        if not area:
+            return None
+        app = self._appearance_now()
+        look = app.of(crop, (y0, y1, x0, x1), self._index_map.shape)
+        return None if look is None else Signature(app.kind, look, area, self._index)
 
     def _permanence(self, seen_before: set[int]) -> None:
         """Newly born tracks that match a dormant signature take their old id back; signatures of confirmed tracks

@@ -24,7 +24,7 @@ def _cfg(**kw):
 
 def _sig(hist, area=100, index=0):
     h = np.asarray(hist, np.float32)
-    return Signature("colour", h / h.sum(), area, (0.0, 0.0), (0.0, 0.0), index)
+    return Signature("colour", h / h.sum(), area, index)
 
 
 def test_dormant_memory_is_bounded_in_number_and_age():
@@ -126,7 +126,7 @@ def test_the_similarity_matrix_equals_each_pair_compared_alone():
     a = [_sig(rng.random(64) + 0.01) for _ in range(5)]
     b = [_sig(rng.random(64) ** 4 + 0.001) for _ in range(7)]
     unit = rng.normal(size=(3, 16)).astype(np.float32)
-    emb = [Signature("embedding", v / np.linalg.norm(v), 10, (0, 0), (0, 0), 0) for v in unit]
+    emb = [Signature("embedding", v / np.linalg.norm(v), 10, 0) for v in unit]
     got = _similarities(a + emb, b + emb)
     want = np.array([[x.similarity(y) for y in b + emb] for x in a + emb])
     np.testing.assert_allclose(got, want, atol=1e-6)
