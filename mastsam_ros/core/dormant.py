@@ -20,8 +20,9 @@ Appearance comes from one interface (:class:`Appearance`), chosen by ``tracker.r
 
 A scene cut (the camera looked elsewhere, a video cut, a bag that jumps) is a frame whose hue-saturation histogram
 is farther than ``tracker.cut_distance`` (Bhattacharyya) from the previous frame's: within a shot consecutive frames
-differ by at most 0.09 on every shared sequence and 0.05 on the bedroom one, while frames of two different
-sequences differ by 0.22 or more (measured over pairs of the six DAVIS sequences, 128 x 72 pixels sampled). Carried
+differ by at most 0.09 on every shared DAVIS sequence, while frames of two different
+sequences differ by 0.22 or more (pairs of the six sequences, 128 x 72 pixels sampled;
+``scripts/permanence_thresholds.py`` measures it, and the colour similarities behind ``reid_min_score``). Carried
 points cannot be trusted across a cut: every live track goes dormant, and the frame is re-segmented from scratch.
 """
 
