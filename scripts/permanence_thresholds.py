@@ -2,6 +2,9 @@
 
 - ``tracker.cut_distance``: the cut detector's distance between consecutive frames of one sequence (largest), and
   between frames of two different sequences (smallest, frames 0 and 30 of every ordered pair);
+- ``tracker.cut_max_correlation``: the peak of the phase correlation of those pairs of different sequences
+  (largest), and of the consecutive frames of the pan edits (``evaluation/leave_return.py``, K = 10 and 30) whose
+  histograms differ by more than ``cut_distance`` (smallest);
 - ``tracker.reid_min_score``: the colour descriptor's similarity (1 - Bhattacharyya of hue-saturation histograms at
   the working size) of one object with itself 10, 30 and 45 frames later, with the objects of the other sequences,
   and with background boxes of its own size in the same frame (percentiles).
@@ -18,9 +21,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mastsam_ros.core.config import Config
 from mastsam_ros.core.dormant import CutDetector, hist_distance, hs_histogram
+from mastsam_ros.evaluation import leave_return
 
 W, H = 256, 144  # the working size of an 854x480 frame
+
+
+def _sampled(frame: np.ndarray) -> np.ndarray:
+    """The pixels the cut detector samples (every step-th, about 128 x 72)."""
+    step = max(1, max(frame.shape[:2]) // 128)
+    return np.ascontiguousarray(frame[::step, ::step])
 
 
 def main() -> None:
@@ -32,7 +43,7 @@ def main() -> None:
     frames = {s: [cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB) for f in sorted((images / s).glob("*.jpg"))]
               for s in seqs}
 
-    inside, across = 0.0, []
+    inside, across, across_peak = 0.0, [], []
     for s in seqs:
         detect = CutDetector()
         inside = max([inside] + [detect(f, 1.0)[1] for f in frames[s]])
@@ -41,8 +52,22 @@ def main() -> None:
             detect = CutDetector()
             detect(frames[a][i], 1.0)
             across.append(detect(frames[b][i], 1.0)[1])
+            across_peak.append(detect.correlation(_sampled(frames[a][i]), _sampled(frames[b][i])))
     print(f"cut distance: within a sequence at most {inside:.3f}; across sequences at least {min(across):.3f} "
           f"({len(across)} pairs)")
+    threshold, pan_peak = Config().tracker.cut_distance, []
+    for s in seqs:
+        for K in (10, 30):
+            try:
+                clip = leave_return.build_clip(str(args.davis), s, "pan", K, seqs)
+            except leave_return.EditImpossible:
+                continue
+            detect = CutDetector()
+            for before, f in zip([None] + clip.frames[:-1], clip.frames):
+                if detect(f, threshold)[1] > threshold:
+                    pan_peak.append(detect.correlation(_sampled(before), _sampled(f)))
+    print(f"phase correlation peak: across sequences at most {max(across_peak):.3f}; pan frames farther than "
+          f"{threshold:g} ({len(pan_peak)} pairs) at least {min(pan_peak):.3f}")
 
     def hist(rgb, mask):
         hsv = cv2.cvtColor(cv2.resize(rgb, (W, H), interpolation=cv2.INTER_NEAREST), cv2.COLOR_RGB2HSV)

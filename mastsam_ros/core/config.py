@@ -88,7 +88,7 @@ class TrackerSection:
         64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024)
     )
     max_age: int = config_field(
-        10, "A track unseen for this many frames leaves the live set (dormant, see tracker.dormant_max); ids are"
+        2, "A track unseen for this many frames leaves the live set (dormant, see tracker.dormant_max); ids are"
         " never reused for another object.", range=(1, 100000)
     )
     dormant_max: int = config_field(
@@ -99,7 +99,8 @@ class TrackerSection:
         900, "A dormant signature unseen for more than this many frames is forgotten.", range=(1, 10_000_000)
     )
     signature_interval: int = config_field(
-        10, "A confirmed track's signature (appearance, size, position) is refreshed every N frames.", range=(1, 1000)
+        10, "A confirmed track's signature (appearance, size) is refreshed every N frames; a view cut off by the"
+        " image border does not replace a whole one.", range=(1, 1000)
     )
     reid_descriptor: str = config_field(
         "auto", "Appearance for re-identification: embedding (the segmenter's image embedding pooled over the mask:"
@@ -109,6 +110,16 @@ class TrackerSection:
     reid_min_score: float = config_field(
         0.65, "A newly found object takes a dormant id back when its appearance similarity reaches this (colour:"
         " 1 - Bhattacharyya distance).", range=(0.0, 1.0)
+    )
+    gate_min_score: float = config_field(
+        0.5, "A track confirmed again after frames unseen, or on a mask mostly off where it was, must look like its"
+        " signature at least this much (as tracker.reid_min_score), else it leaves and the mask becomes a new track"
+        " (0 = no check).", range=(0.0, 1.0)
+    )
+    reid_window: int = config_field(
+        10, "A track found up to this many frames ago may still take a dormant id back (an object that came back"
+        " partly in view, matched once more of it shows; its provisional id is reported merged into the old one).",
+        range=(0, 1000)
     )
     reid_margin: float = config_field(
         0.05, "A re-identification must beat the next best dormant signature (and candidate) by this much, so"
@@ -122,6 +133,10 @@ class TrackerSection:
     cut_distance: float = config_field(
         0.15, "A frame whose hue-saturation histogram is farther than this (Bhattacharyya) from the previous one is a"
         " scene cut: every track goes dormant and the frame is re-segmented (0 = no cut detection).", range=(0.0, 1.0)
+    )
+    cut_max_correlation: float = config_field(
+        0.29, "...unless the two frames are one view shifted: a frame pair whose phase correlation peaks at or above"
+        " this is a pan, not a cut (1 = the histograms alone decide).", range=(0.0, 1.0)
     )
     min_area_fraction: float = config_field(
         0.0015, "Masks smaller than this fraction of the image are ignored.", range=(0.0, 0.5)
@@ -181,8 +196,9 @@ class TrackerSection:
     )
     new_region_interval: int = config_field(
         5,
-        "Look for newly visible area every N frames, also while a re-segmentation is spread (0 = never; a frame that"
-        " decodes the whole grid at once skips it).",
+        "Look for newly visible area every N frames, also while a re-segmentation is spread, and on the frame after"
+        " the uncovered area grew by tracker.new_region_fraction (0 = never; a frame that decodes the whole grid at"
+        " once skips it).",
         range=(0, 100000),
     )
     max_points_total: int = config_field(512, "Cap on carried points over all tracks.", range=(1, 100000))

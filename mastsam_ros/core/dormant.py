@@ -8,7 +8,17 @@ track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scen
 old id back (:meth:`DormantSet.match`): the score is the appearance similarity, zero when the sizes differ by more
 than ``tracker.reid_max_area_ratio``; a match needs ``tracker.reid_min_score`` and, against the next best dormant
 signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed.
-Candidates and dormant signatures are paired one to one (Hungarian), so two live tracks never share an id.
+Candidates and dormant signatures are paired one to one (Hungarian), so two live tracks never share an id. An
+object that comes back partly in view (through the image border, from behind an occluder) may not match at first:
+a track stays a candidate for ``tracker.reid_window`` frames after it was found, and when it matches later its
+provisional id is reported merged into the old one.
+
+Carried points can land on something else (an occluder, the background an object left, an object coming into view):
+a track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5, must still
+look like its signature (``tracker.gate_min_score``), else it leaves (dormant) and the mask becomes a new track. A
+signature taken while the object is cut off by the image border does not replace one of a whole view. A hidden track
+leaves after ``tracker.max_age`` frames unseen (2 by default: its warped mask is a guess that soon lands on something
+else), and re-identification brings it back when it is found again.
 
 Appearance comes from one interface (:class:`Appearance`), chosen by ``tracker.reid_descriptor``:
 
@@ -22,8 +32,13 @@ A scene cut (the camera looked elsewhere, a video cut, a bag that jumps) is a fr
 is farther than ``tracker.cut_distance`` (Bhattacharyya) from the previous frame's: within a shot consecutive frames
 differ by at most 0.09 on every shared DAVIS sequence, while frames of two different
 sequences differ by 0.22 or more (pairs of the six sequences, 128 x 72 pixels sampled;
-``scripts/permanence_thresholds.py`` measures it, and the colour similarities behind ``reid_min_score``). Carried
-points cannot be trusted across a cut: every live track goes dormant, and the frame is re-segmented from scratch.
+``scripts/permanence_thresholds.py`` measures it, and the colour similarities behind ``reid_min_score`` and
+``gate_min_score``). A fast pan can change the histogram as much (the pan edits of ``evaluation/leave_return.py``: 38
+consecutive pairs over 0.15), but its frames are one view shifted: a cut also needs the peak of the two frames' phase
+correlation under ``tracker.cut_max_correlation`` (those pan pairs: 0.32 or more; frames of two sequences: at most
+0.26).
+Carried points cannot be trusted across a cut: every live track goes dormant, and the frame is re-segmented from
+scratch.
 """
 
 from __future__ import annotations
@@ -62,6 +77,7 @@ class Signature:
     appearance: np.ndarray  # normalised histogram (colour) or unit vector (embedding), float32
     area: int  # pixels at the working resolution
     index: int  # frame index at which it was taken
+    whole: bool = True  # the mask's box is clear of the image border (not cut off by the edge of the view)
 
     def similarity(self, other: Signature) -> float:
         """Appearance similarity in [0, 1] (0 across kinds)."""
@@ -217,21 +233,38 @@ class Appearance:
 
 
 class CutDetector:
-    """Scene cuts from the hue-saturation histograms of consecutive frames (see the module docstring)."""
+    """Scene cuts from consecutive frames (see the module docstring): the hue-saturation histograms must differ
+    (``tracker.cut_distance``) and the two frames must not be one view shifted (the peak of their phase correlation
+    below ``tracker.cut_max_correlation``), so a fast pan over differently coloured scenery is no cut."""
 
     def __init__(self):
         self._previous: np.ndarray | None = None
+        self._small: np.ndarray | None = None
+        self._window: np.ndarray | None = None
 
     def reset(self) -> None:
-        self._previous = None
+        self._previous = self._small = None
 
-    def __call__(self, frame: np.ndarray, threshold: float) -> tuple[bool, float]:
-        """(whether ``frame`` cuts from the previous one, the distance); ``threshold`` 0 turns detection off."""
+    def __call__(self, frame: np.ndarray, threshold: float, max_correlation: float = 1.0) -> tuple[bool, float]:
+        """(whether ``frame`` cuts from the previous one, the histogram distance); ``threshold`` 0 turns detection
+        off; ``max_correlation`` 1 leaves the histograms alone to decide."""
         step = max(1, max(frame.shape[:2]) // 128)  # every step-th pixel: about 128 x 72, a strided view, no filter
         small = np.ascontiguousarray(frame[::step, ::step])
         hist = hs_histogram(cv2.cvtColor(small, cv2.COLOR_RGB2HSV))
-        previous, self._previous = self._previous, hist
+        (previous, self._previous), (before, self._small) = (self._previous, hist), (self._small, small)
         if previous is None or threshold <= 0:
             return False, 0.0
         d = hist_distance(previous, hist)
-        return d > threshold, d
+        if d <= threshold or max_correlation >= 1.0:
+            return d > threshold, d
+        return self.correlation(before, small) < max_correlation, d
+
+    def correlation(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Peak of the phase correlation of two RGB frames in grey (1: one view shifted; near 0: unrelated views);
+        0 when their sizes differ."""
+        if a.shape != b.shape:
+            return 0.0
+        ga, gb = (cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32) for x in (a, b))
+        if self._window is None or self._window.shape != ga.shape:
+            self._window = cv2.createHanningWindow(ga.shape[::-1], cv2.CV_32F)
+        return float(cv2.phaseCorrelate(ga, gb, self._window)[1])

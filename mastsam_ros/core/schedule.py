@@ -6,7 +6,8 @@ starts a re-segmentation. The first frame, a requested keyframe, or any keyframe
 frames up to the next keyframe, so the stream never stalls and it always ends before the next one starts: it decodes
 :func:`seeds_per_frame` grid seeds a frame, at least ``tracker.resegment_seeds_per_frame`` and at least the grid
 divided by the interval. Every ``tracker.new_region_interval`` frames, uncovered area is searched for new objects,
-also while a re-segmentation is spread (not on a frame that decodes the whole grid). The config section is read at
+also while a re-segmentation is spread (not on a frame that decodes the whole grid); the tracker adds a search on
+the frame after the uncovered area grew (``Tracker._watch_uncovered``). The config section is read at
 every call, so run-time changes apply; a spread re-segmentation keeps the seeds and rate it started with, and a
 keyframe that falls due before it ends (a request, or a scheduled one after a run-time change of the interval) drops
 it and starts anew.

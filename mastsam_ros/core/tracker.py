@@ -72,6 +72,7 @@ class _Track:
     born: int  # frame index of birth
     last_seen: int  # frame index of the last segmenter-confirmed mask (or confident carry while unprompted)
     signature: Signature | None = None  # what is remembered if it leaves (dormant.py), refreshed while confirmed
+    provisional: bool = True  # its id may still give way to a dormant one (found under tracker.reid_window ago)
 
 
 @dataclass
@@ -138,6 +139,7 @@ class Tracker:
         self.dormant.clear()  # another camera or a request to forget: nothing that left is expected back
         self._cut.reset()
         self._boxes = np.zeros((0, 4), np.intp)  # each live track's box in the working map (y0, y1, x0, x1)
+        self._uncovered = (1 << 62, False)  # (fewest uncovered working pixels since the last search, grown since)
         self.matcher.reset()
 
     def request_keyframe(self) -> bool:
@@ -293,12 +295,13 @@ class Tracker:
         self._timings: dict[str, float] = {}
         before = {t.id for t in self._tracks}
         seen_before = {t.id for t in self._tracks if t.last_seen == self._index - 1}
+        last_seen = {t.id: t.last_seen for t in self._tracks}
         self._events: list[TrackEvent] = []
         self._appearance: Appearance | None = None
         self._frame = frame
 
         pair_used = self._embed_and_match(frame, prepared)
-        cut, _ = self._cut(frame, self.cfg.tracker.cut_distance)
+        cut, _ = self._cut(frame, self.cfg.tracker.cut_distance, self.cfg.tracker.cut_max_correlation)
         if cut and self._tracks:  # carried points mean nothing across a cut: every track leaves, re-segment
             for t in self._tracks:
                 self._leave(t)
@@ -309,6 +312,8 @@ class Tracker:
             self.budget.keep(set())
         masks: dict[int, np.ndarray] = {}
         self._softs = {}
+        self._moved: set[int] = set()  # track indices whose answer lies mostly off their warped mask (_answers)
+        self._suspect: set[int] = set()  # their ids, once confirmed (_prompt): _gate checks their appearance
         prompted: list[int] = []
         correspondences = None
         if self._tracks:
@@ -331,12 +336,17 @@ class Tracker:
         elif action.kind == "slice":
             with self._timed("automatic"):
                 self._merge_automatic(masks, self.segmenter.generate(seeds=action.seeds))
-        if action.new_area:  # after the slice: what it found is no longer uncovered
+        # after the slice (what it found is no longer uncovered); also on the frame after the uncovered area grew
+        new_area = action.new_area or (self._uncovered[1] and self.cfg.tracker.new_region_interval > 0)
+        if new_area:
             with self._timed("new_area"):
                 self._segment_new_area(masks)
 
         with self._timed("merge"):
+            if self._tracks:
+                self._gate(masks, last_seen)
             self._partition(masks)
+            self._watch_uncovered(new_area)
         with self._timed("permanence"):
             self._permanence(seen_before)
         with self._timed("clustering"):
@@ -505,6 +515,8 @@ class Tracker:
             if i in confirmed:
                 masks[t.id], self._softs[t.id], t.score = confirmed[i]
                 t.last_seen = self._index
+                if i in self._moved:
+                    self._suspect.add(t.id)
             elif t.id not in chosen and carried[i].shape[0]:
                 # Not prompted this frame (budget) but its points were carried with confidence: it moved with them.
                 masks[t.id], self._softs[t.id] = warped[i].mask, warped[i].soft
@@ -544,6 +556,11 @@ class Tracker:
                 continue  # what is left is not where the track was: the answer was about something else
             if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
                 out[i] = (hard, soft, prop.score)
+                if expected.box is not None:  # an answer mostly elsewhere than the track was: check who it is
+                    ey, ex = expected.box
+                    box = (slice(min(y0, ey.start), max(y1, ey.stop)), slice(min(x0, ex.start), max(x1, ex.stop)))
+                    if M.iou(hard[box], expected.mask[box]) < 0.5:
+                        self._moved.add(i)
         return out
 
     def _plausible(self, area: int, centroid, hits: int, prompts: int, expected: _Mask, diag: float) -> bool:
@@ -712,6 +729,14 @@ class Tracker:
         self.budget.keep(live)
         self._probabilities(boxes)
 
+    def _watch_uncovered(self, searched: bool) -> None:
+        """Note whether the uncovered area grew by ``tracker.new_region_fraction`` of the map since the last new
+        area search (an object coming into view, an occluder moving off): the next frame searches it."""
+        idx = self._index_map
+        free = idx.size - int(np.count_nonzero(idx))
+        floor = free if searched else min(self._uncovered[0], free)
+        self._uncovered = (floor, free - floor >= self.cfg.tracker.new_region_fraction * idx.size)
+
     def _leave(self, t: _Track) -> None:
         """A live track leaves: dormant when it has a signature (it may come back), else retired."""
         if t.signature is None or self.cfg.tracker.dormant_max == 0:
@@ -737,38 +762,83 @@ class Tracker:
         if not area:
             return None
         app = self._appearance_now()
-        look = app.of(crop, (y0, y1, x0, x1), self._index_map.shape)
-        return None if look is None else Signature(app.kind, look, area, self._index)
+        h, w = self._index_map.shape
+        look = app.of(crop, (y0, y1, x0, x1), (h, w))
+        whole = y0 > 0 and x0 > 0 and y1 < h and x1 < w
+        return None if look is None else Signature(app.kind, look, area, self._index, whole)
 
     def _permanence(self, seen_before: set[int]) -> None:
-        """Newly born tracks that match a dormant signature take their old id back; signatures of confirmed tracks
-        are refreshed; born, hidden, re-identified and forgotten tracks become events (``dormant.py``)."""
+        """Tracks found within ``tracker.reid_window`` frames that match a dormant signature take their old id back
+        (one found earlier than this frame reports its provisional id merged into the old one); signatures of
+        confirmed tracks are refreshed; born, hidden, re-identified and forgotten tracks become events
+        (``dormant.py``)."""
         cfg = self.cfg.tracker
-        born = [k for k, t in enumerate(self._tracks) if t.born == self._index]
         remember = cfg.dormant_max > 0  # 0: retire and forget, no signature is ever needed
-        sigs = [self._signature(k) if remember else None for k in born]
-        renamed: dict[int, int] = {}
+        born = [k for k, t in enumerate(self._tracks) if t.born == self._index]
+        sigs = {k: self._signature(k) if remember else None for k in born}
+        for t in self._tracks:
+            t.provisional = t.provisional and self._index - t.born <= cfg.reid_window
         if len(self.dormant):
-            usable = [i for i, sg in enumerate(sigs) if sg is not None]
-            for m in self.dormant.match([sigs[i] for i in usable], self._index):
-                t = self._tracks[born[usable[m.candidate]]]
-                renamed[t.id] = m.id
+            young = [k for k, t in enumerate(self._tracks)
+                     if t.provisional and t.born != self._index and t.last_seen == self._index]
+            sigs.update((k, self._signature(k)) for k in young)
+            usable = [k for k, sg in sigs.items() if sg is not None]
+            for m in self.dormant.match([sigs[k] for k in usable], self._index):
+                t = self._tracks[usable[m.candidate]]
                 self._events.append(TrackEvent("reidentified", m.id, frames_away=m.frames_away, score=m.score))
-                t.id = m.id
-        for k, sg in zip(born, sigs):
-            self._tracks[k].signature = sg
-            if self._tracks[k].id not in renamed.values():
-                self._events.append(TrackEvent("born", self._tracks[k].id))
+                if t.born != self._index:
+                    self._events.append(TrackEvent("merged", t.id, into=m.id))
+                t.id, t.provisional = m.id, False
+                t.signature = sigs[usable[m.candidate]]
+        for k in born:
+            t = self._tracks[k]
+            if t.provisional:
+                t.signature = sigs[k]
+                self._events.append(TrackEvent("born", t.id))
         # (the list stays in this frame's map order; the next partition sorts it by id again)
         for k, t in enumerate(self._tracks):
-            # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once)
+            # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once); a
+            # view cut off by the image border does not replace a whole one
             if remember and t.born != self._index and t.last_seen == self._index and (
                     t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):
-                t.signature = self._signature(k) or t.signature
+                sg = sigs.get(k) or self._signature(k)
+                if sg is not None and (t.signature is None or sg.whole or not t.signature.whole):
+                    t.signature = sg
             elif t.id in seen_before and t.last_seen < self._index:
                 self._events.append(TrackEvent("hidden", t.id))
         for forgotten in self.dormant.expire(self._index):
             self._events.append(TrackEvent("retired", forgotten))
+
+    def _gate(self, masks: dict, last_seen: dict[int, int]) -> None:
+        """A track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5,
+        whose new mask does not look like its signature (similarity under ``tracker.gate_min_score``) was found on
+        something else (an occluder, the background its points slid onto, an object coming into view): it keeps no
+        pixels this frame, so it leaves (dormant) instead of riding on, and what it was given becomes a new track
+        (which may in turn take a dormant id back)."""
+        cfg = self.cfg.tracker
+        if cfg.dormant_max == 0 or cfg.gate_min_score <= 0:
+            return
+        app, found = None, []
+        for t in self._tracks:
+            if t.signature is None or t.last_seen != self._index or (
+                    t.id not in self._suspect and last_seen.get(t.id, self._index) >= self._index - 1):
+                continue
+            mask = masks.get(t.id)
+            box = _box(mask) if mask is not None else None
+            if box is None:
+                continue
+            app = app or self._appearance_now()
+            crop = mask[box].view(np.uint8)
+            look = app.of(crop, (box[0].start, box[0].stop, box[1].start, box[1].stop), mask.shape)
+            if look is None:
+                continue
+            now = Signature(app.kind, look, int(np.count_nonzero(crop)), self._index)
+            if now.similarity(t.signature) < cfg.gate_min_score:
+                found.append((mask, self._softs[t.id], t.score))
+                masks[t.id] = np.zeros_like(mask)
+                t.last_seen = last_seen[t.id]
+        if found:
+            self._add_tracks(masks, found)
 
     def _probabilities(self, boxes: np.ndarray) -> None:
         """Owner probability of every owned working pixel (at least 0.5), and on background the most likely track

@@ -131,3 +131,36 @@ def test_the_similarity_matrix_equals_each_pair_compared_alone():
     want = np.array([[x.similarity(y) for y in b + emb] for x in a + emb])
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert got[:5, 7:].max() == 0 and got[5:, :7].max() == 0  # never across kinds
+
+
+def _clip(davis_root, seq, edit, K):
+    from mastsam_ros.evaluation import leave_return
+
+    seqs = sorted(p.name for p in (davis_root / "JPEGImages" / "480p").iterdir())
+    return leave_return.build_clip(str(davis_root), seq, edit, K, seqs)
+
+
+def test_a_fast_pan_is_no_cut(davis_root):
+    """The pan edit's fast pans change the histogram as much as a cut; the phase correlation tells them apart."""
+    clip = _clip(davis_root, "libby", "pan", 10)
+    cfg = Config().tracker
+    by_histogram, detect = CutDetector(), CutDetector()
+    assert sum(by_histogram(f, cfg.cut_distance, 1.0)[0] for f in clip.frames) > 0  # the histograms alone: cuts
+    assert not any(detect(f, cfg.cut_distance, cfg.cut_max_correlation)[0] for f in clip.frames)
+
+
+def test_an_occluded_object_gets_its_id_back_and_its_id_rides_on_nothing_else(davis_root):
+    """A patch slides over the car, covers it for 10 frames and leaves: the car's id does not ride onto the patch or
+    the road meanwhile, and the car gets it back (found again under a provisional id that then merges into it)."""
+    from mastsam_ros.evaluation.leave_return import score_return
+
+    clip = _clip(davis_root, "car-roundabout", "occluder", 10)
+    tracker = Tracker(Config(), segmenter=OracleSegmenter(clip.seg_gt, frames=clip.frames))
+    results = [tracker.step(f) for f in clip.frames]
+    s = score_return(np.stack([r.labels for r in results]), clip.gt, clip.gap)
+    assert s.scored and s.reid and not s.false_reid
+    events = [e for r in results[clip.gap[1]:] for e in r.events]
+    assert any(e.kind == "reidentified" and e.id == s.before_id for e in events)
+    for r in results:
+        ids = [t.id for t in r.tracks]
+        assert len(ids) == len(set(ids))

@@ -137,7 +137,9 @@ def test_prompt_budget_goes_to_the_track_whose_points_are_doubtful(car_frames):
     """Under a budget of one prompt a frame, a track whose carried points keep coming back with low confidence is
     prompted more often than the round robin's one frame in six, and more than any other track."""
     frames, _ = car_frames
-    cfg = Config().update({"tracker.max_prompts_per_frame": 1, "tracker.max_tracks": 6})
+    # (the fallback segmenter's answers for the largest region wander; the appearance gate would hand them to a new
+    # track, which is not what this test is about)
+    cfg = Config().update({"tracker.max_prompts_per_frame": 1, "tracker.max_tracks": 6, "tracker.gate_min_score": 0})
     tracker = Tracker(cfg)
     first = tracker.step(frames[0])
     assert len(first.tracks) >= 4
