@@ -797,12 +797,11 @@ class Tracker:
                 self._events.append(TrackEvent("born", t.id))
         # (the list stays in this frame's map order; the next partition sorts it by id again)
         for k, t in enumerate(self._tracks):
-            # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once); a
-            # view cut off by the image border does not replace a whole one
+            # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once)
             if remember and t.born != self._index and t.last_seen == self._index and (
                     t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):
                 sg = sigs.get(k) or self._signature(k)
-                if sg is not None and (t.signature is None or sg.whole or not t.signature.whole):
+                if sg is not None and _better_view(sg, t.signature, 3 * cfg.signature_interval):
                     t.signature = sg
             elif t.id in seen_before and t.last_seen < self._index:
                 self._events.append(TrackEvent("hidden", t.id))
@@ -987,6 +986,14 @@ class _Negatives:
         """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
         them is likely (at most ``limit``)."""
         return self.points[np.flatnonzero(self._inside[i])[:limit]]
+
+
+def _better_view(new: Signature, old: Signature | None, stale: int) -> bool:
+    """Whether ``new`` replaces ``old``: not when it shows the object cut off by the image border while ``old`` shows
+    it whole, nor when it is under half ``old``'s area (partly hidden), unless ``old`` is over ``stale`` frames old."""
+    if old is None or new.index - old.index > stale:
+        return True
+    return (new.whole or not old.whole) and 2 * new.area >= old.area
 
 
 def _close(backend) -> None:
