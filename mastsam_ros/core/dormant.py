@@ -37,9 +37,10 @@ sequences differ by 0.22 or more (pairs of the six sequences, 128 x 72 pixels sa
 ``gate_min_score``). A fast pan can change the histogram as much (the pan edits of ``evaluation/leave_return.py``: 38
 consecutive pairs over 0.15), but its frames are one view shifted: a cut also needs the peak of the two frames' phase
 correlation under ``tracker.cut_max_correlation`` (those pan pairs: 0.32 or more; frames of two sequences: at most
-0.26).
-Carried points cannot be trusted across a cut: every live track goes dormant, and the frame is re-segmented from
-scratch.
+0.26). Carried points cannot be trusted across a cut: every live track goes dormant, and the frame is re-segmented
+from scratch. A cut starts a new shot, or goes back to one seen before when this frame is within ``cut_distance`` of
+that shot's last frame (the camera looked back); a dormant track is matched only in the shot it was last seen in, so
+an object of the place the camera cut away from never takes an id in another place it cut to.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Dormant:
     id: int
     signature: Signature
     last_seen: int
+    shot: int = 0  # the shot it was last seen in (CutDetector.shot)
 
 
 @dataclass
@@ -125,9 +127,9 @@ class DormantSet:
     def clear(self) -> None:
         self._by_id.clear()
 
-    def add(self, track_id: int, signature: Signature, last_seen: int) -> list[int]:
+    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0) -> list[int]:
         """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``."""
-        self._by_id[track_id] = Dormant(track_id, signature, last_seen)
+        self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot)
         self._by_id.move_to_end(track_id)
         forgotten = []
         while len(self._by_id) > self.cfg.dormant_max:
@@ -141,12 +143,13 @@ class DormantSet:
             del self._by_id[i]
         return old
 
-    def match(self, candidates: list[Signature], index: int) -> list[Match]:
-        """Pair newly born tracks' signatures with dormant ones (one to one); the matched ids leave the set."""
-        if not candidates or not self._by_id:
-            return []
+    def match(self, candidates: list[Signature], index: int, shot: int = 0) -> list[Match]:
+        """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` (one to
+        one); the matched ids leave the set."""
         cfg = self.cfg
-        dormant = list(self._by_id.values())
+        dormant = [d for d in self._by_id.values() if d.shot == shot]
+        if not candidates or not dormant:
+            return []
         score = _similarities(candidates, [d.signature for d in dormant])
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
@@ -238,13 +241,21 @@ class CutDetector:
     (``tracker.cut_distance``) and the two frames must not be one view shifted (the peak of their phase correlation
     below ``tracker.cut_max_correlation``), so a fast pan over differently coloured scenery is no cut."""
 
+    #: shots whose last frame is remembered, to tell a cut back to one of them (the oldest forgotten first)
+    SHOTS = 32
+
     def __init__(self):
         self._previous: np.ndarray | None = None
         self._small: np.ndarray | None = None
         self._window: np.ndarray | None = None
+        self.shot = 0  # the shot of the latest frame: a new number at a cut, or the number of the shot cut back to
+        self._ends: OrderedDict[int, np.ndarray] = OrderedDict()  # shot -> histogram of its last frame
+        self._shots = 0
 
     def reset(self) -> None:
         self._previous = self._small = None
+        self._ends.clear()
+        self.shot = self._shots = 0
 
     def __call__(self, frame: np.ndarray, threshold: float, max_correlation: float = 1.0) -> tuple[bool, float]:
         """(whether ``frame`` cuts from the previous one, the histogram distance); ``threshold`` 0 turns detection
@@ -256,9 +267,25 @@ class CutDetector:
         if previous is None or threshold <= 0:
             return False, 0.0
         d = hist_distance(previous, hist)
-        if d <= threshold or max_correlation >= 1.0:
-            return d > threshold, d
-        return self.correlation(before, small) < max_correlation, d
+        cut = d > threshold and (max_correlation >= 1.0 or self.correlation(before, small) < max_correlation)
+        if cut:
+            self._cut_to(previous, hist, threshold)
+        return cut, d
+
+    def _cut_to(self, end: np.ndarray, hist: np.ndarray, threshold: float) -> None:
+        """The shot after a cut: one seen before whose last frame is within ``threshold`` of this frame (the camera
+        looked back), else a new one."""
+        self._ends[self.shot] = end
+        self._ends.move_to_end(self.shot)
+        while len(self._ends) > self.SHOTS:
+            self._ends.popitem(last=False)
+        near = [(hist_distance(h, hist), s) for s, h in self._ends.items() if s != self.shot]
+        back = min(near, default=(np.inf, -1))
+        if back[0] <= threshold:
+            self.shot = back[1]
+        else:
+            self._shots += 1
+            self.shot = self._shots
 
     def correlation(self, a: np.ndarray, b: np.ndarray) -> float:
         """Peak of the phase correlation of two RGB frames in grey (1: one view shifted; near 0: unrelated views);

@@ -301,10 +301,11 @@ class Tracker:
         self._frame = frame
 
         pair_used = self._embed_and_match(frame, prepared)
+        shot = self._cut.shot
         cut, _ = self._cut(frame, self.cfg.tracker.cut_distance, self.cfg.tracker.cut_max_correlation)
         if cut and self._tracks:  # carried points mean nothing across a cut: every track leaves, re-segment
             for t in self._tracks:
-                self._leave(t)
+                self._leave(t, shot)
             self._tracks = []
             self._index_map[:] = 0
             self._cand[:] = 0
@@ -737,13 +738,14 @@ class Tracker:
         floor = free if searched else min(self._uncovered[0], free)
         self._uncovered = (floor, free - floor >= self.cfg.tracker.new_region_fraction * idx.size)
 
-    def _leave(self, t: _Track) -> None:
-        """A live track leaves: dormant when it has a signature (it may come back), else retired."""
+    def _leave(self, t: _Track, shot: int | None = None) -> None:
+        """A live track leaves: dormant when it has a signature (it may come back), else retired. ``shot``: the shot
+        it was last seen in (default: the current one)."""
         if t.signature is None or self.cfg.tracker.dormant_max == 0:
             self._events.append(TrackEvent("retired", t.id))
             return
         self._events.append(TrackEvent("dormant", t.id))
-        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen):
+        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot):
             self._events.append(TrackEvent("retired", forgotten))
 
     def _appearance_now(self) -> Appearance:
@@ -783,7 +785,7 @@ class Tracker:
                      if t.provisional and t.born != self._index and t.last_seen == self._index]
             sigs.update((k, self._signature(k)) for k in young)
             usable = [k for k, sg in sigs.items() if sg is not None]
-            for m in self.dormant.match([sigs[k] for k in usable], self._index):
+            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot):
                 t = self._tracks[usable[m.candidate]]
                 self._events.append(TrackEvent("reidentified", m.id, frames_away=m.frames_away, score=m.score))
                 if t.born != self._index:

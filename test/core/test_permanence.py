@@ -164,3 +164,24 @@ def test_an_occluded_object_gets_its_id_back_and_its_id_rides_on_nothing_else(da
     for r in results:
         ids = [t.id for t in r.tracks]
         assert len(ids) == len(set(ids))
+
+
+def test_a_cut_back_continues_the_shot_and_another_place_is_a_new_one(two_shots):
+    frames, _ = two_shots
+    detect = CutDetector()
+    shots = []
+    for f in frames:
+        detect(f, Config().tracker.cut_distance)
+        shots.append(detect.shot)
+    assert shots[:21] == [0] * 21  # car-roundabout
+    assert set(shots[21:36]) == {1}  # the inserted soapbox shot: a new one
+    assert shots[36:] == [0] * (len(frames) - 36)  # back to the car: its shot again
+
+
+def test_dormant_tracks_are_matched_only_in_their_shot():
+    d = DormantSet(_cfg())
+    h = np.eye(8)[2] + 0.01
+    d.add(7, _sig(h), last_seen=3, shot=0)
+    assert d.match([_sig(h)], index=5, shot=1) == []  # another place: not matched
+    (m,) = d.match([_sig(h)], index=6, shot=0)
+    assert m.id == 7 and m.frames_away == 3
