@@ -35,6 +35,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .frames import subsample
+
 #: hue x saturation bins of the colour descriptor and of the cut detector's frame histogram
 HIST_BINS = (16, 4)
 _RANGES = [0, 180, 0, 256]
@@ -228,7 +230,7 @@ class CutDetector:
     def __call__(self, frame: np.ndarray, threshold: float) -> tuple[bool, float]:
         """(whether ``frame`` cuts from the previous one, the distance); ``threshold`` 0 turns detection off."""
         step = max(1, max(frame.shape[:2]) // 128)  # every step-th pixel: about 128 x 72, a strided view, no filter
-        small = np.ascontiguousarray(frame[::step, ::step])
+        small = subsample(frame, step)  # frame[::step, ::step], contiguous
         hist = hs_histogram(cv2.cvtColor(small, cv2.COLOR_RGB2HSV))
         previous, self._previous = self._previous, hist
         if previous is None or threshold <= 0:

@@ -97,6 +97,32 @@ def test_main_parts_keeps_the_big_parts_by_their_own_pixels(seed, gap):
     assert np.array_equal(inplace, expected)
 
 
+@pytest.mark.parametrize("gap", range(7))
+def test_connected_parts_are_opencvs_parts_of_the_dilated_box(gap):
+    """The same parts as cv2.connectedComponents of the box dilated by cv2.dilate (what main_parts used to ask
+    OpenCV for), even gap sizes (an off-centre anchor) and boxes cut inside the mask included."""
+    rng = np.random.default_rng(gap)
+    for trial in range(150):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        if trial % 2:
+            mask = rng.random((h + 4, w + 4)) < rng.choice([0.02, 0.1, 0.3, 0.7])
+        else:
+            mask = cv2.GaussianBlur(rng.random((h + 4, w + 4)).astype(np.float32), (0, 0), 2) > 0.5
+        y, x = (int(v) for v in rng.integers(0, 4, 2))
+        crop = np.ascontiguousarray(mask[y : y + h, x : x + w]).view(np.uint8)
+        joined = cv2.dilate(crop, np.ones((gap + 1, gap + 1), np.uint8)) if gap else crop
+        n, ref = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_32S)
+        count, parts = M.connected_parts(mask, y, x, h, w, gap)
+        assert count == n
+        if n <= 2:
+            assert parts.size == 0
+            continue
+        on = crop.astype(bool)
+        assert not parts[~on].any() and parts[on].min() >= 1
+        pairs = set(zip(ref[on].tolist(), parts[on].tolist()))  # one to one: the same parts, numbered apart
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}) == n - 1
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_measure_gives_area_centroid_and_prompt_hits(seed):
     rng = np.random.default_rng(seed)
@@ -206,3 +232,13 @@ def test_carried_flags_are_confidence_frame_and_isolation(seed):
         assert kept[j] == expected.sum()
         assert trust[j] == pytest.approx(float(np.where(ok[sl], conf[sl], 0).sum()) / n if n else 0.0, rel=1e-5)
         start += n
+
+
+@pytest.mark.parametrize("shape", [(480, 854, 3), (7, 5, 3), (100, 101), (13, 17, 1), (1, 1, 3)])
+def test_subsample_is_the_strided_copy(shape):
+    from mastsam_ros.core.frames import subsample
+    frame = np.random.default_rng(shape[0]).integers(0, 256, shape).astype(np.uint8)
+    for step in (1, 2, 6, 7, 500):
+        out, ref = subsample(frame, step), frame[::step, ::step]
+        assert out.shape == ref.shape and out.dtype == ref.dtype and out.flags.c_contiguous
+        assert np.array_equal(out, ref)
