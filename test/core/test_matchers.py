@@ -188,3 +188,30 @@ def test_warp_gather_equals_remap_along_the_flow_maps(src, dst, step):
         ref = cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         out = warp_gather(labels, sources)
         assert out.dtype == labels.dtype and np.array_equal(out, ref)
+
+
+def test_flow_carry_equals_the_numpy_computation(car_frames):
+    """The compiled carry gives what its NumPy form gave, bit for bit: points in and out of the frame, on whole
+    pixels and between, and NaN."""
+    from mastsam_ros.core.matchers.flow import FlowMatcher, sample
+    m = FlowMatcher(Config().matcher)
+    frames = car_frames[0]
+    m.push(frames[0])
+    m.push(frames[1])
+    fwd, bwd = m._pair_flows()
+    h, w = m._cur.shape[:2]
+    s = m._scale
+    rng = np.random.default_rng(0)
+    fh, fw = frames[0].shape[:2]
+    pts = (rng.random((400, 2)) * [fw + 40, fh + 40] - 20).astype(np.float32)
+    pts[:100] = np.round(pts[:100])
+    pts[100:103] = np.nan
+    p = pts * s
+    q = p + sample(fwd, p)
+    back = q + sample(bwd, q)
+    conf = np.clip(1.0 - np.linalg.norm(back - p, axis=1) / m.max_error, 0.0, 1.0).astype(np.float32)
+    conf[~((q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1))] = 0.0
+    dst, got = m.carry(pts)
+    assert dst.dtype == got.dtype == np.float32
+    assert np.array_equal(dst, (q / s).astype(np.float32), equal_nan=True) and np.array_equal(got, conf)
+    assert 0 < (got > 0.5).sum() < len(pts)  # some carried with confidence, some not

@@ -120,6 +120,37 @@ def _sample(field, pts, out):
 
 
 @kernel
+def _carry(fwd, bwd, points, s, max_error, w, h, dst, conf):
+    """:meth:`FlowMatcher.carry` of ``points`` ((N, 2) float32, frame pixels) along the pair's flows at scale ``s``
+    (matcher / frame pixels) in a ``w`` x ``h`` matcher frame, in one pass: each point scaled (float32), moved by
+    the forward flow and back by the backward flow (bilinear, float64); its confidence 1 - (forward-backward error)
+    / ``max_error`` clipped to [0, 1] (NaN stays NaN), 0 when it lands outside the frame; ``dst`` where it lands in
+    frame pixels (float32). The arithmetic is that of the NumPy expression it replaces, operation for operation."""
+    n = points.shape[0]
+    p = np.empty((n, 2), np.float32)
+    s32 = np.float32(s)
+    for i in range(n):
+        p[i, 0], p[i, 1] = points[i, 0] * s32, points[i, 1] * s32
+    moved = np.empty((n, 2), np.float64)
+    _sample(fwd, p, moved)
+    q = np.empty((n, 2), np.float64)
+    for i in range(n):
+        q[i, 0], q[i, 1] = p[i, 0] + moved[i, 0], p[i, 1] + moved[i, 1]
+    _sample(bwd, q, moved)
+    for i in range(n):
+        dx = (q[i, 0] + moved[i, 0]) - p[i, 0]
+        dy = (q[i, 1] + moved[i, 1]) - p[i, 1]
+        c = 1.0 - np.sqrt(dx * dx + dy * dy) / max_error
+        if c < 0.0:
+            c = 0.0
+        elif c > 1.0:
+            c = 1.0
+        x, y = q[i, 0], q[i, 1]
+        conf[i] = np.float32(c) if x >= 0 and x <= w - 1 and y >= 0 and y <= h - 1 else np.float32(0.0)
+        dst[i, 0], dst[i, 1] = np.float32(x / s), np.float32(y / s)
+
+
+@kernel
 def _taps(n, size):
     """For each of ``n`` output pixels along an axis of ``size`` input pixels: the left input pixel, the right one,
     and the right one's weight (float32), as ``cv2.resize`` with ``INTER_LINEAR`` places them."""
@@ -319,16 +350,10 @@ class FlowMatcher(Matcher):
         if self._prev is None or n == 0:
             return points.astype(np.float32).copy(), np.zeros(n, np.float32)
         fwd, bwd = self._pair_flows()
-        s = self._scale
-        p = points.astype(np.float32) * s
-        q = p + sample(fwd, p)
-        back = q + sample(bwd, q)
-        err = np.linalg.norm(back - p, axis=1)
-        conf = np.clip(1.0 - err / self.max_error, 0.0, 1.0).astype(np.float32)
         h, w = self._cur.shape[:2]
-        inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
-        conf[~inside] = 0.0
-        return (q / s).astype(np.float32), conf
+        dst, conf = np.empty((n, 2), np.float32), np.empty(n, np.float32)
+        _carry(fwd, bwd, np.asarray(points, np.float32), float(self._scale), float(self.max_error), w, h, dst, conf)
+        return dst, conf
 
     def prepare(self) -> None:
         if self._prev is not None:
