@@ -37,7 +37,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -515,24 +514,21 @@ class Tracker:
         cfg = self.cfg.tracker
         out = {}
         answers = self.segmenter.predict(prompts) if prompts else []
-        owner, held = held if held is not None else (None, None)
+        owner, held = held if held is not None else (_NO_OWNER, _NO_HELD)
+        min_area = self._min_area()
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
             hard = np.empty(soft.shape, bool)
-            y0, y1, x0, x1 = M.threshold_box(soft, hard)
+            # The answer thresholded; an answer that swallows most of another tracked object at least half this
+            # track's size is the car-and-road collapse: that neighbour's pixels are not this track's (a sliver of a
+            # neighbour, motion or occlusion, stays, and so does a small one: a part of this object tracked on its
+            # own, which merging then joins to it); its main parts kept (M.main_parts); then measured.
+            y0, y1, x0, x1, swallowed, area, cx, cy, hits = M.examine(
+                soft, hard, owner, held, i + 1, cfg.swallow_fraction, cfg.secondary_component_fraction, min_area,
+                cfg.part_gap, pos)
             if y1 == 0:
                 continue
-            # An answer that swallows most of another tracked object at least half this track's size is the
-            # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour (motion,
-            # occlusion) stays, and so does a small one (a part of this object tracked on its own, which merging then
-            # joins to it).
-            swallowed = owner is not None and M.drop_swallowed(
-                hard, owner, held, i + 1, cfg.swallow_fraction, y0, y1, x0, x1
-            )
-            box = (slice(y0, y1), slice(x0, x1))
-            M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box, inplace=True)
             expected = warped[i]
-            area, cx, cy, hits = M.measure(hard, y0, y1, x0, x1, pos)
             if swallowed and M.iou(hard, expected.mask) < 0.5:
                 continue  # what is left is not where the track was: the answer was about something else
             if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
@@ -814,17 +810,29 @@ class Tracker:
         return labels, tracks
 
     # --- helpers ------------------------------------------------------------------------------------------------
-    @contextmanager
-    def _timed(self, stage: str):
-        if self.synchronize is not None:
-            self.synchronize()
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.synchronize is not None:
-                self.synchronize()
-            self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+    def _timed(self, stage: str) -> _Timed:
+        """``with self._timed(stage):`` adds the block's milliseconds to ``self._timings[stage]``."""
+        return _Timed(self, stage)
+
+
+class _Timed:
+    """:meth:`Tracker._timed`'s context (a class: a generator-based one costs a few microseconds per stage)."""
+
+    __slots__ = ("_tracker", "_stage", "_t0")
+
+    def __init__(self, tracker: Tracker, stage: str):
+        self._tracker, self._stage = tracker, stage
+
+    def __enter__(self) -> None:
+        if self._tracker.synchronize is not None:
+            self._tracker.synchronize()
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        t = self._tracker
+        if t.synchronize is not None:
+            t.synchronize()
+        t._timings[self._stage] = t._timings.get(self._stage, 0.0) + (time.perf_counter() - self._t0) * 1e3
 
 
 class _Mask:
@@ -916,6 +924,9 @@ class _Negatives:
                                              np.array(who, np.int64))
         offsets = offsets.tolist()
         return [PointPrompt(points=pts[a:b], labels=labels[a:b]) for a, b in zip(offsets, offsets[1:])]
+
+
+_NO_OWNER, _NO_HELD = np.zeros((1, 1), np.uint16), np.zeros(0, np.int64)  # M.examine without the swallowing rule
 
 
 def _close(backend) -> None:

@@ -242,3 +242,54 @@ def test_subsample_is_the_strided_copy(shape):
         out, ref = subsample(frame, step), frame[::step, ::step]
         assert out.shape == ref.shape and out.dtype == ref.dtype and out.flags.c_contiguous
         assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_joining_pairs_are_the_numpy_selection(seed):
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 7, 30):
+        areas = rng.integers(0, 500, n).astype(np.float64)
+        inter = np.minimum(areas[:, None], areas[None, :]) * rng.choice([0, 0.3, 0.6, 0.61, 1], (n, n))
+        inter = np.floor(np.triu(inter, 1) + np.triu(inter, 1).T)
+        np.fill_diagonal(inter, areas)
+        smaller = np.minimum(areas[:, None], areas[None, :])
+        rows, cols = np.nonzero(np.triu(inter > 0.6 * np.maximum(smaller, 1.0), k=1))
+        pairs = M._joining_pairs(inter, 0.6)
+        assert pairs.shape == (rows.size, 2) and pairs.tolist() == list(map(list, zip(rows.tolist(), cols.tolist())))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_examine_is_the_checks_one_kernel_at_a_time(seed):
+    rng = np.random.default_rng(seed)
+    owner = label_map(rng, 4)
+    held = M.count_labels(owner, 5)
+    pts = (rng.random((7, 2)) * [SHAPE[1], SHAPE[0]]).astype(np.float32)
+    for me in (1, 3):
+        soft = blobs(rng, level=0.9)
+        soft[rng.random(SHAPE) > 0.99] = 1.0  # specks: parts to drop
+        if seed == 0 and me == 1:
+            soft[:] = 0  # an empty answer
+        for rule in (True, False):
+            ref = np.empty(SHAPE, bool)
+            y0, y1, x0, x1 = M.threshold_box(soft, ref)
+            got = np.empty(SHAPE, bool)
+            out = M.examine(soft, got, owner, held if rule else np.zeros(0, np.int64), me, 0.5, 0.3, 40, 4, pts)
+            assert out[:4] == (y0, y1, x0, x1)
+            if y1 == 0:
+                continue
+            swallowed = rule and M.drop_swallowed(ref, owner, held, me, 0.5, y0, y1, x0, x1)
+            M.main_parts(ref, 0.3, 40, 4, box=(slice(y0, y1), slice(x0, x1)), inplace=True)
+            assert np.array_equal(got, ref) and out[4] == swallowed
+            assert out[5:] == M.measure(ref, y0, y1, x0, x1, pts)
+
+
+@pytest.mark.parametrize("shape", [SHAPE, (7, 5), (1, 1), (33, 17)])
+def test_iou_matrix_counts_exactly(shape):
+    rng = np.random.default_rng(shape[0])
+    for na, nb in ((1, 1), (4, 8), (9, 3)):
+        a = [rng.random(shape) < rng.random() for _ in range(na)]
+        b = [rng.random(shape) < rng.random() for _ in range(nb)]
+        inter = np.array([[np.count_nonzero(x & y) for y in b] for x in a], float)
+        union = np.array([[np.count_nonzero(x | y) for y in b] for x in a], float)
+        assert np.array_equal(M.iou_matrix(a, b), (inter / np.maximum(union, 1.0)).astype(np.float32))
+    assert M.iou_matrix([], b).shape == (0, len(b))
