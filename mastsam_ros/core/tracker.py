@@ -919,7 +919,8 @@ class _Negatives:
         return self.points[self._near[i, : self._found[i]]]
 
     def prompts(self, who: list[int]) -> list[PointPrompt]:
-        """The prompts of tracks ``who``: each one's carried points (positive) then :meth:`near` (negative)."""
+        """The prompts of tracks ``who``: each one's carried points (positive) then :meth:`near` (negative); their
+        arrays are consecutive views of one points array and one labels array, made in one compiled pass."""
         pts, labels, offsets = prompt_arrays(self.points, self._counts, self._near, self._found,
                                              np.array(who, np.int64))
         offsets = offsets.tolist()
