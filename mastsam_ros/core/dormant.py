@@ -52,6 +52,8 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from .frames import subsample
+
 #: hue x saturation bins of the colour descriptor and of the cut detector's frame histogram
 HIST_BINS = (16, 4)
 _RANGES = [0, 180, 0, 256]
@@ -261,7 +263,7 @@ class CutDetector:
         """(whether ``frame`` cuts from the previous one, the histogram distance); ``threshold`` 0 turns detection
         off; ``max_correlation`` 1 leaves the histograms alone to decide."""
         step = max(1, max(frame.shape[:2]) // 128)  # every step-th pixel: about 128 x 72, a strided view, no filter
-        small = np.ascontiguousarray(frame[::step, ::step])
+        small = subsample(frame, step)  # frame[::step, ::step], contiguous
         hist = hs_histogram(cv2.cvtColor(small, cv2.COLOR_RGB2HSV))
         (previous, self._previous), (before, self._small) = (self._previous, hist), (self._small, small)
         if previous is None or threshold <= 0:

@@ -31,16 +31,79 @@ def main_parts(
     else:
         y, x = box[0].start, box[1].start
         h, w = box[0].stop - y, box[1].stop - x
-    crop = mask[y : y + h, x : x + w].view(np.uint8)
-    # bridge gaps of up to ``gap`` pixels; only the mask's own pixels are kept in the end
-    joined = cv2.dilate(crop, np.ones((gap + 1, gap + 1), np.uint8)) if gap else crop
-    # 16-bit labels where they cannot overflow: OpenCV labels them faster
-    n, parts = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_16U if h * w < 1 << 16 else cv2.CV_32S)
+    # the parts of the box bridged over gaps of up to ``gap`` pixels; only the mask's own pixels are kept in the end
+    n, parts = connected_parts(mask, y, x, h, w, gap)
     if n <= 2:
         return mask
     out = mask if inplace else mask.copy()
     keep_parts(out, parts, n, y, x, secondary_fraction, min_area)
     return out
+
+
+@kernel
+def connected_parts(mask, y0, x0, h, w, gap):
+    """The parts of the h x w box at (y0, x0) of a boolean ``mask`` with pieces at most ``gap`` pixels apart joined:
+    those of ``cv2.connectedComponents`` (8-connected) of the box dilated by a (``gap`` + 1) square of ones, as
+    :func:`main_parts` asked OpenCV for them. Returns ``(count, parts)``: ``count`` includes the background, as
+    OpenCV counts; ``parts`` (int32, h x w) numbers each mask pixel's part 1..count-1 (0 off the mask; the
+    numbering may differ from OpenCV's), drawn only when there are two parts or more (else empty, 0 x 0).
+
+    Without drawing the dilation: two mask pixels end up in one dilated part exactly when a chain of mask pixels
+    joins them in which each is at most ``gap`` + 1 rows and ``gap`` + 1 columns from the next (their squares touch
+    or overlap; clipping to the box cannot separate them, the pixels between lie in the box). So the mask's runs
+    along each row are joined (union-find) to the runs of the ``gap`` + 1 rows above that come that close."""
+    k = gap + 1
+    cap = h * ((w + 1) // 2) + 1  # at most this many runs
+    starts, ends, parent = np.empty(cap, np.int32), np.empty(cap, np.int32), np.empty(cap, np.int32)
+    row_first = np.empty(h + 1, np.int32)  # the runs of box row y are row_first[y]:row_first[y + 1]
+    n = 0
+    for y in range(h):
+        row_first[y] = n
+        src = mask[y0 + y, x0 : x0 + w]
+        x = 0
+        while x < w:
+            if not src[x]:
+                x += 1
+                continue
+            e = x + 1
+            while e < w and src[e]:
+                e += 1
+            starts[n], ends[n], parent[n] = x, e, n
+            for q in range(row_first[max(y - k, 0)], n):  # the runs of the k rows above and the earlier ones here
+                if starts[q] < e + k and x < ends[q] + k:  # some pixels of both at most k columns apart
+                    a, b = q, n
+                    while parent[a] != a:
+                        a = parent[a]
+                    while parent[b] != b:
+                        b = parent[b]
+                    if a < b:
+                        parent[b] = a
+                    elif b < a:
+                        parent[a] = b
+            n += 1
+            x = e
+    row_first[h] = n
+    label = np.zeros(n, np.int32)
+    count = 1
+    for r in range(n):  # the root of a tree is its first run: numbered in raster order
+        a = r
+        while parent[a] != a:
+            a = parent[a]
+        if a == r:
+            label[r] = count
+            count += 1
+        else:
+            label[r] = label[a]
+    if count <= 2:  # one part or none: nothing to tell apart
+        return count, np.zeros((0, 0), np.int32)
+    parts = np.zeros((h, w), np.int32)
+    for y in range(h):
+        dst = parts[y]
+        for r in range(row_first[y], row_first[y + 1]):
+            v = label[r]
+            for x in range(starts[r], ends[r]):
+                dst[x] = v
+    return count, parts
 
 
 def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
@@ -61,16 +124,31 @@ def merge_groups(masks: list[np.ndarray], overlap: float, inter: np.ndarray | No
     if n < 2:
         return alone
     inter = self_intersections(masks) if inter is None else inter
-    area = np.diag(inter)
-    smaller = np.minimum(area[:, None], area[None, :])
-    rows, cols = np.nonzero(np.triu(inter > overlap * np.maximum(smaller, 1.0), k=1))
-    if not rows.size:  # nothing joins (most frames)
+    pairs = _joining_pairs(np.ascontiguousarray(inter, np.float64), float(overlap))
+    if not pairs.size:  # nothing joins (most frames)
         return alone
     ds = DisjointSet(range(n))
-    for i, j in zip(rows.tolist(), cols.tolist()):
+    for i, j in pairs.tolist():
         ds.merge(i, j)
     groups = [sorted(g) for g in ds.subsets()]
     return sorted(groups, key=lambda g: g[0])
+
+
+@kernel
+def _joining_pairs(inter, overlap):
+    """The pairs (i, j), i < j, in row-major order, whose intersection ``inter[i, j]`` exceeds ``overlap`` x the
+    smaller of their areas (the diagonal; at least 1): ``np.nonzero(np.triu(inter > overlap * np.maximum(smaller,
+    1.0), k=1))`` in float64, without the n x n temporaries. Returns (pairs, 2) int64."""
+    n = inter.shape[0]
+    out = np.empty((n * (n - 1) // 2, 2), np.int64)
+    m = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            smaller = min(inter[i, i], inter[j, j])
+            if inter[i, j] > overlap * max(smaller, 1.0):
+                out[m, 0], out[m, 1] = i, j
+                m += 1
+    return out[:m]
 
 
 def paint(shape: tuple[int, int], masks: list[np.ndarray], ids: list[int], areas=None, dtype=np.uint32) -> np.ndarray:
@@ -95,22 +173,36 @@ def iou_matrix(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     """IoU of every mask in ``a`` with every mask in ``b``, float32 (len(a), len(b))."""
     if not a or not b:
         return np.zeros((len(a), len(b)), np.float32)
-    inter = _intersections(a, b)
-    area_a = np.array([np.count_nonzero(m) for m in a], np.float64)
-    area_b = np.array([np.count_nonzero(m) for m in b], np.float64)
-    union = area_a[:, None] + area_b[None, :] - inter
+    pa = _packed64(a)
+    pb = pa if b is a else _packed64(b)
+    inter = _popcounts(pa[:, None, :] & pb[None, :, :])
+    union = _popcounts(pa)[:, None] + _popcounts(pb)[None, :] - inter  # the areas from the packed bits too
     return (inter / np.maximum(union, 1.0)).astype(np.float32)
 
 
 def _intersections(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     """Pixel counts of every pairwise intersection, as float64 (len(a), len(b)).
 
-    Bit-packed AND and popcount: exact, no BLAS thread pool (whose spinning costs seconds on a loaded 2-core
-    machine), and about a millisecond for a few dozen masks.
+    Bit-packed AND and popcount, 64 bits at a time: exact, no BLAS thread pool (whose spinning costs seconds on a
+    loaded 2-core machine), and well under a millisecond for a few dozen masks.
     """
-    pa = np.stack([np.packbits(m) for m in a])
-    pb = pa if b is a else np.stack([np.packbits(m) for m in b])
-    return np.bitwise_count(pa[:, None, :] & pb[None, :, :]).sum(axis=2, dtype=np.int64).astype(np.float64)
+    pa = _packed64(a)
+    pb = pa if b is a else _packed64(b)
+    return _popcounts(pa[:, None, :] & pb[None, :, :])
+
+
+def _popcounts(words: np.ndarray) -> np.ndarray:
+    """Set bits along the last axis of 64-bit words, as float64."""
+    return np.bitwise_count(words).sum(axis=-1, dtype=np.int64).astype(np.float64)
+
+
+def _packed64(masks: list[np.ndarray]) -> np.ndarray:
+    """The masks' bits packed, one row each, as 64-bit words (zero-padded): popcounts then add 8 times fewer
+    numbers than bytes would."""
+    p = np.stack([np.packbits(m) for m in masks])
+    if p.shape[1] % 8:
+        p = np.pad(p, ((0, 0), (0, -p.shape[1] % 8)))
+    return p.view(np.uint64)
 
 
 def self_intersections(masks: list[np.ndarray]) -> np.ndarray:
@@ -232,6 +324,24 @@ def measure(mask, y0, y1, x0, x1, points):
 
 
 @kernel
+def examine(soft, hard, owner, held, me, fraction, secondary_fraction, min_area, gap, points):
+    """A prompted answer's checks in one call, as the tracker ran them one kernel at a time: ``hard[:] = soft >=
+    0.5`` (:func:`threshold_box`); the swallowed neighbours' pixels dropped (:func:`drop_swallowed`, when ``held``
+    is not empty); the parts :func:`main_parts` drops dropped, inside the threshold box; then :func:`measure` with
+    ``points``. Returns (y0, y1, x0, x1, swallowed, area, cx, cy, hits); y1 == 0 (and nothing else computed) when
+    the answer is empty."""
+    y0, y1, x0, x1 = threshold_box(soft, hard)
+    if y1 == 0:
+        return y0, y1, x0, x1, False, 0, 0.0, 0.0, 0
+    swallowed = held.shape[0] > 0 and drop_swallowed(hard, owner, held, me, fraction, y0, y1, x0, x1)
+    n, parts = connected_parts(hard, y0, x0, y1 - y0, x1 - x0, gap)
+    if n > 2:
+        keep_parts(hard, parts, n, y0, x0, secondary_fraction, min_area)
+    area, cx, cy, hits = measure(hard, y0, y1, x0, x1, points)
+    return y0, y1, x0, x1, swallowed, area, cx, cy, hits
+
+
+@kernel
 def partition_stats(cand, prob, n, stats, owner) -> None:
     """Tracks 1..n of a candidate map (``cand``: each working pixel's owner or likeliest track, ``prob`` its
     probability): ``owner`` gets the candidate where its probability is at least 0.5 (the partition), 0 elsewhere;
@@ -241,19 +351,31 @@ def partition_stats(cand, prob, n, stats, owner) -> None:
     _empty_boxes(stats, n, h, w)
     for k in range(n):
         stats[k, 4], stats[k, 5], stats[k, 6] = 0, 0, 0
+    half = np.float32(0.5)
     for y in range(h):
-        for x in range(w):
-            c = cand[y, x]
-            on = prob[y, x] >= 0.5
-            owner[y, x] = c if on else 0
-            if c == 0 or c > n:
-                continue
-            k = c - 1
-            _grow_box(stats, k, y, x)
-            if on:
-                stats[k, 4] += 1
-                stats[k, 5] += x
-                stats[k, 6] += y
+        crow, prow, orow = cand[y], prob[y], owner[y]
+        for x in range(w):  # no branch: vectorises
+            c = crow[x]
+            orow[x] = c if prow[x] >= half else 0
+        # box, area and coordinate sums a run of equal candidates at a time (integer sums: exact in any order)
+        x = 0
+        while x < w:
+            c = crow[x]
+            e = x + 1
+            while e < w and crow[e] == c:
+                e += 1
+            if c != 0 and c <= n:
+                k = c - 1
+                _grow_run(stats, k, y, x, e)
+                cnt, sx = 0, 0
+                for i in range(x, e):
+                    on = prow[i] >= half
+                    cnt += on
+                    sx += i * on
+                stats[k, 4] += cnt
+                stats[k, 5] += sx
+                stats[k, 6] += y * cnt
+            x = e
     for k in range(n):
         if stats[k, 4]:
             stats[k, 5] /= stats[k, 4]
@@ -297,11 +419,16 @@ def label_boxes(labels: np.ndarray, n: int, boxes: np.ndarray) -> None:
     h, w = labels.shape
     _empty_boxes(boxes, n, h, w)
     for y in range(h):
-        for x in range(w):
-            c = labels[y, x]
-            if c == 0 or c > n:
-                continue
-            _grow_box(boxes, c - 1, y, x)
+        row = labels[y]
+        x = 0
+        while x < w:  # a run of equal labels at a time
+            c = row[x]
+            e = x + 1
+            while e < w and row[e] == c:
+                e += 1
+            if c != 0 and c <= n:
+                _grow_run(boxes, c - 1, y, x, e)
+            x = e
 
 
 @kernel
@@ -312,12 +439,14 @@ def _empty_boxes(boxes, n: int, h: int, w: int) -> None:
 
 
 @kernel
-def _grow_box(boxes, k: int, y: int, x: int) -> None:
-    """Box k (y0, y1, x0, x1, half-open) grown to hold pixel (y, x), visited in raster order (so y is the last row)."""
-    boxes[k, 0] = min(boxes[k, 0], y)
+def _grow_run(boxes, k: int, y: int, x0: int, x1: int) -> None:
+    """Box k (y0, y1, x0, x1, half-open; y1 == 0 while empty) grown to hold pixels x0..x1-1 of row y, rows visited in
+    raster order (so y is the last row)."""
+    if boxes[k, 1] == 0:
+        boxes[k, 0] = y
     boxes[k, 1] = y + 1
-    boxes[k, 2] = min(boxes[k, 2], x)
-    boxes[k, 3] = max(boxes[k, 3], x + 1)
+    boxes[k, 2] = min(boxes[k, 2], x0)
+    boxes[k, 3] = max(boxes[k, 3], x1)
 
 
 @kernel

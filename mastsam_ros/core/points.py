@@ -230,3 +230,65 @@ def _median32(a):
     a.sort()
     n = a.shape[0]
     return a[n // 2] if n % 2 else np.float32(0.5) * (a[n // 2 - 1] + a[n // 2])
+
+
+@kernel
+def near_points(pw, counts, boxes, limit, near, found) -> None:
+    """The negative prompt points of every track at once. ``pw`` ((N, 2) float32, working pixels) holds each
+    track's carried points in turn (``counts[i]`` of track i); ``boxes`` ((n, 4) float32) each track's expected box
+    (x, y, width, height). ``near[i, :found[i]]`` (at most ``limit`` per track) get the indices, in order, of the
+    other tracks' points inside track i's box grown by a tenth of its size on each side (none for an empty box).
+    The arithmetic is float32, as the NumPy expression it replaces computed it."""
+    n = counts.shape[0]
+    owner = np.empty(pw.shape[0], np.int64)
+    start = 0
+    for i in range(n):
+        for j in range(start, start + counts[i]):
+            owner[j] = i
+        start += counts[i]
+    tenth = np.float32(0.1)
+    for i in range(n):
+        x, y, bw, bh = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+        found[i] = 0
+        if not bw > 0:
+            continue
+        mx, my = tenth * bw, tenth * bh
+        x0, x1, y0, y1 = x - mx, (x + bw) + mx, y - my, (y + bh) + my
+        f = 0
+        for j in range(pw.shape[0]):
+            if f == limit:
+                break
+            if owner[j] != i and pw[j, 0] >= x0 and pw[j, 0] <= x1 and pw[j, 1] >= y0 and pw[j, 1] <= y1:
+                near[i, f] = j
+                f += 1
+        found[i] = f
+
+
+@kernel
+def prompt_arrays(points, counts, near, found, who):
+    """The prompts of tracks ``who``, in one pass: each one's own points (``counts[i]`` consecutive rows of
+    ``points`` for track i, labels 1) then its negatives (``points[near[i, :found[i]]]``, labels 0). Returns the
+    rows of all prompts one after the other ((M, 2) float32, (M,) int32) and where each prompt starts (len(who) + 1
+    offsets)."""
+    n = counts.shape[0]
+    starts = np.zeros(n + 1, np.int64)
+    for i in range(n):
+        starts[i + 1] = starts[i] + counts[i]
+    offsets = np.zeros(who.shape[0] + 1, np.int64)
+    for q in range(who.shape[0]):
+        i = who[q]
+        offsets[q + 1] = offsets[q] + counts[i] + found[i]
+    pts = np.empty((offsets[-1], 2), np.float32)
+    labels = np.empty(offsets[-1], np.int32)
+    for q in range(who.shape[0]):
+        i, r = who[q], offsets[q]
+        for j in range(starts[i], starts[i + 1]):
+            pts[r, 0], pts[r, 1] = points[j, 0], points[j, 1]
+            labels[r] = 1
+            r += 1
+        for f in range(found[i]):
+            j = near[i, f]
+            pts[r, 0], pts[r, 1] = points[j, 0], points[j, 1]
+            labels[r] = 0
+            r += 1
+    return pts, labels, offsets

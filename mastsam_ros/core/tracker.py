@@ -37,7 +37,6 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
@@ -53,7 +52,7 @@ from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
 from .matchers import Matcher, build_matcher
-from .points import carried_flags, label_points
+from .points import carried_flags, label_points, near_points, prompt_arrays
 from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
@@ -452,7 +451,7 @@ class Tracker:
             # one pass: every track's box, area and centroid, and the partition
             stats, owner = np.empty((n, 7)), np.empty(cand.shape, cand.dtype)
             M.partition_stats(cand, prob, n, stats, owner)
-            return [_Mask.of_candidates(cand, prob, k + 1, stats[k]) for k in range(n)], owner
+            return [_Mask.of_candidates(cand, prob, k + 1, row) for k, row in enumerate(stats.tolist())], owner
         out = []
         for k, moves in enumerate(shifts):
             mask = self._index_map == k + 1
@@ -469,22 +468,15 @@ class Tracker:
         cfg = self.cfg.tracker
         g = self._grid
         diag = float(np.hypot(*g.work))
-        carried_w = [g.to_work(c) for c in carried]
+        counts = [len(c) for c in carried]
+        flat = np.concatenate(carried) if carried else np.zeros((0, 2), np.float32)
+        flat_w = g.to_work(flat)
+        carried_w = _pieces(flat_w, counts)  # one conversion for all tracks
         candidates = [t.id for t, pts in zip(self._tracks, carried) if pts.shape[0]]
         chosen = set(self.budget.choose(candidates, cfg.max_prompts_per_frame))
-        negatives = _Negatives(carried, carried_w, warped) if cfg.negative_points else None
-        prompts, who = [], []
-        for i, t in enumerate(self._tracks):
-            if t.id not in chosen:
-                continue
-            neg = negatives.near(i) if negatives else np.zeros((0, 2), np.float32)
-            prompts.append(
-                PointPrompt(
-                    points=np.concatenate([carried[i], neg]).astype(np.float32),
-                    labels=np.concatenate([np.ones(len(carried[i]), np.int32), np.zeros(len(neg), np.int32)]),
-                )
-            )
-            who.append(i)
+        negatives = _Negatives(flat, flat_w, counts, warped if cfg.negative_points else None)
+        who = [i for i, t in enumerate(self._tracks) if t.id in chosen]
+        prompts = negatives.prompts(who)
         held = None  # (where each track is now, its pixel count per track index + 1) for the swallowing rule
         if owner is not None and cfg.swallow_fraction < 1.0:
             held = (owner, np.array([0] + [w.area for w in warped]))  # the warped partition: its areas are counted
@@ -500,7 +492,7 @@ class Tracker:
             inner = [_innermost(warped[i].mask) for i in retry]
             prompts = []
             for i, pw in zip(retry, inner):
-                neg = negatives.near(i) if negatives else np.zeros((0, 2), np.float32)
+                neg = negatives.near(i)
                 prompts.append(
                     PointPrompt(
                         points=np.concatenate([g.to_frame(pw), neg]).astype(np.float32),
@@ -535,24 +527,21 @@ class Tracker:
         cfg = self.cfg.tracker
         out = {}
         answers = self.segmenter.predict(prompts) if prompts else []
-        owner, held = held if held is not None else (None, None)
+        owner, held = held if held is not None else (_NO_OWNER, _NO_HELD)
+        min_area = self._min_area()
         for i, pos, prop in zip(who, positives_w, answers):
             soft = self._grid.soft(prop)
             hard = np.empty(soft.shape, bool)
-            y0, y1, x0, x1 = M.threshold_box(soft, hard)
+            # The answer thresholded; an answer that swallows most of another tracked object at least half this
+            # track's size is the car-and-road collapse: that neighbour's pixels are not this track's (a sliver of a
+            # neighbour, motion or occlusion, stays, and so does a small one: a part of this object tracked on its
+            # own, which merging then joins to it); its main parts kept (M.main_parts); then measured.
+            y0, y1, x0, x1, swallowed, area, cx, cy, hits = M.examine(
+                soft, hard, owner, held, i + 1, cfg.swallow_fraction, cfg.secondary_component_fraction, min_area,
+                cfg.part_gap, pos)
             if y1 == 0:
                 continue
-            # An answer that swallows most of another tracked object at least half this track's size is the
-            # car-and-road collapse: that neighbour's pixels are not this track's. A sliver of a neighbour (motion,
-            # occlusion) stays, and so does a small one (a part of this object tracked on its own, which merging then
-            # joins to it).
-            swallowed = owner is not None and M.drop_swallowed(
-                hard, owner, held, i + 1, cfg.swallow_fraction, y0, y1, x0, x1
-            )
-            box = (slice(y0, y1), slice(x0, x1))
-            M.main_parts(hard, cfg.secondary_component_fraction, self._min_area(), cfg.part_gap, box=box, inplace=True)
             expected = warped[i]
-            area, cx, cy, hits = M.measure(hard, y0, y1, x0, x1, pos)
             if swallowed and M.iou(hard, expected.mask) < 0.5:
                 continue  # what is left is not where the track was: the answer was about something else
             if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
@@ -575,7 +564,7 @@ class Tracker:
             ratio = area / ref
             if ratio > cfg.max_area_ratio or ratio < 1.0 / cfg.max_area_ratio:
                 return False
-            ex, ey = expected.centroid
+            ex, ey = expected.centroid.tolist()
             if np.hypot(centroid[0] - ex, centroid[1] - ey) > cfg.max_shift_fraction * diag:
                 return False
         return prompts > 0 and hits >= cfg.min_prompt_hits * prompts
@@ -892,17 +881,29 @@ class Tracker:
         return labels, tracks
 
     # --- helpers ------------------------------------------------------------------------------------------------
-    @contextmanager
-    def _timed(self, stage: str):
-        if self.synchronize is not None:
-            self.synchronize()
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            if self.synchronize is not None:
-                self.synchronize()
-            self._timings[stage] = self._timings.get(stage, 0.0) + (time.perf_counter() - t0) * 1e3
+    def _timed(self, stage: str) -> _Timed:
+        """``with self._timed(stage):`` adds the block's milliseconds to ``self._timings[stage]``."""
+        return _Timed(self, stage)
+
+
+class _Timed:
+    """:meth:`Tracker._timed`'s context (a class: a generator-based one costs a few microseconds per stage)."""
+
+    __slots__ = ("_tracker", "_stage", "_t0")
+
+    def __init__(self, tracker: Tracker, stage: str):
+        self._tracker, self._stage = tracker, stage
+
+    def __enter__(self) -> None:
+        if self._tracker.synchronize is not None:
+            self._tracker.synchronize()
+        self._t0 = time.perf_counter()
+
+    def __exit__(self, *exc) -> None:
+        t = self._tracker
+        if t.synchronize is not None:
+            t.synchronize()
+        t._timings[self._stage] = t._timings.get(self._stage, 0.0) + (time.perf_counter() - self._t0) * 1e3
 
 
 class _Mask:
@@ -924,7 +925,7 @@ class _Mask:
         self._centroid = None
 
     @classmethod
-    def of_candidates(cls, cand: np.ndarray, prob: np.ndarray, label: int, stats: np.ndarray) -> _Mask:
+    def of_candidates(cls, cand: np.ndarray, prob: np.ndarray, label: int, stats: list[float]) -> _Mask:
         m = cls(None, None)
         y0, y1, x0, x1, area = (int(v) for v in stats[:5])
         m.box = (slice(y0, y1), slice(x0, x1)) if y1 else None
@@ -969,25 +970,35 @@ class _Mask:
 
 class _Negatives:
     """Every track's carried points in one array, to hand each prompt the other tracks' points inside its box.
-    Which points lie in which track's expected box is decided for all tracks at once."""
+    Which points lie in which track's expected box is decided for all tracks at once (``points.near_points``)."""
 
-    def __init__(self, carried: list[np.ndarray], carried_w: list[np.ndarray], warped: list[_Mask]):
-        owner = np.repeat(np.arange(len(carried)), [len(c) for c in carried])
-        self.points = np.concatenate(carried) if carried else np.zeros((0, 2), np.float32)
-        pw = np.concatenate(carried_w) if carried_w else np.zeros((0, 2), np.float32)
-        # each track's expected box (x, y, width, height) grown by a tenth of its size on each side
-        x, y, bw, bh = np.array([w.bbox for w in warped], np.float32).reshape(-1, 4).T[:, :, None]
-        mx, my = 0.1 * bw, 0.1 * bh
-        self._inside = (
-            (owner[None, :] != np.arange(len(carried))[:, None]) & (bw > 0)
-            & (pw[None, :, 0] >= x - mx) & (pw[None, :, 0] <= x + bw + mx)
-            & (pw[None, :, 1] >= y - my) & (pw[None, :, 1] <= y + bh + my)
-        )
+    def __init__(self, points: np.ndarray, points_w: np.ndarray, counts: list[int], warped: list[_Mask] | None,
+                 limit: int = 8):
+        self.points = points  # every track's carried points in turn (frame pixels), ``counts`` of each
+        self._counts = np.array(counts, np.int64)
+        n = len(counts)
+        self._near = np.zeros((n, limit), np.int64)
+        self._found = np.zeros(n, np.int64)
+        if warped is not None:  # None: no negative points (``tracker.negative_points`` off)
+            # each track's expected box (x, y, width, height)
+            boxes = np.array([w.bbox for w in warped], np.float32).reshape(-1, 4)
+            near_points(points_w, self._counts, boxes, limit, self._near, self._found)
 
-    def near(self, i: int, limit: int = 8) -> np.ndarray:
-        """Other tracks' carried points inside track i's expected box (grown by a tenth): where confusion between
-        them is likely (at most ``limit``)."""
-        return self.points[np.flatnonzero(self._inside[i])[:limit]]
+    def near(self, i: int) -> np.ndarray:
+        """Other tracks' carried points inside track i's expected box grown by a tenth of its size on each side:
+        where confusion between them is likely (at most ``limit``)."""
+        return self.points[self._near[i, : self._found[i]]]
+
+    def prompts(self, who: list[int]) -> list[PointPrompt]:
+        """The prompts of tracks ``who``: each one's carried points (positive) then :meth:`near` (negative); their
+        arrays are consecutive views of one points array and one labels array, made in one compiled pass."""
+        pts, labels, offsets = prompt_arrays(self.points, self._counts, self._near, self._found,
+                                             np.array(who, np.int64))
+        offsets = offsets.tolist()
+        return [PointPrompt(points=pts[a:b], labels=labels[a:b]) for a, b in zip(offsets, offsets[1:])]
+
+
+_NO_OWNER, _NO_HELD = np.zeros((1, 1), np.uint16), np.zeros(0, np.int64)  # M.examine without the swallowing rule
 
 
 def _better_view(new: Signature, old: Signature | None, stale: int) -> bool:

@@ -97,6 +97,32 @@ def test_main_parts_keeps_the_big_parts_by_their_own_pixels(seed, gap):
     assert np.array_equal(inplace, expected)
 
 
+@pytest.mark.parametrize("gap", range(7))
+def test_connected_parts_are_opencvs_parts_of_the_dilated_box(gap):
+    """The same parts as cv2.connectedComponents of the box dilated by cv2.dilate (what main_parts used to ask
+    OpenCV for), even gap sizes (an off-centre anchor) and boxes cut inside the mask included."""
+    rng = np.random.default_rng(gap)
+    for trial in range(150):
+        h, w = (int(v) for v in rng.integers(1, 50, 2))
+        if trial % 2:
+            mask = rng.random((h + 4, w + 4)) < rng.choice([0.02, 0.1, 0.3, 0.7])
+        else:
+            mask = cv2.GaussianBlur(rng.random((h + 4, w + 4)).astype(np.float32), (0, 0), 2) > 0.5
+        y, x = (int(v) for v in rng.integers(0, 4, 2))
+        crop = np.ascontiguousarray(mask[y : y + h, x : x + w]).view(np.uint8)
+        joined = cv2.dilate(crop, np.ones((gap + 1, gap + 1), np.uint8)) if gap else crop
+        n, ref = cv2.connectedComponents(joined, connectivity=8, ltype=cv2.CV_32S)
+        count, parts = M.connected_parts(mask, y, x, h, w, gap)
+        assert count == n
+        if n <= 2:
+            assert parts.size == 0
+            continue
+        on = crop.astype(bool)
+        assert not parts[~on].any() and parts[on].min() >= 1
+        pairs = set(zip(ref[on].tolist(), parts[on].tolist()))  # one to one: the same parts, numbered apart
+        assert len(pairs) == len({a for a, _ in pairs}) == len({b for _, b in pairs}) == n - 1
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_measure_gives_area_centroid_and_prompt_hits(seed):
     rng = np.random.default_rng(seed)
@@ -206,3 +232,64 @@ def test_carried_flags_are_confidence_frame_and_isolation(seed):
         assert kept[j] == expected.sum()
         assert trust[j] == pytest.approx(float(np.where(ok[sl], conf[sl], 0).sum()) / n if n else 0.0, rel=1e-5)
         start += n
+
+
+@pytest.mark.parametrize("shape", [(480, 854, 3), (7, 5, 3), (100, 101), (13, 17, 1), (1, 1, 3)])
+def test_subsample_is_the_strided_copy(shape):
+    from mastsam_ros.core.frames import subsample
+    frame = np.random.default_rng(shape[0]).integers(0, 256, shape).astype(np.uint8)
+    for step in (1, 2, 6, 7, 500):
+        out, ref = subsample(frame, step), frame[::step, ::step]
+        assert out.shape == ref.shape and out.dtype == ref.dtype and out.flags.c_contiguous
+        assert np.array_equal(out, ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_joining_pairs_are_the_numpy_selection(seed):
+    rng = np.random.default_rng(seed)
+    for n in (0, 1, 2, 7, 30):
+        areas = rng.integers(0, 500, n).astype(np.float64)
+        inter = np.minimum(areas[:, None], areas[None, :]) * rng.choice([0, 0.3, 0.6, 0.61, 1], (n, n))
+        inter = np.floor(np.triu(inter, 1) + np.triu(inter, 1).T)
+        np.fill_diagonal(inter, areas)
+        smaller = np.minimum(areas[:, None], areas[None, :])
+        rows, cols = np.nonzero(np.triu(inter > 0.6 * np.maximum(smaller, 1.0), k=1))
+        pairs = M._joining_pairs(inter, 0.6)
+        assert pairs.shape == (rows.size, 2) and pairs.tolist() == list(map(list, zip(rows.tolist(), cols.tolist())))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_examine_is_the_checks_one_kernel_at_a_time(seed):
+    rng = np.random.default_rng(seed)
+    owner = label_map(rng, 4)
+    held = M.count_labels(owner, 5)
+    pts = (rng.random((7, 2)) * [SHAPE[1], SHAPE[0]]).astype(np.float32)
+    for me in (1, 3):
+        soft = blobs(rng, level=0.9)
+        soft[rng.random(SHAPE) > 0.99] = 1.0  # specks: parts to drop
+        if seed == 0 and me == 1:
+            soft[:] = 0  # an empty answer
+        for rule in (True, False):
+            ref = np.empty(SHAPE, bool)
+            y0, y1, x0, x1 = M.threshold_box(soft, ref)
+            got = np.empty(SHAPE, bool)
+            out = M.examine(soft, got, owner, held if rule else np.zeros(0, np.int64), me, 0.5, 0.3, 40, 4, pts)
+            assert out[:4] == (y0, y1, x0, x1)
+            if y1 == 0:
+                continue
+            swallowed = rule and M.drop_swallowed(ref, owner, held, me, 0.5, y0, y1, x0, x1)
+            M.main_parts(ref, 0.3, 40, 4, box=(slice(y0, y1), slice(x0, x1)), inplace=True)
+            assert np.array_equal(got, ref) and out[4] == swallowed
+            assert out[5:] == M.measure(ref, y0, y1, x0, x1, pts)
+
+
+@pytest.mark.parametrize("shape", [SHAPE, (7, 5), (1, 1), (33, 17)])
+def test_iou_matrix_counts_exactly(shape):
+    rng = np.random.default_rng(shape[0])
+    for na, nb in ((1, 1), (4, 8), (9, 3)):
+        a = [rng.random(shape) < rng.random() for _ in range(na)]
+        b = [rng.random(shape) < rng.random() for _ in range(nb)]
+        inter = np.array([[np.count_nonzero(x & y) for y in b] for x in a], float)
+        union = np.array([[np.count_nonzero(x | y) for y in b] for x in a], float)
+        assert np.array_equal(M.iou_matrix(a, b), (inter / np.maximum(union, 1.0)).astype(np.float32))
+    assert M.iou_matrix([], b).shape == (0, len(b))

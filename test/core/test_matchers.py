@@ -94,8 +94,8 @@ def test_prepare_computes_the_warp_at_the_announced_size(car_frames, monkeypatch
     m.warp_shape = labels.shape
     m.prepare()
     calls = []
-    real = F.flow_maps
-    monkeypatch.setattr(F, "flow_maps", lambda *args: calls.append(args[1:]) or real(*args))
+    real = F.warp_sources
+    monkeypatch.setattr(F, "warp_sources", lambda *args: calls.append(args[1:]) or real(*args))
     out = m.warp_labels(labels)
     assert calls == []  # computed by prepare
     assert np.array_equal(out, fresh.warp_labels(labels)) and calls == [(72, 128)]  # the other matcher computes it
@@ -163,3 +163,55 @@ def test_flow_maps_equal_resize_plus_grid(src, dst):
         assert np.array_equal(map_x, ref_x) and np.array_equal(map_y, ref_y)
     if (hs, ws) == (h, w):  # at the flow's own size each pixel takes its own vector, exactly
         assert np.array_equal(map_x, gx + bwd[..., 0]) and np.array_equal(map_y, gy + bwd[..., 1])
+
+
+@pytest.mark.parametrize("src,dst", [((270, 480), (144, 256)), ((37, 51), (144, 256)), ((100, 100), (100, 100)),
+                                     ((1, 5), (3, 4))])
+@pytest.mark.parametrize("step", [0.0, 0.5])
+def test_warp_gather_equals_remap_along_the_flow_maps(src, dst, step):
+    """The warp by :func:`warp_sources` / :func:`warp_gather` is ``cv2.remap`` (nearest, 0 border) along
+    :func:`flow_maps`, bit for bit: coordinates on exact halves (``step`` 0.5: the flow rounded to halves), far
+    outside the map, and NaN included."""
+    import cv2
+    from mastsam_ros.core.matchers.flow import flow_maps, warp_gather, warp_sources
+    (hs, ws), (h, w) = src, dst
+    rng = np.random.default_rng(hs + w)
+    bwd = (rng.standard_normal((hs, ws, 2)) * 8).astype(np.float32)
+    if step:
+        bwd = np.round(bwd / step) * step
+    bwd[rng.random((hs, ws)) < 0.02] = np.nan
+    bwd[rng.random((hs, ws)) < 0.02] = 1e9
+    map_x, map_y = flow_maps(bwd, h, w)
+    sources = warp_sources(bwd, h, w)
+    assert sources.dtype == np.int32 and sources.shape == (h, w)
+    for labels in (rng.integers(0, 65536, (h, w)).astype(np.uint16), rng.random((h, w), dtype=np.float32)):
+        ref = cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        out = warp_gather(labels, sources)
+        assert out.dtype == labels.dtype and np.array_equal(out, ref)
+
+
+def test_flow_carry_equals_the_numpy_computation(car_frames):
+    """The compiled carry gives what its NumPy form gave, bit for bit: points in and out of the frame, on whole
+    pixels and between, and NaN."""
+    from mastsam_ros.core.matchers.flow import FlowMatcher, sample
+    m = FlowMatcher(Config().matcher)
+    frames = car_frames[0]
+    m.push(frames[0])
+    m.push(frames[1])
+    fwd, bwd = m._pair_flows()
+    h, w = m._cur.shape[:2]
+    s = m._scale
+    rng = np.random.default_rng(0)
+    fh, fw = frames[0].shape[:2]
+    pts = (rng.random((400, 2)) * [fw + 40, fh + 40] - 20).astype(np.float32)
+    pts[:100] = np.round(pts[:100])
+    pts[100:103] = np.nan
+    p = pts * s
+    q = p + sample(fwd, p)
+    back = q + sample(bwd, q)
+    conf = np.clip(1.0 - np.linalg.norm(back - p, axis=1) / m.max_error, 0.0, 1.0).astype(np.float32)
+    conf[~((q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1))] = 0.0
+    dst, got = m.carry(pts)
+    assert dst.dtype == got.dtype == np.float32
+    assert np.array_equal(dst, (q / s).astype(np.float32), equal_nan=True) and np.array_equal(got, conf)
+    assert 0 < (got > 0.5).sum() < len(pts)  # some carried with confidence, some not

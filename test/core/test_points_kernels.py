@@ -296,3 +296,42 @@ def test_snap_matches_the_reference_and_keeps_the_first_of_a_tie():
     tie = snap(np.array([[1, 0]], np.float32), np.array([[0, 0], [2, 0]], np.float32))
     assert tie.tolist() == [[0, 0]]
 
+
+
+def _near_reference(points_w, counts, boxes, limit):
+    """The NumPy expression near_points replaced: a (tracks x points) matrix of which points lie in which box."""
+    owner = np.repeat(np.arange(len(counts)), counts)
+    x, y, bw, bh = boxes.T[:, :, None]
+    mx, my = 0.1 * bw, 0.1 * bh
+    inside = ((owner[None, :] != np.arange(len(counts))[:, None]) & (bw > 0)
+              & (points_w[None, :, 0] >= x - mx) & (points_w[None, :, 0] <= x + bw + mx)
+              & (points_w[None, :, 1] >= y - my) & (points_w[None, :, 1] <= y + bh + my))
+    return [np.flatnonzero(row)[:limit] for row in inside]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_near_points_and_prompt_arrays_equal_the_numpy_reference(seed):
+    from mastsam_ros.core.points import near_points, prompt_arrays
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 40))
+    counts = rng.integers(0, 9, n)
+    total = int(counts.sum())
+    # on a coarse grid, so points fall exactly on grown box edges too
+    points_w = (np.round(rng.random((total, 2)) * [256, 144] * 4) / 4).astype(np.float32)
+    boxes = np.round(rng.random((n, 4)) * [256, 144, 80, 60]).astype(np.float32)
+    boxes[rng.random(n) < 0.2, 2] = 0  # empty expected masks: no negatives
+    near, found = np.zeros((n, 8), np.int64), np.zeros(n, np.int64)
+    near_points(points_w, counts.astype(np.int64), boxes, 8, near, found)
+    ref = _near_reference(points_w, counts, boxes, 8)
+    for i in range(n):
+        assert near[i, : found[i]].tolist() == ref[i].tolist()
+    points = rng.random((total, 2)).astype(np.float32) * 800
+    who = np.flatnonzero(rng.random(n) < 0.7)
+    pts, labels, offsets = prompt_arrays(points, counts.astype(np.int64), near, found, who)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    for q, i in enumerate(who):
+        a, b = offsets[q], offsets[q + 1]
+        own = points[starts[i] : starts[i + 1]]
+        assert np.array_equal(pts[a:b], np.concatenate([own, points[ref[i]]]))
+        assert labels[a:b].tolist() == [1] * len(own) + [0] * len(ref[i])
+    assert offsets[-1] == len(pts) == len(labels)

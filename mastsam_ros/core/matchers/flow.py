@@ -84,6 +84,25 @@ def flow_maps(flow: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]
     return map_x, map_y
 
 
+def warp_sources(flow: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Where ``cv2.remap`` with ``INTER_NEAREST`` and a constant 0 border takes each pixel of an ``h`` x ``w`` map
+    from, along :func:`flow_maps` of ``flow``: the flat index (int32, ``h`` x ``w``) of the source pixel in a map of
+    that size, -1 where it reads the border. The map coordinates round half to even, as OpenCV rounds them, and
+    one outside the map, or NaN, is the border. Computed in one pass with the maps' own arithmetic, without
+    writing them; :func:`warp_gather` then warps any number of maps with it, a lookup a pixel."""
+    src = np.empty((h, w), np.int32)
+    _warp_sources(flow, src)
+    return src
+
+
+def warp_gather(labels: np.ndarray, src: np.ndarray) -> np.ndarray:
+    """``labels`` (h x w, any dtype) warped by :func:`warp_sources` ``src`` of its size: what ``cv2.remap`` with
+    ``INTER_NEAREST`` along the same maps gives (0 on the border)."""
+    out = np.empty(src.shape, labels.dtype)
+    _warp_gather(np.ascontiguousarray(labels).reshape(-1), src.reshape(-1), out.reshape(-1))
+    return out
+
+
 # --- kernels (plain loops, compiled: see ..jit) ----------------------------------------------------------------------
 @kernel
 def _sample(field, pts, out):
@@ -98,6 +117,37 @@ def _sample(field, pts, out):
             top = field[y0, x0, c] * (1 - fx) + field[y0, x1, c] * fx
             bot = field[y1, x0, c] * (1 - fx) + field[y1, x1, c] * fx
             out[i, c] = top * (1 - fy) + bot * fy
+
+
+@kernel
+def _carry(fwd, bwd, points, s, max_error, w, h, dst, conf):
+    """:meth:`FlowMatcher.carry` of ``points`` ((N, 2) float32, frame pixels) along the pair's flows at scale ``s``
+    (matcher / frame pixels) in a ``w`` x ``h`` matcher frame, in one pass: each point scaled (float32), moved by
+    the forward flow and back by the backward flow (bilinear, float64); its confidence 1 - (forward-backward error)
+    / ``max_error`` clipped to [0, 1] (NaN stays NaN), 0 when it lands outside the frame; ``dst`` where it lands in
+    frame pixels (float32). The arithmetic is that of the NumPy expression it replaces, operation for operation."""
+    n = points.shape[0]
+    p = np.empty((n, 2), np.float32)
+    s32 = np.float32(s)
+    for i in range(n):
+        p[i, 0], p[i, 1] = points[i, 0] * s32, points[i, 1] * s32
+    moved = np.empty((n, 2), np.float64)
+    _sample(fwd, p, moved)
+    q = np.empty((n, 2), np.float64)
+    for i in range(n):
+        q[i, 0], q[i, 1] = p[i, 0] + moved[i, 0], p[i, 1] + moved[i, 1]
+    _sample(bwd, q, moved)
+    for i in range(n):
+        dx = (q[i, 0] + moved[i, 0]) - p[i, 0]
+        dy = (q[i, 1] + moved[i, 1]) - p[i, 1]
+        c = 1.0 - np.sqrt(dx * dx + dy * dy) / max_error
+        if c < 0.0:
+            c = 0.0
+        elif c > 1.0:
+            c = 1.0
+        x, y = q[i, 0], q[i, 1]
+        conf[i] = np.float32(c) if x >= 0 and x <= w - 1 and y >= 0 and y <= h - 1 else np.float32(0.0)
+        dst[i, 0], dst[i, 1] = np.float32(x / s), np.float32(y / s)
 
 
 @kernel
@@ -119,25 +169,59 @@ def _taps(n, size):
 
 
 @kernel
+def _map_row(flow, y, y0, y1, ay, x0, x1, ax, sx, sy, row_x, row_y):
+    """Row ``y`` of the remap maps of ``flow`` (see :func:`flow_maps`): one place for the arithmetic of both
+    :func:`_flow_maps` and :func:`_warp_sources`."""
+    one = np.float32(1.0)
+    top, bot = flow[y0[y]], flow[y1[y]]
+    wb = ay[y]
+    wt = one - wb
+    for x in range(row_x.shape[0]):
+        a, b = x0[x], x1[x]
+        wr = ax[x]
+        wl = one - wr
+        u = wt * (wl * top[a, 0] + wr * top[b, 0]) + wb * (wl * bot[a, 0] + wr * bot[b, 0])
+        v = wt * (wl * top[a, 1] + wr * top[b, 1]) + wb * (wl * bot[a, 1] + wr * bot[b, 1])
+        row_x[x] = np.float32(x) + u * sx
+        row_y[x] = np.float32(y) + v * sy
+
+
+@kernel
 def _flow_maps(flow, map_x, map_y):
     hs, ws = flow.shape[0], flow.shape[1]
     h, w = map_x.shape
     sx, sy = np.float32(w / ws), np.float32(h / hs)  # flow pixels to map pixels
     x0, x1, ax = _taps(w, ws)
     y0, y1, ay = _taps(h, hs)
-    one = np.float32(1.0)
     for y in range(h):
-        top, bot = flow[y0[y]], flow[y1[y]]
-        wb = ay[y]
-        wt = one - wb
+        _map_row(flow, y, y0, y1, ay, x0, x1, ax, sx, sy, map_x[y], map_y[y])
+
+
+@kernel
+def _warp_sources(flow, src):
+    hs, ws = flow.shape[0], flow.shape[1]
+    h, w = src.shape
+    sx, sy = np.float32(w / ws), np.float32(h / hs)
+    x0, x1, ax = _taps(w, ws)
+    y0, y1, ay = _taps(h, hs)
+    row_x, row_y = np.empty(w, np.float32), np.empty(w, np.float32)
+    fw, fh = np.float32(w), np.float32(h)
+    zero = np.float32(0.0)
+    for y in range(h):
+        _map_row(flow, y, y0, y1, ay, x0, x1, ax, sx, sy, row_x, row_y)
         for x in range(w):
-            a, b = x0[x], x1[x]
-            wr = ax[x]
-            wl = one - wr
-            u = wt * (wl * top[a, 0] + wr * top[b, 0]) + wb * (wl * bot[a, 0] + wr * bot[b, 0])
-            v = wt * (wl * top[a, 1] + wr * top[b, 1]) + wb * (wl * bot[a, 1] + wr * bot[b, 1])
-            map_x[y, x] = np.float32(x) + u * sx
-            map_y[y, x] = np.float32(y) + v * sy
+            rx, ry = np.rint(row_x[x]), np.rint(row_y[x])  # half to even, as OpenCV's cvRound; NaN fails below
+            if rx >= zero and rx < fw and ry >= zero and ry < fh:
+                src[y, x] = np.int32(ry) * w + np.int32(rx)
+            else:
+                src[y, x] = -1
+
+
+@kernel
+def _warp_gather(labels, src, out):
+    for i in range(src.shape[0]):
+        s = src[i]
+        out[i] = labels[s] if s >= 0 else 0
 
 
 def _dis_parameters(dis) -> tuple:
@@ -186,7 +270,7 @@ class FlowMatcher(Matcher):
         self._cur: np.ndarray | None = None
         self._scale = 1.0
         self._flows: tuple[np.ndarray, np.ndarray] | None = None  # (forward, backward) of the current pair
-        self._maps = None  # (backward flow, map_x, map_y) of the last warp: several maps warp with one computation
+        self._sources = None  # (backward flow, warp_sources) of the last warp: several maps warp with one computation
         self._token = object()  # marks the pairs this matcher computes ahead
         self._ahead_dis = None  # pair_ahead's own DIS object: it runs in another thread than push / prepare
         self._ahead_last: tuple[np.ndarray, np.ndarray] | None = None  # (frame, its small grey) of the last pair_ahead
@@ -266,37 +350,31 @@ class FlowMatcher(Matcher):
         if self._prev is None or n == 0:
             return points.astype(np.float32).copy(), np.zeros(n, np.float32)
         fwd, bwd = self._pair_flows()
-        s = self._scale
-        p = points.astype(np.float32) * s
-        q = p + sample(fwd, p)
-        back = q + sample(bwd, q)
-        err = np.linalg.norm(back - p, axis=1)
-        conf = np.clip(1.0 - err / self.max_error, 0.0, 1.0).astype(np.float32)
         h, w = self._cur.shape[:2]
-        inside = (q[:, 0] >= 0) & (q[:, 0] <= w - 1) & (q[:, 1] >= 0) & (q[:, 1] <= h - 1)
-        conf[~inside] = 0.0
-        return (q / s).astype(np.float32), conf
+        dst, conf = np.empty((n, 2), np.float32), np.empty(n, np.float32)
+        _carry(fwd, bwd, np.asarray(points, np.float32), float(self._scale), float(self.max_error), w, h, dst, conf)
+        return dst, conf
 
     def prepare(self) -> None:
         if self._prev is not None:
             _, bwd = self._pair_flows()
             if self.warp_shape is not None:
-                self._warp_maps(bwd, *self.warp_shape)
+                self._warp_sources(bwd, *self.warp_shape)
 
     def warp_labels(self, labels: np.ndarray) -> np.ndarray | None:
         """Backward warp: each current pixel takes the label where the backward flow lands in the previous frame
-        (nearest neighbour; 0 where it lands outside). No forward-backward masking: on fast motion (DAVIS libby) the
-        check blanked so much of the object that valid prompts failed the area test against it."""
+        (nearest neighbour, as ``cv2.remap`` along :func:`flow_maps` takes it; 0 where it lands outside). No
+        forward-backward masking: on fast motion (DAVIS libby) the check blanked so much of the object that valid
+        prompts failed the area test against it."""
         if self._prev is None:
             return None
-        map_x, map_y = self._warp_maps(self._pair_flows()[1], *labels.shape)
-        return cv2.remap(labels, map_x, map_y, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+        return warp_gather(labels, self._warp_sources(self._pair_flows()[1], *labels.shape))
 
-    def _warp_maps(self, bwd: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """The remap maps of backward flow ``bwd`` at h x w, computed once per pair and size."""
-        if self._maps is None or self._maps[0] is not bwd or self._maps[1].shape != (h, w):
-            self._maps = (bwd, *flow_maps(bwd, h, w))
-        return self._maps[1], self._maps[2]
+    def _warp_sources(self, bwd: np.ndarray, h: int, w: int) -> np.ndarray:
+        """:func:`warp_sources` of backward flow ``bwd`` at h x w, computed once per pair and size."""
+        if self._sources is None or self._sources[0] is not bwd or self._sources[1].shape != (h, w):
+            self._sources = (bwd, warp_sources(bwd, h, w))
+        return self._sources[1]
 
     def _pair_flows(self) -> tuple[np.ndarray, np.ndarray]:
         """Forward and backward flow of the current pair, computed once however many calls follow."""
