@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import cv2
 import numpy as np
 
 from .grid import WorkGrid
@@ -48,8 +47,6 @@ def publish_small(grid: WorkGrid, labels: np.ndarray, area: np.ndarray, boxes: n
     h, w = grid.work
     small = fraction * fh * fw
     g = max(margin, 1)  # a published pixel of the track lies at most one working pixel outside its working box
-    kernel_near = np.ones((2 * margin + 1, 2 * margin + 1), np.uint8)
-    kernel_ring = np.ones((2 * g + 1, 2 * g + 1), np.uint8)
     done = []
     for k, fine in enumerate(answers):
         if fine is None or not 0 < area[k + 1] < small:
@@ -58,11 +55,8 @@ def publish_small(grid: WorkGrid, labels: np.ndarray, area: np.ndarray, boxes: n
         if y1 <= y0:
             continue
         wy0, wy1, wx0, wx1 = max(y0 - g, 0), min(y1 + g, h), max(x0 - g, 0), min(x1 + g, w)
-        crop = index_map[wy0:wy1, wx0:wx1]
-        mine = (crop == k + 1).view(np.uint8)
-        near = cv2.dilate(mine, kernel_near) if margin else mine.copy()
-        ring = crop[(cv2.dilate(mine, kernel_ring) > 0) & (mine == 0)]
-        fill = int(np.bincount(ring).argmax()) if len(ring) else 0
+        near = np.empty((wy1 - wy0, wx1 - wx0), np.bool_)
+        fill = _near(index_map, k + 1, wy0, wx0, margin, g, len(ids), near)
         fy0, fy1 = int(grid.row_span[0][wy0]), int(grid.row_span[1][wy1 - 1])
         fx0, fx1 = int(grid.col_span[0][wx0]), int(grid.col_span[1][wx1 - 1])
         answer = np.ascontiguousarray(fine(fy0, fy1, fx0, fx1), dtype=np.bool_)
@@ -102,55 +96,104 @@ def _index_of(ids, v):
 
 
 @kernel
+def _near(index_map, k, wy0, wx0, margin, g, n, near):
+    """``near`` (the working crop at (``wy0``, ``wx0``) of its shape): where index ``k`` lies within ``margin`` working
+    pixels (Chebyshev). Returns the index most common within ``g`` pixels of ``k`` but not ``k`` (0 when none; the
+    lowest of a tie)."""
+    h, w = near.shape
+    ih, iw = index_map.shape
+    votes = np.zeros(n, np.int64)
+    for r in range(h):
+        for c in range(w):
+            y, x = wy0 + r, wx0 + c
+            v = index_map[y, x]
+            near[r, c] = v == k
+            if v == k:
+                continue
+            d = 1 << 30  # Chebyshev distance to the nearest pixel of k, up to g
+            for yy in range(max(y - g, 0), min(y + g + 1, ih)):
+                for xx in range(max(x - g, 0), min(x + g + 1, iw)):
+                    if index_map[yy, xx] == k:
+                        d = min(d, max(abs(yy - y), abs(xx - x)))
+            if d <= margin:
+                near[r, c] = True
+            if d <= g:
+                votes[v] += 1
+    best = 0
+    for j in range(n):
+        if votes[j] > votes[best]:
+            best = j
+    return best
+
+
+@kernel
 def _repaint(labels, answer, near, wy0, wx0, rows, cols, y0, x0, k, fill, ids, area, boxes):
     """Track index ``k`` in the frame box at (``y0``, ``x0``) of ``answer``'s shape: its pixels where ``answer`` holds
     and ``near`` (the working crop at (``wy0``, ``wx0``), looked up through the nearest working pixel) allows, the
     pixels it leaves to index ``fill``. ``area`` and ``boxes`` (x, y, width, height per index) follow: the track's are
-    counted again in the box (all its pixels lie there), a gaining label's box grows, a losing label's box shrinks
-    where it lost a pixel on its edge. Returns False (nothing written) when the answer covers under half the track's
-    area within ``near``."""
+    those of its new pixels (all of its pixels lie in the box), a gaining label's box grows, a losing label's box
+    shrinks where it lost a pixel on its edge. Returns False (the box restored, nothing else written) when the
+    answer covers under half the track's area within ``near``.
+
+    One pass writes and records each changed pixel's place and old value (few: the boundary moves), so a refused
+    answer is undone from the record and the bookkeeping visits the changed pixels only."""
     bh, bw = answer.shape
-    agree = 0
-    for r in range(bh):
-        ry = rows[y0 + r] - wy0
-        for c in range(bw):
-            if answer[r, c] and near[ry, cols[x0 + c] - wx0]:
-                agree += 1
-    if 2 * agree < area[k]:
-        return False
     me, other = ids[k], ids[fill]
-    touched = np.zeros(ids.shape[0], np.bool_)
-    n = 0
-    bx0, by0, bx1, by1 = labels.shape[1], labels.shape[0], -1, -1
+    ncol = np.empty(bw, np.intp)
+    for c in range(bw):
+        ncol[c] = cols[x0 + c] - wx0
+    where = np.empty(bh * bw, np.intp)
+    was = np.empty(bh * bw, ids.dtype)
+    m = 0  # changed pixels
+    n = 0  # the track's pixels now
+    bx0, by0, bx1, by1 = bw, bh, -1, -1
     for r in range(bh):
         y = y0 + r
-        ry = rows[y] - wy0
+        nr = near[rows[y] - wy0]
+        row = labels[y]
+        first, last = bw, -1
         for c in range(bw):
-            x = x0 + c
-            v = labels[y, x]
-            if answer[r, c] and near[ry, cols[x] - wx0]:
-                if v != me:
-                    j = _index_of(ids, v)
-                    area[j] -= 1
-                    if x == boxes[j, 0] or y == boxes[j, 1] or x == boxes[j, 0] + boxes[j, 2] - 1 or \
-                            y == boxes[j, 1] + boxes[j, 3] - 1:
-                        touched[j] = True
-                    labels[y, x] = me
-            elif v == me:
-                labels[y, x] = other
-                area[fill] += 1
-                if boxes[fill, 2] == 0:
-                    boxes[fill, 0], boxes[fill, 1], boxes[fill, 2], boxes[fill, 3] = x, y, 1, 1
-                else:
-                    ex, ey = boxes[fill, 0] + boxes[fill, 2], boxes[fill, 1] + boxes[fill, 3]
-                    boxes[fill, 0], boxes[fill, 1] = min(boxes[fill, 0], x), min(boxes[fill, 1], y)
-                    boxes[fill, 2], boxes[fill, 3] = max(ex, x + 1) - boxes[fill, 0], max(ey, y + 1) - boxes[fill, 1]
-            if labels[y, x] == me:
+            v = row[x0 + c]
+            if answer[r, c] and nr[ncol[c]]:
+                if first == bw:
+                    first = c
+                last = c
                 n += 1
-                bx0, by0, bx1, by1 = min(bx0, x), min(by0, y), max(bx1, x), max(by1, y)
+                if v != me:
+                    where[m], was[m] = r * bw + c, v
+                    m += 1
+                    row[x0 + c] = me
+            elif v == me:
+                where[m], was[m] = r * bw + c, v
+                m += 1
+                row[x0 + c] = other
+        if last >= 0:
+            bx0, bx1 = min(bx0, first), max(bx1, last)
+            by0, by1 = min(by0, r), r
+    if 2 * n < area[k]:
+        for i in range(m):
+            labels[y0 + where[i] // bw, x0 + where[i] % bw] = was[i]
+        return False
+    touched = np.zeros(ids.shape[0], np.bool_)
+    for i in range(m):
+        y, x, v = y0 + where[i] // bw, x0 + where[i] % bw, was[i]
+        if v == me:  # left to ``fill``
+            area[fill] += 1
+            if boxes[fill, 2] == 0:
+                boxes[fill, 0], boxes[fill, 1], boxes[fill, 2], boxes[fill, 3] = x, y, 1, 1
+            else:
+                ex, ey = boxes[fill, 0] + boxes[fill, 2], boxes[fill, 1] + boxes[fill, 3]
+                boxes[fill, 0], boxes[fill, 1] = min(boxes[fill, 0], x), min(boxes[fill, 1], y)
+                boxes[fill, 2], boxes[fill, 3] = max(ex, x + 1) - boxes[fill, 0], max(ey, y + 1) - boxes[fill, 1]
+        else:  # taken from another label
+            j = _index_of(ids, v)
+            area[j] -= 1
+            if x == boxes[j, 0] or y == boxes[j, 1] or x == boxes[j, 0] + boxes[j, 2] - 1 or \
+                    y == boxes[j, 1] + boxes[j, 3] - 1:
+                touched[j] = True
     area[k] = n
     if n:
-        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = bx0, by0, bx1 - bx0 + 1, by1 - by0 + 1
+        boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = x0 + bx0, y0 + by0, bx1 - bx0 + 1, by1 - by0 + 1
     else:
         boxes[k, 0], boxes[k, 1], boxes[k, 2], boxes[k, 3] = 0, 0, 0, 0
     for j in range(ids.shape[0]):
