@@ -6,8 +6,10 @@ loaded here with ``torch.load(..., weights_only=True)`` and ``load_state_dict(st
 a wrong ``segmenter.model_type`` fails loudly instead of running a half-initialised model.
 
 Images are ``H x W x 3`` ``uint8`` RGB (as ``SamPredictor`` expects with ``image_format="RGB"``); masks come back as
-``H x W`` ``bool`` at the full frame resolution; points are pixel ``(x, y)`` with the origin at the top-left pixel
-centre (SAM's own convention: its prompt encoder adds 0.5 to reach the pixel centre).
+``H x W`` ``bool`` at the full frame resolution, or at the tracker's working size when it sets ``mask_shape`` (then a
+prompted answer also gives itself at the frame size inside any box on demand, ``Proposal.fine``: its logits resampled
+as ``postprocess_masks`` does, for the tracker's small tracks); points are pixel ``(x, y)`` with the origin at the
+top-left pixel centre (SAM's own convention: its prompt encoder adds 0.5 to reach the pixel centre).
 """
 
 from __future__ import annotations
@@ -369,7 +371,8 @@ class SamSegmenter(Segmenter):
         Prompts with different point counts are padded with label -1 points, which SAM's prompt encoder treats as
         "not a point". A prompt with a single point is ambiguous (part / object / group), so it takes SAM's best
         multimask output by predicted IoU; a prompt with several points takes the single-mask output, as SAM's
-        authors recommend.
+        authors recommend. With ``mask_shape`` set each answer keeps its decoder logits for ``Proposal.fine``
+        (:class:`_FrameLogits`: nothing is computed unless the tracker asks for a box).
         """
         self._require_image()
         if not prompts:
