@@ -162,11 +162,14 @@ class _FrameLogits:
     def __call__(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         if y1 <= y0 or x1 <= x0:
             return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), bool)
-        if not isinstance(self._low, np.ndarray):
-            self._low = self._low.float().cpu().numpy()
+        if not isinstance(self._low, np.ndarray) and self._low.device.type == "cpu":
+            self._low = self._low.float().numpy()  # a view, no copy
         r, c = self._rows, self._cols
         r0, r1, c0, c1 = int(r.lo[y0]), int(r.hi[y1 - 1]), int(c.lo[x0]), int(c.hi[x1 - 1])
-        logits = r.matrix[y0:y1, r0:r1] @ self._low[r0:r1, c0:c1] @ c.matrix[x0:x1, c0:c1].T
+        low = self._low[r0:r1, c0:c1]
+        if not isinstance(low, np.ndarray):  # on a GPU: only the cells the box reads come over
+            low = low.float().cpu().numpy()
+        logits = r.matrix[y0:y1, r0:r1] @ low @ c.matrix[x0:x1, c0:c1].T
         return logits > self._threshold
 
 
