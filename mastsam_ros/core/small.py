@@ -97,27 +97,32 @@ def _index_of(ids, v):
 
 @kernel
 def _near(index_map, k, wy0, wx0, margin, g, n, near):
-    """``near`` (the working crop at (``wy0``, ``wx0``) of its shape): where index ``k`` lies within ``margin`` working
-    pixels (Chebyshev). Returns the index most common within ``g`` pixels of ``k`` but not ``k`` (0 when none; the
-    lowest of a tie)."""
+    """``near`` (the working crop at (``wy0``, ``wx0``) of its shape, holding every pixel of index ``k`` at least
+    ``g`` pixels from its sides but the map's): where ``k`` lies within ``margin`` working pixels (Chebyshev). Returns
+    the index most common within ``g`` pixels of ``k`` but not ``k`` (0 when none; the lowest of a tie)."""
     h, w = near.shape
-    ih, iw = index_map.shape
+    far = g + 1
+    across = np.empty((h, w), np.int64)  # distance to the nearest pixel of k in the same row (far: none within g)
+    for r in range(h):
+        last = -far
+        for c in range(w):
+            if index_map[wy0 + r, wx0 + c] == k:
+                last = c
+            across[r, c] = min(c - last, far)
+        last = w + far
+        for c in range(w - 1, -1, -1):
+            if index_map[wy0 + r, wx0 + c] == k:
+                last = c
+            across[r, c] = min(across[r, c], last - c)
     votes = np.zeros(n, np.int64)
     for r in range(h):
         for c in range(w):
-            y, x = wy0 + r, wx0 + c
-            v = index_map[y, x]
-            near[r, c] = v == k
-            if v == k:
-                continue
-            d = 1 << 30  # Chebyshev distance to the nearest pixel of k, up to g
-            for yy in range(max(y - g, 0), min(y + g + 1, ih)):
-                for xx in range(max(x - g, 0), min(x + g + 1, iw)):
-                    if index_map[yy, xx] == k:
-                        d = min(d, max(abs(yy - y), abs(xx - x)))
-            if d <= margin:
-                near[r, c] = True
-            if d <= g:
+            d = far
+            for rr in range(max(r - g, 0), min(r + g + 1, h)):
+                d = min(d, max(abs(rr - r), across[rr, c]))
+            v = index_map[wy0 + r, wx0 + c]
+            near[r, c] = d <= margin
+            if v != k and d <= g:
                 votes[v] += 1
     best = 0
     for j in range(n):
