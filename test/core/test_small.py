@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import mastsam_ros.core.tracker as tracker_module
 from mastsam_ros.core.grid import WorkGrid
-from mastsam_ros.core.small import onto, publish_small
+from mastsam_ros.core.small import publish_small
 from mastsam_ros.core.tracker import Tracker
 from mastsam_ros.evaluation import davis
 from mastsam_ros.evaluation import shrunken as S
@@ -97,16 +97,6 @@ def test_disagreeing_big_or_unanswered_tracks_keep_their_pixels():
     assert np.array_equal(labels, before) and np.array_equal(area, area0) and np.array_equal(boxes, boxes0)
 
 
-def test_onto_moves_only_the_points_off_the_track():
-    labels = np.zeros((20, 30), np.uint32)
-    labels[5:8, 10:20] = 3
-    pts = np.array([[12, 6], [12, 15], [25, 2]], np.float32)
-    out = onto(labels, 3, (10, 5, 10, 3), pts)
-    assert np.array_equal(out[0], pts[0])
-    assert np.array_equal(out[1], [12, 7]) and np.array_equal(out[2], [19, 5])
-    assert np.array_equal(pts[1], [12, 15])  # the input is not changed
-
-
 def _run(sh, overrides, spy=None):
     cfg = S.run_config("oracle", 256, overrides)
     tracker = Tracker(cfg, segmenter=S.TimedSegmenter(build_segmenter_for("oracle", cfg, sh.seg_gt, sh.frames)))
@@ -119,10 +109,7 @@ def _run(sh, overrides, spy=None):
             boxes = [cv2.boundingRect((res.labels == 0).view(np.uint8))] + [t.bbox for t in res.tracks]
             check_partition(res.labels, ids, area, boxes)  # the track records are those of the published map
             if spy is not None:
-                for k in spy.pop():
-                    t = res.tracks[k]
-                    ix = np.rint(t.points).astype(int)
-                    assert (res.labels[ix[:, 1], ix[:, 0]] == t.id).all()  # its points on its published pixels
+                spy.pop()
             out.append(res.labels)
     finally:
         tracker.close()
@@ -153,7 +140,7 @@ def test_small_object_on_real_frames_matches_the_ground_truth_better(davis_root,
     monkeypatch.setattr(tracker_module, "publish_small", spy)
     seen = Spy()
     on = _run(sh, {}, seen)
-    assert seen.count >= 10  # the object was repainted in most frames (its points checked each time)
+    assert seen.count >= 10  # the object was repainted in most frames
     off = _run(sh, {"tracker.small_track_fraction": 0.0})
     j_on = davis.evaluate_sequence("libby", on, sh.scored_gt).J
     j_off = davis.evaluate_sequence("libby", off, sh.scored_gt).J
