@@ -66,6 +66,20 @@ class TrackerSection:
         " is at most this many pixels (SAM's decoder answers at 256); only the published label map is full size.",
         range=(32, 4096), read_only=True,
     )
+    small_track_fraction: float = config_field(
+        0.01,
+        "A track smaller than this fraction of the image whose prompt was answered and accepted this frame is"
+        " published at the frame size from the segmenter's own answer inside its box (SAM: its logits brought to the"
+        " frame size there), within tracker.small_track_margin working pixels of its working mask: the working"
+        " resolution keeps the shape of small and thin objects (0 = off).",
+        range=(0.0, 1.0),
+    )
+    small_track_margin: int = config_field(
+        2,
+        "How far (working pixels) a small track's published mask may reach beyond its working mask"
+        " (tracker.small_track_fraction).",
+        range=(0, 16),
+    )
     retry_rejected: bool = config_field(
         True,
         "A track whose answer is rejected is prompted once more in the same frame, from the innermost pixel of its"

@@ -23,8 +23,9 @@ All of this runs on one label map at a working resolution (longer side ``tracker
 output size by default), never on full-size masks: segmenter answers arrive at that size (``Segmenter.mask_shape``)
 or are resized to it once. Only the published label map is brought to the frame size, once per frame
 (:meth:`WorkGrid.publish`: nearest neighbour, the boundary pixels by interpolated probability); track areas and boxes
-are those of that published map. The per-pixel and per-track work of each stage is done by compiled kernels
-(``masks.py``, ``points.py``, ``grid.py``, ``clustering/batch.py``; numba through ``jit.py``), a few calls per
+are those of that published map; a small track answered this frame takes its published pixels from the segmenter's
+frame-size answer inside its box (``small.py``). The per-pixel and per-track work of each stage is done by compiled
+kernels (``masks.py``, ``points.py``, ``grid.py``, ``clustering/batch.py``; numba through ``jit.py``), a few calls per
 track instead of a few dozen NumPy calls.
 
 Ids are never reused, not even across :meth:`Tracker.reset`, so a downstream consumer never confuses two objects.
@@ -56,6 +57,7 @@ from .points import carried_flags, label_points, near_points, prompt_arrays
 from .schedule import Resegmentation
 from .segmenters import Segmenter, build_segmenter
 from .segmenters.base import grid_points
+from .small import frame_answer, publish_small
 from .types import FrameResult, PointPrompt, TrackEvent, TrackInfo
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,8 @@ class Tracker:
         self._cand: np.ndarray | None = None  # the owner, or on background the most likely track (0: none)
         self._prob: np.ndarray | None = None  # probability of ``_cand`` (>= 0.5 where owned, < 0.5 on background)
         self._softs: dict[int, np.ndarray] = {}  # during a step: each track's probability map at the working size
+        self._answered: dict[int, object] = {}  # during a step: id -> its accepted prompt answer (small.py)
+        self._joined: set[int] = set()  # during a step: ids that took other tracks in by a merge
         self._grid: WorkGrid | None = None
         self._seeds: tuple | None = None  # ((frame shape, points_per_side), seed grid)
         self._index = -1
@@ -311,7 +315,7 @@ class Tracker:
             self._prob[:] = 0
             self.budget.keep(set())
         masks: dict[int, np.ndarray] = {}
-        self._softs = {}
+        self._softs, self._answered, self._joined = {}, {}, set()
         self._moved: set[int] = set()  # track indices whose answer lies mostly off their warped mask (_answers)
         self._suspect: set[int] = set()  # their ids, once confirmed (_prompt): _gate checks their appearance
         prompted: list[int] = []
@@ -546,6 +550,7 @@ class Tracker:
                 continue  # what is left is not where the track was: the answer was about something else
             if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
                 out[i] = (hard, soft, prop.score)
+                self._answered[self._tracks[i].id] = prop
                 if expected.box is not None:  # an answer mostly elsewhere than the track was: check who it is
                     ey, ex = expected.box
                     box = (slice(min(y0, ey.start), max(y1, ey.stop)), slice(min(x0, ex.start), max(x1, ex.stop)))
@@ -694,6 +699,7 @@ class Tracker:
                 continue
             merged.append(keep)
         merged.sort(key=lambda t: t.id)
+        self._joined = set(joined_into.values())
         if len(merged) > cfg.max_tracks:  # keep the largest
             merged = sorted(merged, key=lambda t: -area[t.id])[: cfg.max_tracks]
             merged.sort(key=lambda t: t.id)
@@ -862,9 +868,17 @@ class Tracker:
     def _publish(self) -> tuple[np.ndarray, list[TrackInfo]]:
         """The frame-size label map (ids, uint32) and the track records, from the working maps in one compiled pass
         (:meth:`WorkGrid.publish`): nearest neighbour where a working cell's corners agree, the boundary pixels by
-        interpolated probability. Areas and boxes are those of the published map, counted in the same pass."""
+        interpolated probability. Areas and boxes are those of the published map, counted in the same pass. Small
+        tracks answered this frame are then repainted from the segmenter's frame-size answer (``small.py``,
+        ``tracker.small_track_fraction``); their points stay those of their working masks."""
         ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
         labels, area, boxes = self._grid.publish(self._index_map, self._cand, self._prob, ids)
+        cfg = self.cfg.tracker
+        if self._answered and cfg.small_track_fraction > 0:  # small answered tracks from the frame-size answers
+            answers = [frame_answer(self._answered[t.id], self._grid.frame)
+                       if t.id in self._answered and t.id not in self._joined else None for t in self._tracks]
+            publish_small(self._grid, labels, area, boxes, self._index_map, self._boxes, ids, answers,
+                          cfg.small_track_fraction, cfg.small_track_margin)
         area, boxes = area.tolist(), boxes.tolist()
         tracks = [
             TrackInfo(

@@ -9,6 +9,7 @@ Conventions everywhere in the core:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,10 @@ class Proposal:
     # probability per pixel (H x W float32, ``mask`` is where it is > 0.5) where a backend has one: SAM at the
     # tracker's working size (the sigmoid of its decoder's logits); None elsewhere
     soft: np.ndarray | None = None
+    # the answer at the frame size inside a box, computed on demand: ``fine(y0, y1, x0, x1)`` -> bool (y1 - y0) x
+    # (x1 - x0), frame pixels; set where ``mask`` is at the working size but the backend knows more (SAM: its
+    # decoder's logits brought to the frame size there). None: ``mask`` is all there is (at the frame size, or not)
+    fine: Callable[[int, int, int, int], np.ndarray] | None = None
 
 
 @dataclass

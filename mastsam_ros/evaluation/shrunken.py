@@ -55,6 +55,7 @@ from ..core.config import Config, parse_overrides
 from ..core.errors import MastSamError
 from ..core.matchers.flow import FlowMatcher
 from ..core.segmenters.base import Segmenter
+from ..core.small import frame_answer
 from ..core.tracker import Tracker
 from ..core.types import Proposal
 from . import davis
@@ -164,7 +165,8 @@ class TimedSegmenter(Segmenter):
     """Another segmenter's answers, at the tracker's working size, with the time spent producing them (``ms``).
 
     An answer of the frame's size becomes the fraction of each working pixel it covers (``soft``, exactly what the
-    tracker would make of it, ``WorkGrid.soft``), so the resize is charged here, as SAM's decoder answers at that size.
+    tracker would make of it, ``WorkGrid.soft``), so the resize is charged here, as SAM's decoder answers at that size;
+    the frame-size mask stays the answer's ``fine`` (what SAM's logits give there: ``core/small.py``).
     """
 
     def __init__(self, inner: Segmenter):
@@ -183,7 +185,8 @@ class TimedSegmenter(Segmenter):
                 continue
             area = cv2.INTER_AREA if p.mask.shape[0] >= h else cv2.INTER_LINEAR
             soft = cv2.resize(p.mask.view(np.uint8).astype(np.float32), (w, h), interpolation=area)
-            out.append(Proposal(soft >= 0.5, p.score, p.stability, soft))
+            # the frame-size answer stays at hand for small tracks (core/small.py), as SAM's logits do
+            out.append(Proposal(soft >= 0.5, p.score, p.stability, soft, fine=frame_answer(p, p.mask.shape)))
         return out
 
     def _timed(self, fn, *args):

@@ -322,3 +322,64 @@ def test_pool_embedding_averages_the_encoder_cells_under_the_mask(mobile, frame)
     np.testing.assert_allclose(mobile.pool_embedding(left), feats[:, :gh, : gw // 2].mean(axis=(1, 2)), rtol=0.05,
                                atol=1e-3)
     assert mobile.pool_embedding(np.zeros((h, w), bool)) is None
+
+
+# --- small tracks: the answer at the frame size in a box (core/small.py) ----------------------------------------------
+def test_fine_answer_is_the_full_size_answer_in_any_box(mobile, frame):
+    """At the working size each prompted answer also gives itself at the frame size inside a box on demand
+    (``Proposal.fine``): SAM's own full-size answer there (postprocess_masks of the same logits), up to float
+    rounding at the threshold, whatever the working size."""
+    h, w = frame.shape[:2]
+    prompts = [PointPrompt(np.array([[480, 270], [500, 260]], np.float32), np.array([1, 1], np.int32)),
+               PointPrompt(np.array([[100, 100]], np.float32), np.array([1], np.int32))]
+    full = mobile.predict(prompts)
+    assert all(p.fine is None for p in full)  # at the frame size the mask is the answer
+    try:
+        for shape in [(round(h * 256 / w), 256), (60, 107)]:  # the decoder's own size, and a smaller working size
+            mobile.mask_shape = shape
+            low = mobile.predict(prompts)
+            for a, b in zip(full, low):
+                whole = b.fine(0, h, 0, w)
+                assert whole.shape == (h, w) and whole.dtype == np.bool_
+                assert np.count_nonzero(whole != a.mask) <= 1e-4 * h * w
+                for y0, y1, x0, x1 in [(200, 260, 430, 520), (0, 1, 0, 1), (h - 7, h, w - 30, w)]:
+                    np.testing.assert_array_equal(b.fine(y0, y1, x0, x1), whole[y0:y1, x0:x1])
+    finally:
+        mobile.mask_shape = None
+
+
+def test_tracker_with_sam_publishes_small_tracks_from_its_logits(vit_t_ckpt, car_frames, monkeypatch):
+    """The tracker with (random-weight) MobileSAM at its working size: with every track counted small, answered
+    tracks are repainted from SAM's frame-size logits, and the published map stays one partition whose areas and boxes
+    are the track records'."""
+    import cv2
+
+    import mastsam_ros.core.tracker as tracker_module
+    from mastsam_ros.core.config import Config
+
+    repainted = []
+    real = tracker_module.publish_small
+
+    def spy(*args):
+        repainted.append(real(*args))
+        return repainted[-1]
+
+    monkeypatch.setattr(tracker_module, "publish_small", spy)
+    cfg = Config().update({
+        "segmenter.backend": "mobile_sam", "segmenter.checkpoint": str(vit_t_ckpt), "segmenter.points_per_side": 2,
+        "segmenter.pred_iou_thresh": 0.0, "segmenter.stability_score_thresh": 0.0, "matcher.backend": "flow",
+        "tracker.small_track_fraction": 1.0,
+    })
+    tracker = tracker_module.Tracker(cfg)
+    count = 0  # tracks repainted
+    try:
+        for rgb in car_frames[0][:3]:
+            repainted.clear()
+            res = tracker.step(rgb)
+            for t in res.tracks:
+                m = res.labels == t.id
+                assert t.area == np.count_nonzero(m) and t.bbox == cv2.boundingRect(m.view(np.uint8))
+            count += len(repainted[-1]) if repainted else 0
+    finally:
+        tracker.close()
+    assert count >= 1

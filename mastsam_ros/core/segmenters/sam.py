@@ -6,8 +6,10 @@ loaded here with ``torch.load(..., weights_only=True)`` and ``load_state_dict(st
 a wrong ``segmenter.model_type`` fails loudly instead of running a half-initialised model.
 
 Images are ``H x W x 3`` ``uint8`` RGB (as ``SamPredictor`` expects with ``image_format="RGB"``); masks come back as
-``H x W`` ``bool`` at the full frame resolution; points are pixel ``(x, y)`` with the origin at the top-left pixel
-centre (SAM's own convention: its prompt encoder adds 0.5 to reach the pixel centre).
+``H x W`` ``bool`` at the full frame resolution, or at the tracker's working size when it sets ``mask_shape`` (then a
+prompted answer also gives itself at the frame size inside any box on demand, ``Proposal.fine``: its logits resampled
+as ``postprocess_masks`` does, for the tracker's small tracks); points are pixel ``(x, y)`` with the origin at the
+top-left pixel centre (SAM's own convention: its prompt encoder adds 0.5 to reach the pixel centre).
 """
 
 from __future__ import annotations
@@ -122,6 +124,55 @@ def load_sam_model(package: str, model_type: str, checkpoint: str):
     return model.eval()
 
 
+def _bilinear_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in) float64: 1-D bilinear resampling as ``torch.nn.functional.interpolate(..., mode="bilinear",
+    align_corners=False)`` does it along one axis (source index (i + 0.5) n_in / n_out - 0.5, clamped at 0)."""
+    src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+    i0 = np.floor(src).astype(np.intp)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    a = src - i0
+    out = np.zeros((n_out, n_in))
+    np.add.at(out, (np.arange(n_out), i0), 1 - a)
+    np.add.at(out, (np.arange(n_out), i1), a)
+    return out
+
+
+class _FrameAxis:
+    """One axis of SAM's ``postprocess_masks`` (decoder side -> encoder input side, crop to the resized image, ->
+    frame side, both bilinear) as one matrix, with the decoder rows each frame row reads (``lo``..``hi``)."""
+
+    def __init__(self, side: int, img: int, used: int, frame: int):
+        m = _bilinear_matrix(used, frame) @ _bilinear_matrix(side, img)[:used]
+        self.matrix = m.astype(np.float32)
+        nz = m != 0
+        self.lo = np.argmax(nz, axis=1)
+        self.hi = side - np.argmax(nz[:, ::-1], axis=1)  # exclusive
+
+
+class _FrameLogits:
+    """One prompted answer at the frame size inside a box, on demand (:attr:`Proposal.fine`): its decoder logits
+    (side x side) resampled as ``postprocess_masks`` does, so the pixels equal SAM's own full-size answer there up to
+    float rounding, at the cost of the box only."""
+
+    __slots__ = ("_low", "_rows", "_cols", "_threshold")
+
+    def __init__(self, low, rows: _FrameAxis, cols: _FrameAxis, threshold: float):
+        self._low, self._rows, self._cols, self._threshold = low, rows, cols, threshold
+
+    def __call__(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+        if y1 <= y0 or x1 <= x0:
+            return np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), bool)
+        if not isinstance(self._low, np.ndarray) and self._low.device.type == "cpu":
+            self._low = self._low.float().numpy()  # a view, no copy
+        r, c = self._rows, self._cols
+        r0, r1, c0, c1 = int(r.lo[y0]), int(r.hi[y1 - 1]), int(c.lo[x0]), int(c.hi[x1 - 1])
+        low = self._low[r0:r1, c0:c1]
+        if not isinstance(low, np.ndarray):  # on a GPU: only the cells the box reads come over
+            low = low.float().cpu().numpy()
+        logits = r.matrix[y0:y1, r0:r1] @ low @ c.matrix[x0:x1, c0:c1].T
+        return logits > self._threshold
+
+
 def _resolve_device(name: str):
     import torch  # noqa: PLC0415
 
@@ -157,6 +208,7 @@ class SamSegmenter(Segmenter):
         self._embedding = None  # 1 x 256 x 64 x 64 float32
         self._original_size: tuple[int, int] | None = None  # H, W of the frame
         self._input_size: tuple[int, int] | None = None  # H, W after the longest-side resize
+        self._axes: dict = {}  # (decoder side, input size, frame size) -> the _FrameAxis of rows and of columns
 
     @classmethod
     def from_config(cls, cfg: SegmenterSection, mobile: bool = False) -> "SamSegmenter":
@@ -322,7 +374,8 @@ class SamSegmenter(Segmenter):
         Prompts with different point counts are padded with label -1 points, which SAM's prompt encoder treats as
         "not a point". A prompt with a single point is ambiguous (part / object / group), so it takes SAM's best
         multimask output by predicted IoU; a prompt with several points takes the single-mask output, as SAM's
-        authors recommend.
+        authors recommend. With ``mask_shape`` set each answer keeps its decoder logits for ``Proposal.fine``
+        (:class:`_FrameLogits`: nothing is computed unless the tracker asks for a box).
         """
         self._require_image()
         if not prompts:
@@ -353,17 +406,32 @@ class SamSegmenter(Segmenter):
                 best_multi = 1 + iou[:, 1:].argmax(1)
                 pick = torch.where(single[start : start + bs], best_multi, torch.zeros_like(best_multi))
                 rows = torch.arange(len(pick), device=self.device)
-                logits = self._upscale(low[rows, pick][:, None])[:, 0]
+                picked = low[rows, pick]
+                logits = self._upscale(picked[:, None])[:, 0]
                 stab = np.nan_to_num(self._stability(logits).cpu().numpy())
                 masks = (logits > self.model.mask_threshold).cpu().numpy()
                 score = iou[rows, pick].cpu().numpy()
-                softs = (list(self._probability(logits).cpu().numpy()) if self.mask_shape is not None
-                         else [None] * len(masks))
+                if self.mask_shape is not None:
+                    softs = list(self._probability(logits).cpu().numpy())
+                    rows_axis, cols_axis = self._frame_axes(picked.shape[-1])
+                    thr = float(self.model.mask_threshold)
+                    fines = [_FrameLogits(picked[k], rows_axis, cols_axis, thr) for k in range(len(masks))]
+                else:
+                    softs = fines = [None] * len(masks)
                 out.extend(
-                    Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st), soft=p)
-                    for m, s, st, p in zip(masks, score, stab, softs)
+                    Proposal(mask=m, score=float(np.clip(s, 0.0, 1.0)), stability=float(st), soft=p, fine=f)
+                    for m, s, st, p, f in zip(masks, score, stab, softs, fines)
                 )
         return out
+
+    def _frame_axes(self, side: int) -> tuple[_FrameAxis, _FrameAxis]:
+        """The rows and columns of ``postprocess_masks`` for the current image size (made once per size)."""
+        key = (side, self._input_size, self._original_size)
+        if key not in self._axes:
+            img = self.model.image_encoder.img_size
+            (ih, iw), (fh, fw) = self._input_size, self._original_size
+            self._axes[key] = (_FrameAxis(side, img, ih, fh), _FrameAxis(side, img, iw, fw))
+        return self._axes[key]
 
     def _probability(self, logits):
         """Per-pixel probabilities (float32) of logits: what a :class:`Proposal`'s ``soft`` holds at the tracker's
