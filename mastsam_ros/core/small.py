@@ -199,24 +199,19 @@ def _shrink(labels, v, count, boxes, j):
         y0 += 1
     while y1 > y0 and not _row_has(labels, v, y1 - 1, x0, x1):
         y1 -= 1
-    while x0 < x1 and not _col_has(labels, v, x0, y0, y1):
+    columns = labels.T
+    while x0 < x1 and not _row_has(columns, v, x0, y0, y1):
         x0 += 1
-    while x1 > x0 and not _col_has(labels, v, x1 - 1, y0, y1):
+    while x1 > x0 and not _row_has(columns, v, x1 - 1, y0, y1):
         x1 -= 1
     boxes[j, 0], boxes[j, 1], boxes[j, 2], boxes[j, 3] = x0, y0, x1 - x0, y1 - y0
 
 
 @kernel
 def _row_has(labels, v, y, x0, x1):
+    """Whether row ``y`` holds ``v`` between ``x0`` and ``x1`` (a column: pass the transposed view)."""
     for x in range(x0, x1):
         if labels[y, x] == v:
             return True
     return False
 
-
-@kernel
-def _col_has(labels, v, x, y0, y1):
-    for y in range(y0, y1):
-        if labels[y, x] == v:
-            return True
-    return False

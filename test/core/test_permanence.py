@@ -80,6 +80,12 @@ def test_cut_detector_on_real_shots(two_shots):
     assert cuts == [21, 36]
 
 
+def _never_two_live_tracks_with_one_id(results):
+    for r in results:
+        ids = [t.id for t in r.tracks]
+        assert len(ids) == len(set(ids))
+
+
 def _dominant(labels, mask):
     ids, counts = np.unique(labels[mask], return_counts=True)
     keep = ids > 0
@@ -101,10 +107,7 @@ def test_the_object_gets_its_id_back_after_the_camera_looked_elsewhere(two_shots
     assert after == before
     (event,) = [e for e in results[36].events if e.kind == "reidentified" and e.id == before]
     assert event.frames_away == 16 and event.score >= Config().tracker.reid_min_score
-    # never two live tracks with one id
-    for r in results:
-        ids = [t.id for t in r.tracks]
-        assert len(ids) == len(set(ids))
+    _never_two_live_tracks_with_one_id(results)
 
 
 def test_retire_and_forget_when_the_memory_is_off(two_shots):
@@ -161,9 +164,7 @@ def test_an_occluded_object_gets_its_id_back_and_its_id_rides_on_nothing_else(da
     assert s.scored and s.reid and not s.false_reid
     events = [e for r in results[clip.gap[1]:] for e in r.events]
     assert any(e.kind == "reidentified" and e.id == s.before_id for e in events)
-    for r in results:
-        ids = [t.id for t in r.tracks]
-        assert len(ids) == len(set(ids))
+    _never_two_live_tracks_with_one_id(results)
 
 
 def test_a_cut_back_continues_the_shot_and_another_place_is_a_new_one(two_shots):
