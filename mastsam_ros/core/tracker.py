@@ -48,7 +48,7 @@ from . import masks as M
 from .budget import PromptBudget
 from .clustering import KMeans, build_clustering
 from .config import Config
-from .dormant import Appearance, CutDetector, DormantSet, Signature
+from .dormant import GATE_MIN_PIXELS, Appearance, CutDetector, DormantSet, Signature
 from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
@@ -825,10 +825,13 @@ class Tracker:
                 continue
             app = app or self._appearance_now()
             crop = mask[box].view(np.uint8)
+            area = int(np.count_nonzero(crop))
+            if min(area, t.signature.area) < GATE_MIN_PIXELS:
+                continue  # too few pixels for a colour histogram to tell one object from another
             look = app.of(crop, (box[0].start, box[0].stop, box[1].start, box[1].stop), mask.shape)
             if look is None:
                 continue
-            now = Signature(app.kind, look, int(np.count_nonzero(crop)), self._index)
+            now = Signature(app.kind, look, area, self._index)
             if now.similarity(t.signature) < cfg.gate_min_score:
                 found.append((mask, self._softs[t.id], t.score))
                 masks[t.id] = np.zeros_like(mask)
