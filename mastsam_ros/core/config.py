@@ -102,8 +102,13 @@ class TrackerSection:
         64, "Upper bound on live tracks; the smallest are dropped beyond it.", range=(1, 1024)
     )
     max_age: int = config_field(
-        2, "A track unseen for this many frames leaves the live set (dormant, see tracker.dormant_max); ids are"
+        10, "A track unseen for this many frames leaves the live set (dormant, see tracker.dormant_max); ids are"
         " never reused for another object.", range=(1, 100000)
+    )
+    hidden_publish_frames: int = config_field(
+        2, "A track unseen for more than this many frames (and fewer than tracker.max_age) is still carried and"
+        " prompted but left out of the published label map and track list: its held mask is a guess that soon lies"
+        " on whatever covers the object.", range=(0, 100000)
     )
     dormant_max: int = config_field(
         64, "Signatures of tracks that left kept for re-identification, at most this many (the oldest forgotten"

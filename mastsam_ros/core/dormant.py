@@ -18,8 +18,8 @@ a track confirmed again after frames unseen, or on a mask whose IoU with its war
 look like its signature (``tracker.gate_min_score``), else it leaves (dormant) and the mask becomes a new track. A
 signature taken while the object is cut off by the image border, or partly hidden (under half the stored area), does
 not replace the stored one unless that one is over 3 x ``tracker.signature_interval`` frames old. A hidden track
-leaves after ``tracker.max_age`` frames unseen (2 by default: its warped mask is a guess that soon lands on something
-else), and re-identification brings it back when it is found again.
+is published for ``tracker.hidden_publish_frames`` (2) frames unseen and still carried and prompted, unpublished,
+until ``tracker.max_age`` (10): its warped mask is a guess that soon lies on whatever covers the object.
 
 Appearance comes from one interface (:class:`Appearance`), chosen by ``tracker.reid_descriptor``:
 

@@ -873,10 +873,13 @@ class Tracker:
         (:meth:`WorkGrid.publish`): nearest neighbour where a working cell's corners agree, the boundary pixels by
         interpolated probability. Areas and boxes are those of the published map, counted in the same pass. Small
         tracks answered this frame are then repainted from the segmenter's frame-size answer (``small.py``,
-        ``tracker.small_track_fraction``); their points stay those of their working masks."""
-        ids = np.array([0] + [t.id for t in self._tracks], np.uint32)
-        labels, area, boxes = self._grid.publish(self._index_map, self._cand, self._prob, ids)
+        ``tracker.small_track_fraction``); their points stay those of their working masks. A track unseen for more than
+        ``tracker.hidden_publish_frames`` is left out of both (label 0, no record) while it is still carried."""
         cfg = self.cfg.tracker
+        # a track unseen for more than hidden_publish_frames is still carried but not published: its mask is a guess
+        shown = [self._index - t.last_seen <= cfg.hidden_publish_frames for t in self._tracks]
+        ids = np.array([0] + [t.id if s else 0 for t, s in zip(self._tracks, shown)], np.uint32)
+        labels, area, boxes = self._grid.publish(self._index_map, self._cand, self._prob, ids)
         if self._answered and cfg.small_track_fraction > 0:  # small answered tracks from the frame-size answers
             answers = [frame_answer(self._answered[t.id], self._grid.frame)
                        if t.id in self._answered and t.id not in self._joined else None for t in self._tracks]
@@ -893,7 +896,7 @@ class Tracker:
                 frames_since_seen=self._index - t.last_seen,
                 points=t.points.copy(),
             )
-            for k, t in enumerate(self._tracks)
+            for k, t in enumerate(self._tracks) if shown[k]
         ]
         return labels, tracks
 
