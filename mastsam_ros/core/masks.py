@@ -169,6 +169,18 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a & b) / union) if union else 1.0
 
 
+@kernel
+def box_iou(a, b, y0, y1, x0, x1) -> float:
+    """:func:`iou` of two masks of one shape inside the box y0:y1, x0:x1, without copying them."""
+    inter = union = 0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            p, q = a[y, x], b[y, x]
+            inter += p and q
+            union += p or q
+    return inter / union if union else 1.0
+
+
 def iou_matrix(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     """IoU of every mask in ``a`` with every mask in ``b``, float32 (len(a), len(b))."""
     if not a or not b:

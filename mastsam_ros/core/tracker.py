@@ -553,8 +553,8 @@ class Tracker:
                 self._answered[self._tracks[i].id] = prop
                 if expected.box is not None:  # an answer mostly elsewhere than the track was: check who it is
                     ey, ex = expected.box
-                    box = (slice(min(y0, ey.start), max(y1, ey.stop)), slice(min(x0, ex.start), max(x1, ex.stop)))
-                    if M.iou(hard[box], expected.mask[box]) < 0.5:
+                    if M.box_iou(hard, expected.mask, min(y0, ey.start), max(y1, ey.stop), min(x0, ex.start),
+                                 max(x1, ex.stop)) < 0.5:
                         self._moved.add(i)
         return out
 

@@ -293,3 +293,13 @@ def test_iou_matrix_counts_exactly(shape):
         union = np.array([[np.count_nonzero(x | y) for y in b] for x in a], float)
         assert np.array_equal(M.iou_matrix(a, b), (inter / np.maximum(union, 1.0)).astype(np.float32))
     assert M.iou_matrix([], b).shape == (0, len(b))
+
+
+def test_box_iou_equals_iou_of_the_box_slices():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a, b = rng.random((2, 40, 60)) < rng.random(2)[:, None, None]
+        y0, x0 = rng.integers(0, 20), rng.integers(0, 30)
+        y1, x1 = y0 + rng.integers(0, 20), x0 + rng.integers(0, 30)
+        box = (slice(y0, y1), slice(x0, x1))
+        assert M.box_iou(a, b, y0, y1, x0, x1) == pytest.approx(M.iou(a[box], b[box]))
