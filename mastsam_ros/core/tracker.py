@@ -316,8 +316,7 @@ class Tracker:
             self.budget.keep(set())
         masks: dict[int, np.ndarray] = {}
         self._softs, self._answered, self._joined = {}, {}, set()
-        self._moved: set[int] = set()  # track indices whose answer lies mostly off their warped mask (_answers)
-        self._suspect: set[int] = set()  # their ids, once confirmed (_prompt): _gate checks their appearance
+        self._suspect: set[int] = set()  # ids confirmed on an answer mostly off their warped mask: _gate checks them
         prompted: list[int] = []
         correspondences = None
         if self._tracks:
@@ -512,8 +511,6 @@ class Tracker:
             if i in confirmed:
                 masks[t.id], self._softs[t.id], t.score = confirmed[i]
                 t.last_seen = self._index
-                if i in self._moved:
-                    self._suspect.add(t.id)
             elif t.id not in chosen and carried[i].shape[0]:
                 # Not prompted this frame (budget) but its points were carried with confidence: it moved with them.
                 masks[t.id], self._softs[t.id] = warped[i].mask, warped[i].soft
@@ -555,7 +552,7 @@ class Tracker:
                     ey, ex = expected.box
                     if M.box_iou(hard, expected.mask, min(y0, ey.start), max(y1, ey.stop), min(x0, ex.start),
                                  max(x1, ex.stop)) < 0.5:
-                        self._moved.add(i)
+                        self._suspect.add(self._tracks[i].id)  # every plausible answer is confirmed
         return out
 
     def _plausible(self, area: int, centroid, hits: int, prompts: int, expected: _Mask, diag: float) -> bool:

@@ -24,18 +24,21 @@ from ..core.segmenters.base import Segmenter, grid_points
 from ..core.types import PointPrompt, Proposal
 
 
+def _cells(h: int, w: int, count: int, x0: float = 0.0):
+    """(index, y0, y1, x0, x1) of ``count`` cells of a near-square grid over the h x w area from column ``x0``."""
+    cols = int(np.ceil(np.sqrt(count * w / h)))
+    rows = int(np.ceil(count / cols))
+    for i in range(count):
+        r, c = divmod(i, cols)
+        yield i, r * h / rows, (r + 1) * h / rows, x0 + c * w / cols, x0 + (c + 1) * w / cols
+
+
 def stand_in_regions(shape: tuple[int, int], count: int) -> np.ndarray:
     """H x W int32 map of ``count`` rectangles (ids 1..count, 0 = gap): a grid of cells, each rectangle the middle
     70% x 70% of its cell, so about half the frame is covered and the gaps form one large uncovered area (the tracker
     keeps segmenting it as newly visible area, as it does around real objects)."""
-    h, w = shape
-    cols = int(np.ceil(np.sqrt(count * w / h)))
-    rows = int(np.ceil(count / cols))
     out = np.zeros(shape, np.int32)
-    for i in range(count):
-        r, c = divmod(i, cols)
-        y0, y1 = r * h / rows, (r + 1) * h / rows
-        x0, x1 = c * w / cols, (c + 1) * w / cols
+    for i, y0, y1, x0, x1 in _cells(*shape, count):
         my, mx = 0.15 * (y1 - y0), 0.15 * (x1 - x0)
         out[int(y0 + my) : int(y1 - my), int(x0 + mx) : int(x1 - mx)] = i + 1
     return out
@@ -204,13 +207,8 @@ def churn_regions(shape: tuple[int, int], count: int, side: int, rng: np.random.
     sides) at a random place inside it, so no two touch."""
     h, w = shape
     half = w // 2
-    cols = int(np.ceil(np.sqrt(count * half / h)))
-    rows = int(np.ceil(count / cols))
     out = np.zeros(shape, np.int32)
-    for i in range(count):
-        r, c = divmod(i, cols)
-        y0, y1 = r * h / rows, (r + 1) * h / rows
-        x0, x1 = side * half + c * half / cols, side * half + (c + 1) * half / cols
+    for i, y0, y1, x0, x1 in _cells(h, half, count, side * half):
         ch, cw = (y1 - y0) * rng.uniform(0.4, 0.9), (x1 - x0) * rng.uniform(0.4, 0.9)
         top, left = y0 + rng.uniform(0, y1 - y0 - ch), x0 + rng.uniform(0, x1 - x0 - cw)
         out[int(top) + 1 : int(top + ch), int(left) + 1 : int(left + cw)] = i + 1
