@@ -121,6 +121,10 @@ class TrackerSection:
         10, "A confirmed track's signature (appearance, size) is refreshed every N frames; a view cut off by the"
         " image border does not replace a whole one.", range=(1, 1000)
     )
+    signature_views: int = config_field(
+        4, "A signature's appearance is the mean of its last N views (1: the last view only), so one odd view (a pose,"
+        " a partial occlusion) does not replace what the object looked like.", range=(1, 100)
+    )
     reid_descriptor: str = config_field(
         "auto", "Appearance for re-identification: embedding (the segmenter's image embedding pooled over the mask:"
         " sam, mobile_sam), colour (hue-saturation histogram of the mask, no segmenter needed), auto (embedding where"

@@ -1,13 +1,16 @@
 """Object permanence: signatures of tracks that left, re-identification of objects that come back, scene cuts.
 
 A live track keeps a compact :class:`Signature` (refreshed every ``tracker.signature_interval`` frames while the
-segmenter confirms it): its appearance and its size at the working resolution. When the
+segmenter confirms it): its appearance (the mean of its last ``tracker.signature_views`` views) and its size at the
+working resolution. When the
 track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scene cut) the signature is kept in the
 :class:`DormantSet`, bounded in number (``tracker.dormant_max``, the oldest forgotten first) and in age
 (``tracker.dormant_max_age`` frames). A track born later whose signature matches a dormant one well enough takes the
 old id back (:meth:`DormantSet.match`): the score is the appearance similarity, zero when the sizes differ by more
 than ``tracker.reid_max_area_ratio``; a match needs ``tracker.reid_min_score`` and, against the next best dormant
-signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed.
+signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed. Live
+tracks hidden from view (unseen for more than ``tracker.hidden_publish_frames``: carried, not published) compete
+alike: an object found again takes such an id at once, and the hidden track's guess is dropped.
 Candidates and dormant signatures are paired one to one (Hungarian), so two live tracks never share an id. An
 object that comes back partly in view (through the image border, from behind an occluder) may not match at first:
 a track stays a candidate for ``tracker.reid_window`` frames after it was found, and when it matches later its
@@ -86,6 +89,22 @@ class Signature:
     area: int  # pixels at the working resolution
     index: int  # frame index at which it was taken
     whole: bool = True  # the mask's box is clear of the image border (not cut off by the edge of the view)
+    views: int = 1  # how many views its appearance averages (:meth:`seen_again`)
+
+    def seen_again(self, new: Signature, views: int) -> Signature:
+        """``new``'s view added to this signature: the appearance becomes the running mean of the last ``views``
+        views (about: each new view weighs 1 / min(views so far, ``views``)); size, frame and border flag are
+        ``new``'s."""
+        if new.kind != self.kind:
+            return new
+        n = min(self.views + 1, max(views, 1))
+        if n == 1:
+            return Signature(self.kind, new.appearance, new.area, new.index, new.whole, self.views + 1)
+        look = self.appearance + (new.appearance - self.appearance) / n
+        if self.kind == "embedding":
+            norm = float(np.linalg.norm(look))
+            look = look / norm if norm > 0 else new.appearance
+        return Signature(self.kind, look.astype(np.float32), new.area, new.index, new.whole, self.views + 1)
 
     def similarity(self, other: Signature) -> float:
         """Appearance similarity in [0, 1] (0 across kinds)."""
@@ -114,6 +133,7 @@ class Match:
     id: int
     score: float
     frames_away: int
+    signature: Signature | None = None  # the one it was matched to
 
 
 class DormantSet:
@@ -149,11 +169,12 @@ class DormantSet:
             del self._by_id[i]
         return old
 
-    def match(self, candidates: list[Signature], index: int, shot: int = 0) -> list[Match]:
-        """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` (one to
-        one); the matched ids leave the set."""
+    def match(self, candidates: list[Signature], index: int, shot: int = 0, hidden: list[Dormant] = ()) -> list[Match]:
+        """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` and of the
+        live tracks ``hidden`` from view (carried, unpublished: they compete alike) one to one; the matched dormant
+        ids leave the set."""
         cfg = self.cfg
-        dormant = [d for d in self._by_id.values() if d.shot == shot]
+        dormant = [d for d in self._by_id.values() if d.shot == shot] + list(hidden)
         if not candidates or not dormant:
             return []
         score = _similarities(candidates, [d.signature for d in dormant])
@@ -175,9 +196,9 @@ class DormantSet:
                     or s < score[:, j].max() or s - second_col[j] < margin):
                 continue
             d = dormant[j]
-            out.append(Match(i, d.id, float(s), index - d.last_seen))
+            out.append(Match(i, d.id, float(s), index - d.last_seen, d.signature))
         for m in out:
-            del self._by_id[m.id]
+            self._by_id.pop(m.id, None)
         return out
 
 

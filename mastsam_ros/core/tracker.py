@@ -48,7 +48,7 @@ from . import masks as M
 from .budget import PromptBudget
 from .clustering import KMeans, build_clustering
 from .config import Config
-from .dormant import GATE_MIN_PIXELS, Appearance, CutDetector, DormantSet, Signature
+from .dormant import GATE_MIN_PIXELS, Appearance, CutDetector, Dormant, DormantSet, Signature
 from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
@@ -543,8 +543,10 @@ class Tracker:
             if y1 == 0:
                 continue
             expected = warped[i]
-            if swallowed and M.iou(hard, expected.mask) < 0.5:
-                continue  # what is left is not where the track was: the answer was about something else
+            if swallowed and (self._tracks[i].last_seen < self._index - 1 or M.iou(hard, expected.mask) < 0.5):
+                # what is left is not where the track was, or the track was unseen: its points lie on the object that
+                # hides it (an occluder it slid onto), and the answer was about that object
+                continue
             if self._plausible(area, (cx, cy), hits, pos.shape[0], expected, diag):
                 out[i] = (hard, soft, prop.score)
                 self._answered[self._tracks[i].id] = prop
@@ -620,11 +622,14 @@ class Tracker:
             t.last_seen = self._index
 
     def _segment_new_area(self, masks: dict) -> None:
-        """Segment large regions that no track covers (newly visible area) into new tracks."""
+        """Segment large regions that no shown track covers (newly visible area) into new tracks: the warped guess
+        of a track unseen for more than ``tracker.hidden_publish_frames`` covers nothing (an object coming back from
+        behind it is found there, and may take its id: :meth:`_permanence`)."""
         cfg = self.cfg.tracker
         g = self._grid
         h, w = g.work
-        free = ~_union(masks.values(), g.work)
+        hidden = self._hidden_ids()
+        free = ~_union([m for i, m in masks.items() if i not in hidden], g.work)
         k = max(1, round(5 * float(g.scale.min())))  # the 5-pixel opening of the frame, at the working size
         free = cv2.morphologyEx(free.view(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
         n, cc, stats, _ = cv2.connectedComponentsWithStats(free, connectivity=8)
@@ -638,6 +643,11 @@ class Tracker:
         if per_frame and len(seeds) > per_frame:  # bound this frame's work: an even subset of the seeds
             seeds = seeds[np.linspace(0, len(seeds) - 1, per_frame).astype(int)]
         self._add_tracks(masks, self._big_enough(self.segmenter.generate(seeds=g.to_frame(seeds))))
+
+    def _hidden_ids(self) -> set[int]:
+        """Ids of the tracks unseen for more than ``tracker.hidden_publish_frames``: carried, not published."""
+        limit = self._index - self.cfg.tracker.hidden_publish_frames
+        return {t.id for t in self._tracks if t.last_seen < limit}
 
     def _min_area(self) -> float:
         h, w = self._grid.work
@@ -655,9 +665,11 @@ class Tracker:
         return out
 
     def _add_tracks(self, masks: dict, found: list) -> None:
-        """New tracks from masks that lie mostly on uncovered pixels, best first, each claiming its pixels."""
+        """New tracks from masks that lie mostly on uncovered pixels, best first, each claiming its pixels (also from
+        the warped guesses of hidden tracks, :meth:`_hidden_ids`)."""
         cfg = self.cfg.tracker
-        taken = _union(masks.values(), self._grid.work)
+        hidden = [i for i in self._hidden_ids() if i in masks]
+        taken = _union([m for i, m in masks.items() if i not in hidden], self._grid.work)
         min_area = self._min_area()
         for m, soft, score in sorted(found, key=lambda f: -f[2]):
             if len(self._tracks) >= cfg.max_tracks:
@@ -670,6 +682,8 @@ class Tracker:
             masks[self._next_id], self._softs[self._next_id] = fresh, soft
             self._next_id += 1
             taken |= fresh
+            for i in hidden:
+                masks[i] = masks[i] & ~fresh
 
     def _partition(self, masks: dict) -> None:
         """Merge overlapping tracks (union-find, older id survives), retire stale ones, paint the working map."""
@@ -724,9 +738,14 @@ class Tracker:
 
     def _watch_uncovered(self, searched: bool) -> None:
         """Note whether the uncovered area grew by ``tracker.new_region_fraction`` of the map since the last new
-        area search (an object coming into view, an occluder moving off): the next frame searches it."""
+        area search (an object coming into view, an occluder moving off): the next frame searches it. The pixels of
+        hidden tracks (:meth:`_hidden_ids`) count as uncovered."""
         idx = self._index_map
         free = idx.size - int(np.count_nonzero(idx))
+        hidden = self._hidden_ids()
+        if hidden:
+            counts = M.count_labels(idx, len(self._tracks) + 1)
+            free += int(sum(counts[k + 1] for k, t in enumerate(self._tracks) if t.id in hidden))
         floor = free if searched else min(self._uncovered[0], free)
         self._uncovered = (floor, free - floor >= self.cfg.tracker.new_region_fraction * idx.size)
 
@@ -772,18 +791,28 @@ class Tracker:
         sigs = {k: self._signature(k) if remember else None for k in born}
         for t in self._tracks:
             t.provisional = t.provisional and self._index - t.born <= cfg.reid_window
-        if len(self.dormant):
+        # live tracks hidden from view compete with the dormant ones: an object found again takes its id at once
+        gone = self._hidden_ids() if remember else set()
+        hidden = {t.id: t for t in self._tracks if t.id in gone and t.signature is not None}
+        found_again = []
+        if len(self.dormant) or hidden:
             young = [k for k, t in enumerate(self._tracks)
                      if t.provisional and t.born != self._index and t.last_seen == self._index]
             sigs.update((k, self._signature(k)) for k in young)
             usable = [k for k, sg in sigs.items() if sg is not None]
-            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot):
+            pool = [Dormant(t.id, t.signature, t.last_seen, self._cut.shot) for t in hidden.values()]
+            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool):
                 t = self._tracks[usable[m.candidate]]
+                if m.id in hidden:
+                    found_again.append(hidden[m.id])
                 self._events.append(TrackEvent("reidentified", m.id, frames_away=m.frames_away, score=m.score))
                 if t.born != self._index:
                     self._events.append(TrackEvent("merged", t.id, into=m.id))
                 t.id, t.provisional = m.id, False
-                t.signature = sigs[usable[m.candidate]]
+                now = sigs[usable[m.candidate]]  # a view cut off or partly hidden keeps the stored one
+                stored = m.signature
+                t.signature = stored.seen_again(now, cfg.signature_views) if _better_view(
+                    now, stored, 3 * cfg.signature_interval) else stored
         for k in born:
             t = self._tracks[k]
             if t.provisional:
@@ -796,11 +825,24 @@ class Tracker:
                     t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):
                 sg = sigs.get(k) or self._signature(k)
                 if sg is not None and _better_view(sg, t.signature, 3 * cfg.signature_interval):
-                    t.signature = sg
+                    t.signature = sg if t.signature is None else t.signature.seen_again(sg, cfg.signature_views)
             elif t.id in seen_before and t.last_seen < self._index:
                 self._events.append(TrackEvent("hidden", t.id))
+        if found_again:
+            self._drop(found_again)
         for forgotten in self.dormant.expire(self._index):
             self._events.append(TrackEvent("retired", forgotten))
+
+    def _drop(self, tracks: list[_Track]) -> None:
+        """Remove live tracks (their ids were taken by the objects found again) from the working maps; what they
+        held becomes background."""
+        keep = [k for k, t in enumerate(self._tracks) if not any(t is d for d in tracks)]
+        lut = np.zeros(len(self._tracks) + 1, np.uint16)
+        lut[np.array(keep, np.intp) + 1] = np.arange(1, len(keep) + 1)
+        self._index_map, self._cand = lut[self._index_map], lut[self._cand]
+        self._prob[self._cand == 0] = 0.0
+        self._boxes = self._boxes[keep]
+        self._tracks = [self._tracks[k] for k in keep]
 
     def _gate(self, masks: dict, last_seen: dict[int, int]) -> None:
         """A track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5,
