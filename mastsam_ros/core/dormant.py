@@ -284,12 +284,12 @@ class CutDetector:
         self._ends.clear()
         self.shot = self._shots = 0
 
-    def __call__(self, frame: np.ndarray, threshold: float, max_correlation: float = 1.0) -> tuple[bool, float]:
+    def __call__(self, frame: np.ndarray, threshold: float, max_correlation: float = 1.0,
+                 measured: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bool, float]:
         """(whether ``frame`` cuts from the previous one, the histogram distance); ``threshold`` 0 turns detection
-        off; ``max_correlation`` 1 leaves the histograms alone to decide."""
-        step = max(1, max(frame.shape[:2]) // 128)  # every step-th pixel: about 128 x 72, a strided view, no filter
-        small = subsample(frame, step)  # frame[::step, ::step], contiguous
-        hist = hs_histogram(cv2.cvtColor(small, cv2.COLOR_RGB2HSV))
+        off; ``max_correlation`` 1 leaves the histograms alone to decide. ``measured``: :meth:`measure` of
+        ``frame`` when it was computed already."""
+        small, hist = self.measure(frame) if measured is None else measured
         (previous, self._previous), (before, self._small) = (self._previous, hist), (self._small, small)
         if previous is None or threshold <= 0:
             return False, 0.0
@@ -298,6 +298,15 @@ class CutDetector:
         if cut:
             self._cut_to(previous, hist, threshold)
         return cut, d
+
+    @staticmethod
+    def measure(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """What a call reads of ``frame``: every step-th pixel (about 128 x 72, a strided view, no filter) and their
+        hue-saturation histogram. It reads and changes no state, so it may run beside other work (the tracker runs
+        it while its matcher thread works)."""
+        step = max(1, max(frame.shape[:2]) // 128)
+        small = subsample(frame, step)  # frame[::step, ::step], contiguous
+        return small, hs_histogram(cv2.cvtColor(small, cv2.COLOR_RGB2HSV))
 
     def _cut_to(self, end: np.ndarray, hist: np.ndarray, threshold: float) -> None:
         """The shot after a cut: one seen before whose last frame is within ``threshold`` of this frame (the camera

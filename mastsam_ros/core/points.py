@@ -103,36 +103,37 @@ def label_points(
 def _group(flat, top):
     """Counting sort of a flat label map's pixels with labels 1..``top`` (others are left out): ``counts`` (top + 1,)
     int64 pixels per label, ``starts`` (top + 1,) int64 where each label's pixels begin in ``order``, ``order`` the
-    flat pixel indices (int32) grouped by label, in raster order within a label. Both passes over the map act at the
-    ends of runs of equal labels only (a label map is mostly long runs along its rows)."""
+    flat pixel indices (int32) grouped by label, in raster order within a label. One pass over the map acts at the
+    ends of runs of equal labels only (a label map is mostly long runs along its rows) and notes the runs of
+    labels 1..``top``; the second pass visits those runs only."""
     size = flat.size
     counts = np.zeros(top + 1, np.int64)
     starts = np.zeros(top + 1, np.int64)
     if size == 0:
         return counts, starts, np.empty(0, np.int32)
-    start, v = 0, flat[0]
-    for p in range(1, size):
-        w = flat[p]
-        if w != v:
-            if 0 < v <= top:
-                counts[v] += p - start
-            start, v = p, w
-    if 0 < v <= top:
-        counts[v] += size - start
-    for u in range(1, top + 1):
-        starts[u] = starts[u - 1] + counts[u - 1]
-    order = np.empty(starts[top] + counts[top], np.int32)
-    fill = starts.copy()
+    run_lo = np.empty(size, np.int64)  # the noted runs: pixels run_lo[r]:run_hi[r], all of label run_v[r]
+    run_hi = np.empty(size, np.int64)
+    run_v = np.empty(size, np.int64)
+    runs = 0
     start, v = 0, flat[0]
     for p in range(1, size + 1):
         w = flat[p] if p < size else v + 1  # past the end: a label unlike the last one closes its run
         if w != v:
             if 0 < v <= top:
-                f = fill[v]
-                for q in range(start, p):
-                    order[f + q - start] = q
-                fill[v] = f + p - start
+                counts[v] += p - start
+                run_lo[runs], run_hi[runs], run_v[runs] = start, p, v
+                runs += 1
             start, v = p, w
+    for u in range(1, top + 1):
+        starts[u] = starts[u - 1] + counts[u - 1]
+    order = np.empty(starts[top] + counts[top], np.int32)
+    fill = starts.copy()
+    for r in range(runs):
+        v, lo, hi = run_v[r], run_lo[r], run_hi[r]
+        f = fill[v]
+        for q in range(lo, hi):
+            order[f + q - lo] = q
+        fill[v] = f + hi - lo
     return counts, starts, order
 
 

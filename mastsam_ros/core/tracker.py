@@ -303,9 +303,9 @@ class Tracker:
         self._appearance: Appearance | None = None
         self._frame = frame
 
-        pair_used = self._embed_and_match(frame, prepared)
+        pair_used, seen = self._embed_and_match(frame, prepared)
         shot = self._cut.shot
-        cut, _ = self._cut(frame, self.cfg.tracker.cut_distance, self.cfg.tracker.cut_max_correlation)
+        cut, _ = self._cut(frame, self.cfg.tracker.cut_distance, self.cfg.tracker.cut_max_correlation, seen)
         if cut and self._tracks:  # carried points mean nothing across a cut: every track leaves, re-segment
             for t in self._tracks:
                 self._leave(t, shot)
@@ -377,11 +377,12 @@ class Tracker:
         )
 
     # --- stages -------------------------------------------------------------------------------------------------
-    def _embed_and_match(self, frame: np.ndarray, prepared: Prepared | None) -> bool:
+    def _embed_and_match(self, frame: np.ndarray, prepared: Prepared | None) -> tuple[bool, tuple]:
         """Make ``frame`` current in the segmenter (its embedding computed ahead, or encoded here) and the matcher
         (the pair computed ahead installed, or pushed here), then the matcher's work on the new pair; the two sides
-        run in parallel when ``tracker.overlap_matcher`` and both have work here. Returns whether the pair computed
-        ahead was installed."""
+        run in parallel when ``tracker.overlap_matcher`` and both have work here, the cut detector's reading of the
+        frame (:meth:`CutDetector.measure`) on this side after the encoder. Returns whether the pair computed ahead
+        was installed, and that reading."""
         embedding = pair = None
         if prepared is not None:
             if prepared.segmenter is self.segmenter:
@@ -409,14 +410,15 @@ class Tracker:
             with self._timed("encoder"):
                 encode()
             self._timings["matcher"] = match()
-            return used
+            return used, self._cut.measure(frame)
         future = self._matcher_pool().submit(match)
         try:
             with self._timed("encoder"):
                 encode()
+            seen = self._cut.measure(frame)
         finally:
             self._timings["matcher"] = future.result()  # re-raises the matcher's error, after it has finished
-        return used
+        return used, seen
 
     def _carry(self):
         """Carry all tracks' points at once; returns per-track kept points, per-track displacements of the
