@@ -63,10 +63,10 @@ class TrackEvent:
     kinds: ``born`` (a new id), ``hidden`` (confirmed in the previous frame, prompted but not confirmed in this one;
     still live), ``dormant`` (left the live set: unseen for ``tracker.max_age`` frames, hidden by others, or a scene
     cut, or its new mask did not look like it; its signature is kept), ``reidentified`` (an object found in this
-    frame, or up to ``tracker.reid_window`` frames ago, took this dormant id back after ``frames_away`` frames, with
-    ``score``; one found earlier also reports its provisional id ``merged`` into it), ``merged`` (joined the live
-    track ``into``), ``retired`` (forgotten: it left without a signature, or its signature aged out or was pushed out
-    of the bounded memory).
+    frame, or up to ``tracker.reid_window`` frames ago, took this dormant id back, or that of a live track hidden from
+    view (unpublished: no ``dormant`` before it), after ``frames_away`` frames, with ``score``; one found earlier
+    also reports its provisional id ``merged`` into it), ``merged`` (joined the live track ``into``), ``retired``
+    (forgotten: it left without a signature, or its signature aged out or was pushed out of the bounded memory).
     """
 
     kind: str
