@@ -177,23 +177,24 @@ class DormantSet:
         dormant = [d for d in self._by_id.values() if d.shot == shot] + list(hidden)
         if not candidates or not dormant:
             return []
-        score = _similarities(candidates, [d.signature for d in dormant])
+        look = _similarities(candidates, [d.signature for d in dormant])
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
-        score[(ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio)] = 0.0
+        score = np.where((ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)
         # a candidate's match must stand out from its next best dormant signature, and a dormant signature's from
-        # its next best candidate: look-alikes stay unmatched
+        # its next best candidate, by appearance alone (one of another size that looks as alike counts too): look-
+        # alikes stay unmatched
         margin = cfg.reid_margin
-        second_row = np.sort(score, axis=1)[:, -2] if score.shape[1] > 1 else np.zeros(len(candidates))
-        second_col = np.sort(score, axis=0)[-2, :] if score.shape[0] > 1 else np.zeros(len(dormant))
+        second_row = np.sort(look, axis=1)[:, -2] if look.shape[1] > 1 else np.zeros(len(candidates))
+        second_col = np.sort(look, axis=0)[-2, :] if look.shape[0] > 1 else np.zeros(len(dormant))
         rows, cols = linear_sum_assignment(-score)
         out = []
         for i, j in zip(rows.tolist(), cols.tolist()):
             s = score[i, j]
             if s < cfg.reid_min_score:
                 continue
-            if (s < score[i].max() or s - second_row[i] < margin
-                    or s < score[:, j].max() or s - second_col[j] < margin):
+            if (s < look[i].max() or s - second_row[i] < margin
+                    or s < look[:, j].max() or s - second_col[j] < margin):
                 continue
             d = dormant[j]
             out.append(Match(i, d.id, float(s), index - d.last_seen, d.signature))
