@@ -58,10 +58,11 @@ Rows: one tracker configuration (``--label``, ``--config``, ``--set``) with each
 (default ``oracle``, ``sam_sim@0``, ``sam_sim@0.5``; evaluation only, they answer from the edited clip's ground
 truth). Writes ``OUT/leave_return.md`` (table), ``OUT/leave_return.json`` (every clip's record) and
 ``OUT/leave_return.png`` (re-ID recall against frames away, one panel per edit). Subsets: ``--sequences``,
-``--edits``, ``--k``, ``--segmenters``; clips run in ``--jobs`` single-threaded processes. Each finished clip leaves
-``<work>/records/<clip>.json`` (``--work``, default ``OUT/work``); a rerun with the same label, config and overrides
-skips recorded clips, and the table covers every record under ``--work``, so runs with other labels (the tracker with
-re-identification, say) add rows beside this one.
+``--edits``, ``--k``, ``--segmenters``; ``--sim-seed`` draws other sam_sim noise on the same clips (more returns to
+count; give each seed its own ``--label`` or ``--out``); clips run in ``--jobs`` single-threaded processes. Each
+finished clip leaves ``<work>/records/<clip>.json`` (``--work``, default ``OUT/work``); a rerun with the same label,
+config, overrides and seed skips recorded clips, and the table covers every record under ``--work``, so runs with
+other labels (the tracker with re-identification, say) add rows beside this one.
 """
 
 from __future__ import annotations
@@ -479,8 +480,9 @@ def load_config(path: str | Path | None, overrides: dict | None):
     return Config.from_yaml(path, overrides) if path else Config().update(overrides or {})
 
 
-def run_clip(clip: EditedClip, segmenter: str, cfg) -> tuple[np.ndarray, list[dict], float, float]:
-    """Run the tracker over the clip with an evaluation segmenter answering from ``clip.seg_gt``.
+def run_clip(clip: EditedClip, segmenter: str, cfg, seed: int = 0) -> tuple[np.ndarray, list[dict], float, float]:
+    """Run the tracker over the clip with an evaluation segmenter answering from ``clip.seg_gt`` (``seed``: sam_sim's
+    draws).
 
     Returns (T x H x W uint32 label maps, per frame {"left": ``retired_ids`` (ids that left the live set),
     "events": [(kind, id)] of ``FrameResult.events`` where the tracker has them}, wall and CPU seconds of the
@@ -490,7 +492,7 @@ def run_clip(clip: EditedClip, segmenter: str, cfg) -> tuple[np.ndarray, list[di
 
     if parse_segmenter(segmenter)[0] not in GT_SEGMENTERS:
         raise ValueError(f"leave-and-return runs with {' or '.join(GT_SEGMENTERS)}, not '{segmenter}'")
-    seg = build_segmenter_for(segmenter, cfg, clip.seg_gt, clip.frames)
+    seg = build_segmenter_for(segmenter, cfg, clip.seg_gt, clip.frames, seed)
     tracker = build_method("tracker", cfg, seg).tracker
     labels = np.zeros(clip.gt.shape, np.uint32)
     log = []
@@ -521,15 +523,15 @@ def evaluate_clip(clip: EditedClip, labels: np.ndarray, log: list[dict], window:
 
 
 def _job(args: tuple) -> dict:
-    davis_root, seq, edit, K, segmenter, label, config, overrides, sequences, work, edit_kw = args
+    davis_root, seq, edit, K, segmenter, label, config, overrides, sequences, work, edit_kw, seed = args
     rec = {"label": label, "segmenter": segmenter, "sequence": seq, "edit": edit, "K": K, "config": config,
-           "overrides": overrides, "edit_options": edit_kw}
+           "overrides": overrides, "edit_options": edit_kw, "sim_seed": seed}
     try:
         clip = build_clip(davis_root, seq, edit, K, sequences, **edit_kw)
         rec.update(frames=len(clip.frames), size=list(clip.gt.shape[1:]), k=clip.k, gap=list(clip.gap),
                    span=list(clip.span), hold=clip.info.get("hold"), inserted=clip.info.get("inserted"))
         cfg = load_config(config, overrides)
-        labels, log, seconds, cpu = run_clip(clip, segmenter, cfg)
+        labels, log, seconds, cpu = run_clip(clip, segmenter, cfg, seed)
         rec.update(seconds=seconds, cpu_seconds=cpu, result=evaluate_clip(clip, labels, log))
     except EditImpossible as e:
         rec.update(impossible=str(e))
@@ -557,7 +559,8 @@ def run_all(jobs: list[tuple], work: Path, n_proc: int) -> list[dict]:
         p = _record_path(work, j[5], j[4], j[1], j[2], j[3])
         if p.is_file():
             rec = json.loads(p.read_text())
-            same = (rec.get("config"), rec.get("overrides"), rec.get("edit_options")) == (j[6], j[7], j[10])
+            same = (rec.get("config"), rec.get("overrides"), rec.get("edit_options"), rec.get("sim_seed", 0)) == (
+                j[6], j[7], j[10], j[11])
             if same and "error" not in rec:
                 done.append(rec)
                 continue
@@ -752,6 +755,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--occluder", choices=("texture", "grey"), default="texture",
                     help="the patch: a picture of another sequence's first frame, or flat grey")
     ap.add_argument("--pan-window", type=float, default=0.4, help="the pan's window, a fraction of the frame")
+    ap.add_argument("--sim-seed", type=int, default=0,
+                    help="sam_sim's draws (default 0): other seeds give other noise on the same clips, more returns")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     args = ap.parse_args(argv)
 
@@ -785,7 +790,7 @@ def main(argv: list[str] | None = None) -> int:
                     {"pan_window": args.pan_window} if edit == "pan" else {})
                 for K in args.ks:
                     jobs.append((str(args.davis), seq, edit, K, seg, args.label, config, overrides, all_seqs,
-                                 str(work), kw))
+                                 str(work), kw, args.sim_seed))
     command = "python -m mastsam_ros.evaluation.leave_return " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     revision = _revision()

@@ -56,8 +56,9 @@ def make_config(segmenter: str, matcher: str | None, overrides: dict | None = No
     return cfg.update(overrides or {})
 
 
-def build_segmenter_for(name: str, cfg: Config, gt: np.ndarray, frames: list[np.ndarray]):
-    """``oracle``, ``sam_sim@<severity>`` (ground truth, evaluation only) or any backend of the core registry."""
+def build_segmenter_for(name: str, cfg: Config, gt: np.ndarray, frames: list[np.ndarray], seed: int = 0):
+    """``oracle``, ``sam_sim@<severity>`` (ground truth, evaluation only; ``seed``: its draws) or any backend of the
+    core registry."""
     base, severity = parse_segmenter(name)
     if base == "oracle":
         from .oracle import OracleSegmenter
@@ -66,7 +67,7 @@ def build_segmenter_for(name: str, cfg: Config, gt: np.ndarray, frames: list[np.
     if base == "sam_sim":
         from .sam_sim import SamSimSegmenter
 
-        return SamSimSegmenter(gt, frames=frames, severity=severity)
+        return SamSimSegmenter(gt, frames=frames, severity=severity, seed=seed)
     from ..core.segmenters import build_segmenter
 
     return build_segmenter(cfg.segmenter)

@@ -251,13 +251,31 @@ def test_command_runs_the_tracker_and_writes_table_json_and_plot(tmp_path):
     if not (DAVIS / "JPEGImages" / "480p" / "libby").is_dir():
         pytest.skip(f"DAVIS frames not found at {DAVIS}")
     rc = L.main(["--davis", str(DAVIS), "--out", str(tmp_path), "--sequences", "libby", "--edits", "occluder",
-                 "--k", "10", "--segmenters", "oracle", "--jobs", "1", "--label", "today"])
+                 "--k", "10", "--segmenters", "oracle", "--jobs", "1", "--label", "today", "--sim-seed", "1"])
     assert rc == 0
     data = json.loads((tmp_path / "leave_return.json").read_text())
     (clip,) = data["clips"]
+    assert clip["sim_seed"] == 1  # recorded (the oracle draws nothing)
     assert clip["frames"] == 49 and clip["gap"][1] - clip["gap"][0] == 10
     assert clip["result"]["before_id"] != 0  # with the oracle the tracker holds the object before it leaves
     assert 0.0 <= clip["result"]["JF"] <= 1.0 and 0.0 <= clip["result"]["JF_visible"] <= 1.0
     assert "| today | oracle | occluder | 10 | 1 / 1 |" in (tmp_path / "leave_return.md").read_text()
     assert (tmp_path / "leave_return.png").is_file()
     assert L.main(["--davis", str(DAVIS), "--out", str(tmp_path), "--segmenters", "classical"]) == 2
+
+
+def test_sam_sim_seeds_draw_other_noise_on_the_same_clip():
+    from mastsam_ros.core.config import Config
+    from mastsam_ros.evaluation.runner import build_segmenter_for
+
+    gt = np.zeros((2, 60, 80), np.uint8)
+    gt[:, 10:40, 20:60] = 1
+    frames = [np.full((60, 80, 3), 100, np.uint8)] * 2
+    a, b, a2 = (build_segmenter_for("sam_sim@0.5", Config(), gt, frames, seed=s) for s in (0, 1, 0))
+    assert (a.seed, b.seed) == (0, 1)
+    masks = []
+    for seg in (a, b, a2):
+        seg.set_image(frames[0])
+        masks.append(np.stack([p.mask for p in seg.generate()]))
+    assert np.array_equal(masks[0], masks[2])  # a seed's draws are reproducible
+    assert masks[0].shape != masks[1].shape or not np.array_equal(masks[0], masks[1])
