@@ -169,15 +169,19 @@ class DormantSet:
             del self._by_id[i]
         return old
 
-    def match(self, candidates: list[Signature], index: int, shot: int = 0, hidden: list[Dormant] = ()) -> list[Match]:
+    def match(self, candidates: list[Signature], index: int, shot: int = 0, hidden: list[Dormant] = (),
+              near: np.ndarray | None = None) -> list[Match]:
         """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` and of the
-        live tracks ``hidden`` from view (carried, unpublished: they compete alike) one to one; the matched dormant
-        ids leave the set."""
+        live tracks ``hidden`` from view (carried, unpublished: they compete alike, each only with the candidates
+        ``near`` it, a candidates x hidden boolean matrix: default all) one to one; the matched dormant ids leave the
+        set."""
         cfg = self.cfg
         dormant = [d for d in self._by_id.values() if d.shot == shot] + list(hidden)
         if not candidates or not dormant:
             return []
         look = _similarities(candidates, [d.signature for d in dormant])
+        if near is not None and len(hidden):
+            look[:, len(dormant) - len(hidden):][~np.asarray(near, bool)] = 0.0  # not there: not that object
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
         score = np.where((ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)

@@ -804,7 +804,8 @@ class Tracker:
             sigs.update((k, self._signature(k)) for k in young)
             usable = [k for k, sg in sigs.items() if sg is not None]
             pool = [Dormant(t.id, t.signature, t.last_seen, self._cut.shot) for t in hidden.values()]
-            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool):
+            near = _near(self._boxes[usable], self._boxes[[k for k, t in enumerate(self._tracks) if t.id in hidden]])
+            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool, near):
                 t = self._tracks[usable[m.candidate]]
                 if m.id in hidden:
                     found_again.append(hidden[m.id])
@@ -1061,6 +1062,16 @@ class _Negatives:
 
 
 _NO_OWNER, _NO_HELD = np.zeros((1, 1), np.uint16), np.zeros(0, np.int64)  # M.examine without the swallowing rule
+
+
+def _near(boxes: np.ndarray, guesses: np.ndarray) -> np.ndarray:
+    """Which candidate boxes (y0, y1, x0, x1 rows) meet each hidden track's guessed box grown by its own larger side
+    on every side: a track hidden for a few frames comes back near where it was carried (candidates x guesses)."""
+    g = guesses.astype(np.int64)
+    grow = np.maximum(g[:, 1] - g[:, 0], g[:, 3] - g[:, 2])
+    b = boxes.astype(np.int64)[:, None, :]
+    return ((b[..., 0] < g[:, 1] + grow) & (b[..., 1] > g[:, 0] - grow)
+            & (b[..., 2] < g[:, 3] + grow) & (b[..., 3] > g[:, 2] - grow))
 
 
 def _better_view(new: Signature, old: Signature | None, stale: int) -> bool:

@@ -87,6 +87,20 @@ def test_hidden_live_tracks_compete_with_the_dormant_ones():
     # a hidden look-alike of a dormant signature: the candidate could be either, so neither is guessed
     d.add(4, _sig(blue), last_seen=21)
     assert d.match([_sig(blue)], index=22, hidden=hidden) == []
+    # ... unless the candidate is far from where the hidden track was carried: then it is not that object
+    (m,) = d.match([_sig(blue)], index=22, hidden=hidden, near=np.array([[False]]))
+    assert m.id == 4
+    d.add(4, _sig(blue), last_seen=21)
+    assert d.match([_sig(blue)], index=22, hidden=hidden, near=np.array([[True]])) == []
+
+
+def test_near_is_within_a_guess_grown_by_its_size():
+    from mastsam_ros.core.tracker import _near
+
+    guess = np.array([[10, 20, 30, 40]])  # y0, y1, x0, x1: 10 x 10, grown by 10 on each side
+    boxes = np.array([[12, 18, 32, 38], [25, 28, 45, 48], [31, 35, 30, 40], [0, 5, 0, 5]])
+    assert _near(boxes, guess)[:, 0].tolist() == [True, True, False, False]
+    assert _near(boxes, guess[:0]).shape == (4, 0)
 
 
 def test_a_signature_averages_its_last_views():
