@@ -172,7 +172,7 @@ class DormantSet:
     def match(self, candidates: list[Signature], index: int, shot: int = 0, hidden: list[Dormant] = (),
               near: np.ndarray | None = None) -> list[Match]:
         """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` and of the
-        live tracks ``hidden`` from view (carried, unpublished: they compete alike, each only with the candidates
+        live tracks ``hidden`` from view (carried, unpublished: they compete alike, each taken only by the candidates
         ``near`` it, a candidates x hidden boolean matrix: default all) one to one; the matched dormant ids leave the
         set."""
         cfg = self.cfg
@@ -180,11 +180,11 @@ class DormantSet:
         if not candidates or not dormant:
             return []
         look = _similarities(candidates, [d.signature for d in dormant])
-        if near is not None and len(hidden):
-            look[:, len(dormant) - len(hidden):][~np.asarray(near, bool)] = 0.0  # not there: not that object
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
         score = np.where((ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)
+        if near is not None and len(hidden):  # not there: not that object (but still a look-alike below)
+            score[:, len(dormant) - len(hidden):][~np.asarray(near, bool)] = 0.0
         # a candidate's match must stand out from its next best dormant signature, and a dormant signature's from
         # its next best candidate, by appearance alone (one of another size that looks as alike counts too): look-
         # alikes stay unmatched

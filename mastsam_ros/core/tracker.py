@@ -644,8 +644,7 @@ class Tracker:
         per_frame = cfg.resegment_seeds_per_frame
         if per_frame and len(seeds) > per_frame:  # bound this frame's work: an even subset of the seeds
             seeds = seeds[np.linspace(0, len(seeds) - 1, per_frame).astype(int)]
-        # a track unseen this frame may take a mask found over its guess (:meth:`_associate`), the rest are new
-        self._merge_automatic(masks, self.segmenter.generate(seeds=g.to_frame(seeds)))
+        self._add_tracks(masks, self._big_enough(self.segmenter.generate(seeds=g.to_frame(seeds))))
 
     def _hidden_ids(self) -> set[int]:
         """Ids of the tracks unseen for more than ``tracker.hidden_publish_frames``: carried, not published."""
