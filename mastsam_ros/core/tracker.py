@@ -300,6 +300,7 @@ class Tracker:
         seen_before = {t.id for t in self._tracks if t.last_seen == self._index - 1}
         last_seen = {t.id: t.last_seen for t in self._tracks}
         self._events: list[TrackEvent] = []
+        self._back: set[int] = set()
         self._appearance: Appearance | None = None
         self._frame = frame
 
@@ -366,7 +367,7 @@ class Tracker:
             keyframe=action.keyframe,
             resegmenting=action.kind == "slice",
             reset=was_fresh,
-            new_ids=sorted(after - before),
+            new_ids=sorted((after - before) | self._back),  # with hidden ids an object found again took back
             retired_ids=sorted(before - after),
             prompted=sorted(prompted),
             timings=self._timings,
@@ -831,6 +832,7 @@ class Tracker:
                     t.signature = sg if t.signature is None else t.signature.seen_again(sg, cfg.signature_views)
             elif t.id in seen_before and t.last_seen < self._index:
                 self._events.append(TrackEvent("hidden", t.id))
+        self._back = {t.id for t in found_again}  # hidden (unpublished) ids back on the map: new to a consumer
         if found_again:
             self._drop(found_again)
         for forgotten in self.dormant.expire(self._index):

@@ -97,7 +97,7 @@ class FrameResult:
     keyframe: bool
     resegmenting: bool = False  # this frame decoded a slice of a re-segmentation spread over frames
     reset: bool = False  # the tracker state was reset before this frame (first frame, size change, request)
-    new_ids: list[int] = field(default_factory=list)
+    new_ids: list[int] = field(default_factory=list)  # on the map from this frame: born, or re-identified
     retired_ids: list[int] = field(default_factory=list)
     prompted: list[int] = field(default_factory=list)  # ids whose carried points prompted the segmenter this frame
     timings: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
