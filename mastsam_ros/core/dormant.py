@@ -10,7 +10,8 @@ old id back (:meth:`DormantSet.match`): the score is the appearance similarity, 
 than ``tracker.reid_max_area_ratio``; a match needs ``tracker.reid_min_score`` and, against the next best dormant
 signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed. Live
 tracks hidden from view (unseen for more than ``tracker.hidden_publish_frames``: carried, not published) compete
-alike: an object found again takes such an id at once, and the hidden track's guess is dropped.
+alike: an object found again near where such a track was carried takes its id at once, and the hidden track's guess
+is dropped.
 Candidates and dormant signatures are paired one to one (Hungarian), so two live tracks never share an id. An
 object that comes back partly in view (through the image border, from behind an occluder) may not match at first:
 a track stays a candidate for ``tracker.reid_window`` frames after it was found, and when it matches later its
