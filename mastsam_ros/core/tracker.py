@@ -724,8 +724,7 @@ class Tracker:
         present = boxes[:, 1] > 0
         if not present.all():
             # Each track keeps only its visible part, so the working map is a partition; renumber without the hidden.
-            lut = np.zeros(len(merged) + 1, np.uint16)
-            lut[1:][present] = np.arange(1, int(present.sum()) + 1)
+            lut = _renumbering(present)
             index, boxes = lut[index], boxes[present]
         self._index_map = index
         self._tracks = [t for t, p in zip(merged, present) if p]
@@ -841,13 +840,12 @@ class Tracker:
     def _drop(self, tracks: list[_Track]) -> None:
         """Remove live tracks (their ids were taken by the objects found again) from the working maps; what they
         held becomes background."""
-        keep = [k for k, t in enumerate(self._tracks) if not any(t is d for d in tracks)]
-        lut = np.zeros(len(self._tracks) + 1, np.uint16)
-        lut[np.array(keep, np.intp) + 1] = np.arange(1, len(keep) + 1)
+        keep = np.array([not any(t is d for d in tracks) for t in self._tracks], bool)
+        lut = _renumbering(keep)
         self._index_map, self._cand = lut[self._index_map], lut[self._cand]
         self._prob[self._cand == 0] = 0.0
         self._boxes = self._boxes[keep]
-        self._tracks = [self._tracks[k] for k in keep]
+        self._tracks = [t for t, k in zip(self._tracks, keep) if k]
 
     def _gate(self, masks: dict, last_seen: dict[int, int]) -> None:
         """A track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5,
@@ -1063,6 +1061,14 @@ class _Negatives:
 
 
 _NO_OWNER, _NO_HELD = np.zeros((1, 1), np.uint16), np.zeros(0, np.int64)  # M.examine without the swallowing rule
+
+
+def _renumbering(keep: np.ndarray) -> np.ndarray:
+    """The lookup table (uint16, index = working-map label) that renumbers the tracks ``keep`` (bool per track, in
+    map order) 1.. in order and sends the others, and 0, to 0."""
+    lut = np.zeros(len(keep) + 1, np.uint16)
+    lut[1:][keep] = np.arange(1, int(np.count_nonzero(keep)) + 1)
+    return lut
 
 
 def _near(boxes: np.ndarray, guesses: np.ndarray) -> np.ndarray:
