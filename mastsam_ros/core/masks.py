@@ -181,6 +181,19 @@ def box_iou(a, b, y0, y1, x0, x1) -> float:
     return inter / union if union else 1.0
 
 
+@kernel
+def box_iou_candidate(a, cand, prob, label, y0, y1, x0, x1) -> float:
+    """:func:`box_iou` of mask ``a`` and one track of a candidate map (where ``cand`` is ``label`` and ``prob`` at
+    least 0.5, the ``hard`` plane of :func:`candidate_plane`), without drawing that plane."""
+    inter = union = 0
+    for y in range(y0, y1):
+        for x in range(x0, x1):
+            p, q = a[y, x], cand[y, x] == label and prob[y, x] >= 0.5
+            inter += p and q
+            union += p or q
+    return inter / union if union else 1.0
+
+
 def iou_matrix(a: list[np.ndarray], b: list[np.ndarray]) -> np.ndarray:
     """IoU of every mask in ``a`` with every mask in ``b``, float32 (len(a), len(b))."""
     if not a or not b:

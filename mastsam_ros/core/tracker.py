@@ -555,8 +555,8 @@ class Tracker:
                 self._answered[self._tracks[i].id] = prop
                 if expected.box is not None:  # an answer mostly elsewhere than the track was: check who it is
                     ey, ex = expected.box
-                    if M.box_iou(hard, expected.mask, min(y0, ey.start), max(y1, ey.stop), min(x0, ex.start),
-                                 max(x1, ex.stop)) < 0.5:
+                    if expected.box_iou(hard, min(y0, ey.start), max(y1, ey.stop), min(x0, ex.start),
+                                        max(x1, ex.stop)) < 0.5:
                         self._suspect.add(self._tracks[i].id)  # every plausible answer is confirmed
         return out
 
@@ -1014,6 +1014,14 @@ class _Mask:
         if self._soft is None:
             self._draw()
         return self._soft
+
+    def box_iou(self, other: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> float:
+        """:func:`masks.box_iou` of ``other`` and this mask inside a box holding all of this mask, from the candidate
+        maps when the planes are not drawn (an accepted answer never needs them)."""
+        if self._mask is None:
+            cand, prob, label = self._source
+            return M.box_iou_candidate(other, cand, prob, label, y0, y1, x0, x1)
+        return M.box_iou(other, self._mask, y0, y1, x0, x1)
 
     @property
     def bbox(self) -> tuple[int, int, int, int]:

@@ -303,3 +303,20 @@ def test_box_iou_equals_iou_of_the_box_slices():
         y1, x1 = y0 + rng.integers(0, 20), x0 + rng.integers(0, 30)
         box = (slice(y0, y1), slice(x0, x1))
         assert M.box_iou(a, b, y0, y1, x0, x1) == pytest.approx(M.iou(a[box], b[box]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_box_iou_candidate_equals_box_iou_of_the_drawn_plane(seed):
+    rng = np.random.default_rng(seed)
+    n = 4
+    cand = rng.integers(0, n + 1, SHAPE).astype(np.uint16)
+    prob = rng.random(SHAPE).astype(np.float32)
+    prob[0, :4] = 0.5  # the threshold itself belongs to the track
+    for k in range(1, n + 1):
+        a = rng.random(SHAPE) < 0.4
+        soft, hard = np.zeros(SHAPE, np.float32), np.zeros(SHAPE, bool)
+        M.candidate_plane(cand, prob, k, 0, SHAPE[0], 0, SHAPE[1], soft, hard)
+        for _ in range(5):
+            y0, x0 = rng.integers(0, SHAPE[0] // 2), rng.integers(0, SHAPE[1] // 2)
+            y1, x1 = y0 + rng.integers(0, SHAPE[0] // 2), x0 + rng.integers(0, SHAPE[1] // 2)
+            assert M.box_iou_candidate(a, cand, prob, k, y0, y1, x0, x1) == M.box_iou(a, hard, y0, y1, x0, x1)
