@@ -56,7 +56,7 @@ import cv2
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from .frames import subsample
+from .frames import subsample, take_grid
 
 #: hue x saturation bins of the colour descriptor and of the cut detector's frame histogram
 HIST_BINS = (16, 4)
@@ -251,8 +251,7 @@ class Appearance:
             (fh, fw), (h, w) = self._frame.shape[:2], self._work
             self._rows = np.minimum(np.arange(h) * fh // h, fh - 1)
             self._cols = np.minimum(np.arange(w) * fw // w, fw - 1)
-        crop = self._frame[self._rows[y0:y1, None], self._cols[None, x0:x1]]
-        return cv2.cvtColor(crop, cv2.COLOR_RGB2HSV)
+        return cv2.cvtColor(take_grid(self._frame, self._rows[y0:y1], self._cols[x0:x1]), cv2.COLOR_RGB2HSV)
 
     def of(self, mask: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int]) -> np.ndarray | None:
         """The appearance of a non-empty mask given as its crop (uint8 0/1) inside ``box`` (y0, y1, x0, x1) of the

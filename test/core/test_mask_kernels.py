@@ -244,6 +244,19 @@ def test_subsample_is_the_strided_copy(shape):
         assert np.array_equal(out, ref)
 
 
+@pytest.mark.parametrize("shape", [(480, 854, 3), (7, 5, 3), (100, 101), (13, 17, 1)])
+def test_take_grid_is_the_fancy_index(shape):
+    from mastsam_ros.core.frames import take_grid
+    rng = np.random.default_rng(shape[1])
+    frame = rng.integers(0, 256, shape).astype(np.uint8)
+    for rows, cols in ((np.arange(shape[0]), np.arange(shape[1])), (rng.integers(0, shape[0], 9), rng.integers(
+            0, shape[1], 4)), (np.arange(0), np.arange(3)), (np.minimum(np.arange(5) * shape[0] // 5, shape[0] - 1),
+                                                            np.arange(shape[1])[2:4])):
+        out, ref = take_grid(frame, rows, cols), frame[rows[:, None], cols[None, :]]
+        assert out.shape == ref.shape and out.dtype == ref.dtype and out.flags.c_contiguous
+        assert np.array_equal(out, ref)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_joining_pairs_are_the_numpy_selection(seed):
     rng = np.random.default_rng(seed)
