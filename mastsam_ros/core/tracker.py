@@ -571,7 +571,7 @@ class Tracker:
             ratio = area / ref
             if ratio > cfg.max_area_ratio or ratio < 1.0 / cfg.max_area_ratio:
                 return False
-            ex, ey = expected.centroid.tolist()
+            ex, ey = expected.centroid_xy()
             if np.hypot(centroid[0] - ex, centroid[1] - ey) > cfg.max_shift_fraction * diag:
                 return False
         return prompts > 0 and hits >= cfg.min_prompt_hits * prompts
@@ -692,9 +692,12 @@ class Tracker:
         """Merge overlapping tracks (union-find, older id survives), retire stale ones, paint the working map."""
         cfg = self.cfg.tracker
         alive = list(self._tracks)
-        tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age and masks[t.id].any()]
+        tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age]
         merged, joined_into = [], {}
         inter = M.self_intersections([masks[t.id] for t in tracks]) if tracks else None
+        if inter is not None and not (held := np.diagonal(inter) > 0).all():  # empty masks leave (their rows: 0)
+            kept = np.flatnonzero(held)
+            tracks, inter = [tracks[k] for k in kept.tolist()], inter[np.ix_(kept, kept)]
         area = {t.id: int(inter[k, k]) for k, t in enumerate(tracks)}
         for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap, inter):
             keep = tracks[group[0]]  # tracks are kept in id (birth) order, so the first is the oldest
@@ -976,23 +979,22 @@ class _Mask:
     planes (``mask``, ``soft``) drawn from the candidate maps only when asked for (a track whose answer is accepted
     never needs them)."""
 
-    __slots__ = ("_mask", "_soft", "box", "area", "_centroid", "_source")
+    __slots__ = ("_mask", "_soft", "box", "area", "_centroid", "_xy", "_source")
 
-    def __init__(self, mask: np.ndarray | None, soft: np.ndarray | None):
-        self._mask, self._soft, self._source = mask, soft, None
-        if mask is None:
-            return
+    def __init__(self, mask: np.ndarray, soft: np.ndarray):
+        self._mask, self._soft, self._source, self._xy = mask, soft, None, None
         self.box = _box(mask)
         self.area = int(np.count_nonzero(mask[self.box])) if self.box is not None else 0
         self._centroid = None
 
     @classmethod
     def of_candidates(cls, cand: np.ndarray, prob: np.ndarray, label: int, stats: list[float]) -> _Mask:
-        m = cls(None, None)
-        y0, y1, x0, x1, area = (int(v) for v in stats[:5])
-        m.box = (slice(y0, y1), slice(x0, x1)) if y1 else None
+        m = object.__new__(cls)  # a few dozen a frame: no __init__, no arrays until asked for
+        m._mask = m._soft = m._centroid = None
+        y1, area = int(stats[1]), int(stats[4])
+        m.box = (slice(int(stats[0]), y1), slice(int(stats[2]), int(stats[3]))) if y1 else None
         m.area = area
-        m._centroid = np.array([stats[5], stats[6]]) if area else np.zeros(2)
+        m._xy = (stats[5], stats[6]) if area else (0.0, 0.0)
         m._source = (cand, prob, label)
         return m
 
@@ -1034,8 +1036,15 @@ class _Mask:
     @property
     def centroid(self) -> np.ndarray:
         if self._centroid is None:
-            self._centroid = _centroid(self.mask, self.box) if self.area else np.zeros(2)
+            if self._xy is not None:
+                self._centroid = np.array(self._xy)
+            else:
+                self._centroid = _centroid(self.mask, self.box) if self.area else np.zeros(2)
         return self._centroid
+
+    def centroid_xy(self) -> tuple[float, float]:
+        """:attr:`centroid` as two floats."""
+        return self._xy if self._xy is not None else tuple(self.centroid.tolist())
 
 
 class _Negatives:
