@@ -305,6 +305,9 @@ def test_iou_matrix_counts_exactly(shape):
         inter = np.array([[np.count_nonzero(x & y) for y in b] for x in a], float)
         union = np.array([[np.count_nonzero(x | y) for y in b] for x in a], float)
         assert np.array_equal(M.iou_matrix(a, b), (inter / np.maximum(union, 1.0)).astype(np.float32))
+        got = M._intersections(a, b)
+        assert got.dtype == np.float64 and np.array_equal(got, inter)
+        assert np.array_equal(M._intersections(a, a), [[np.count_nonzero(x & y) for y in a] for x in a])
     assert M.iou_matrix([], b).shape == (0, len(b))
 
 
