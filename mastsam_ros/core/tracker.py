@@ -671,6 +671,8 @@ class Tracker:
         """New tracks from masks that lie mostly on uncovered pixels, best first, each claiming its pixels (also from
         the warped guesses of hidden tracks, :meth:`_hidden_ids`)."""
         cfg = self.cfg.tracker
+        if not found or len(self._tracks) >= cfg.max_tracks:
+            return
         hidden = [i for i in self._hidden_ids() if i in masks]
         taken = _union([m for i, m in masks.items() if i not in hidden], self._grid.work)
         min_area = self._min_area()
