@@ -422,8 +422,9 @@ class Tracker:
         return used, seen
 
     def _carry(self):
-        """Carry all tracks' points at once; returns per-track kept points, per-track displacements of the
-        trustworthy points (NaN for the others), and the kept pairs."""
+        """Carry all tracks' points at once; returns per-track kept points, a function giving per-track displacements
+        of the trustworthy points (NaN for the others; only a matcher without a dense field needs them), and the
+        kept pairs."""
         cfg = self.cfg.tracker
         counts = np.array([t.points.shape[0] for t in self._tracks])
         src = np.concatenate([t.points for t in self._tracks]) if counts.sum() else np.zeros((0, 2), np.float32)
@@ -437,11 +438,13 @@ class Tracker:
         for t, c in zip(self._tracks, trust.tolist()):
             self.budget.accrue(t.id, c)
         carried = _pieces(dst[keep], kept.tolist())
-        # each track's trustworthy points' displacements: its motion, for matchers without a dense field
-        moves = _pieces(np.where(good[:, None], dst - src, np.nan), counts.tolist())
+
+        def moves() -> list[np.ndarray]:  # each track's trustworthy points' displacements: its motion
+            return _pieces(np.where(good[:, None], dst - src, np.nan), counts.tolist())
+
         return carried, moves, (src[keep], dst[keep])
 
-    def _warp(self, shifts: list) -> tuple[list[_Mask], np.ndarray | None]:
+    def _warp(self, shifts) -> tuple[list[_Mask], np.ndarray | None]:
         """Where each track's previous mask is now, without asking the segmenter: the reference for the plausibility
         checks, the fallback when a prompt fails, and the mask of a track left unprompted by the prompt budget.
 
@@ -449,7 +452,8 @@ class Tracker:
         pixel along the correspondence field, so masks follow deformation and parts
         moving differently; with a sparse one each mask moves rigidly by the median displacement of its carried
         points (unmoved when none was carried). Returns the masks and, with a dense matcher, the warped partition
-        (track index + 1 where each track is now, 0 elsewhere)."""
+        (track index + 1 where each track is now, 0 elsewhere). ``shifts``: :meth:`_carry`'s displacements (a
+        function: a dense matcher never calls it)."""
         n = len(self._tracks)
         cand = self.matcher.warp_labels(self._cand)
         if cand is not None:
@@ -459,7 +463,7 @@ class Tracker:
             M.partition_stats(cand, prob, n, stats, owner)
             return [_Mask.of_candidates(cand, prob, k + 1, row) for k, row in enumerate(stats.tolist())], owner
         out = []
-        for k, moves in enumerate(shifts):
+        for k, moves in enumerate(shifts()):
             mask = self._index_map == k + 1
             moves = moves[~np.isnan(moves[:, 0])]
             # the median displacement of its trustworthy points; unmoved when none was carried
