@@ -139,6 +139,11 @@ class TrackerSection:
         " signature at least this much (as tracker.reid_min_score), else it leaves and the mask becomes a new track"
         " (0 = no check).", range=(0.0, 1.0)
     )
+    gate_interval: int = config_field(
+        3, "A confirmed track's mask is also checked against its signature (tracker.gate_min_score) every N frames,"
+        " spread by id, so carried points that slid onto an occluder a little each frame are caught (0 = only after"
+        " frames unseen or on a mask mostly off where it was).", range=(0, 1000)
+    )
     reid_window: int = config_field(
         10, "A track found up to this many frames ago may still take a dormant id back (an object that came back"
         " partly in view, matched once more of it shows; its provisional id is reported merged into the old one).",

@@ -18,7 +18,8 @@ a track stays a candidate for ``tracker.reid_window`` frames after it was found,
 provisional id is reported merged into the old one.
 
 Carried points can land on something else (an occluder, the background an object left, an object coming into view):
-a track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5, must still
+a track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5, and every
+track every ``tracker.gate_interval`` frames (points that slide onto an occluder a little each frame), must still
 look like its signature (``tracker.gate_min_score``), else it leaves (dormant) and the mask becomes a new track. A
 signature taken while the object is cut off by the image border, or partly hidden (under half the stored area), does
 not replace the stored one unless that one is over 3 x ``tracker.signature_interval`` frames old. A hidden track

@@ -857,18 +857,20 @@ class Tracker:
         self._tracks = [t for t, k in zip(self._tracks, keep) if k]
 
     def _gate(self, masks: dict, last_seen: dict[int, int]) -> None:
-        """A track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5,
-        whose new mask does not look like its signature (similarity under ``tracker.gate_min_score``) was found on
-        something else (an occluder, the background its points slid onto, an object coming into view): it keeps no
-        pixels this frame, so it leaves (dormant) instead of riding on, and what it was given becomes a new track
-        (which may in turn take a dormant id back)."""
+        """A track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5, or
+        due for its periodic check (every ``tracker.gate_interval`` frames, spread by id: points that slid onto an
+        occluder a little each frame), whose new mask does not look like its signature (similarity under
+        ``tracker.gate_min_score``) was found on something else (an occluder, the background its points slid onto,
+        an object coming into view): it keeps no pixels this frame, so it leaves (dormant) instead of riding on,
+        and what it was given becomes a new track (which may in turn take a dormant id back)."""
         cfg = self.cfg.tracker
         if cfg.dormant_max == 0 or cfg.gate_min_score <= 0:
             return
         app, found = None, []
         for t in self._tracks:
             if t.signature is None or t.last_seen != self._index or (
-                    t.id not in self._suspect and last_seen.get(t.id, self._index) >= self._index - 1):
+                    t.id not in self._suspect and last_seen.get(t.id, self._index) >= self._index - 1
+                    and not (cfg.gate_interval and (self._index + t.id) % cfg.gate_interval == 0)):
                 continue
             mask = masks.get(t.id)
             box = _box(mask) if mask is not None else None
