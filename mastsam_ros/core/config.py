@@ -155,7 +155,8 @@ class TrackerSection:
         range=(0.0, 1.0)
     )
     reid_max_area_ratio: float = config_field(
-        3.0, "No re-identification when the sizes (working pixels) differ by more than this factor.",
+        5.0, "No re-identification when the sizes (working pixels) differ by more than this factor (an object may"
+        " come back farther or nearer: bmx-trees' rider came back from a pan at 1/4.6 of its stored size).",
         range=(1.0, 1000.0)
     )
     cut_distance: float = config_field(
