@@ -140,7 +140,7 @@ class TrackerSection:
         " (0 = no check).", range=(0.0, 1.0)
     )
     gate_interval: int = config_field(
-        3, "A confirmed track's mask is also checked against its signature (tracker.gate_min_score) every N frames,"
+        4, "A confirmed track's mask is also checked against its signature (tracker.gate_min_score) every N frames,"
         " spread by id, so carried points that slid onto an occluder a little each frame are caught (0 = only after"
         " frames unseen or on a mask mostly off where it was).", range=(0, 1000)
     )

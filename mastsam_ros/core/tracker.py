@@ -48,7 +48,7 @@ from . import masks as M
 from .budget import PromptBudget
 from .clustering import KMeans, build_clustering
 from .config import Config
-from .dormant import GATE_MIN_PIXELS, Appearance, CutDetector, Dormant, DormantSet, Signature
+from .dormant import GATE_MIN_PIXELS, GATE_SAMPLE_PIXELS, Appearance, CutDetector, Dormant, DormantSet, Signature
 from .errors import ConfigError, FrameError
 from .frames import check_frame
 from .grid import WorkGrid
@@ -881,7 +881,8 @@ class Tracker:
             area = int(np.count_nonzero(crop))
             if min(area, t.signature.area) < GATE_MIN_PIXELS:
                 continue  # too few pixels for a colour histogram to tell one object from another
-            look = app.of(crop, (box[0].start, box[0].stop, box[1].start, box[1].stop), mask.shape)
+            step = max(1, int(np.sqrt(area / GATE_SAMPLE_PIXELS)))
+            look = app.of(crop, (box[0].start, box[0].stop, box[1].start, box[1].stop), mask.shape, step)
             if look is None:
                 continue
             now = Signature(app.kind, look, area, self._index)
