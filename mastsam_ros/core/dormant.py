@@ -19,7 +19,8 @@ provisional id is reported merged into the old one.
 
 Carried points can land on something else (an occluder, the background an object left, an object coming into view):
 a track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5, and every
-track every ``tracker.gate_interval`` frames (points that slide onto an occluder a little each frame), must still
+track of at least ``GATE_SAMPLE_PIXELS`` working pixels every ``tracker.gate_interval`` frames (points that slide onto
+an occluder a little each frame; a smaller grey region's hue histogram changes too much from frame to frame), must still
 look like its signature (``tracker.gate_min_score``), else it leaves (dormant) and the mask becomes a new track. A
 signature taken while the object is cut off by the image border, or partly hidden (under half the stored area), does
 not replace the stored one unless that one is over 3 x ``tracker.signature_interval`` frames old. A hidden track
@@ -66,7 +67,9 @@ HIST_BINS = (16, 4)
 #: gated away and lost; J&F 0.996 -> 0.732)
 GATE_MIN_PIXELS = 4 * HIST_BINS[0] * HIST_BINS[1]
 #: the appearance gate's histogram of a larger mask comes from an even sample of about this many of its pixels (every
-#: k-th row and column): 16 a bin on average, at a fraction of the cost of all of them
+#: k-th row and column): 16 a bin on average, at a fraction of the cost of all of them; the periodic check
+#: (``tracker.gate_interval``) judges masks of at least this many pixels only (the bench's stand-in regions of ~600
+#: pixels on grey road scored 0.49 against themselves two frames apart)
 GATE_SAMPLE_PIXELS = 4 * GATE_MIN_PIXELS
 _RANGES = [0, 180, 0, 256]
 

@@ -858,20 +858,25 @@ class Tracker:
 
     def _gate(self, masks: dict, last_seen: dict[int, int]) -> None:
         """A track confirmed again after frames unseen, or on a mask whose IoU with its warped one is under 0.5, or
-        due for its periodic check (every ``tracker.gate_interval`` frames, spread by id: points that slid onto an
-        occluder a little each frame), whose new mask does not look like its signature (similarity under
-        ``tracker.gate_min_score``) was found on something else (an occluder, the background its points slid onto,
-        an object coming into view): it keeps no pixels this frame, so it leaves (dormant) instead of riding on,
-        and what it was given becomes a new track (which may in turn take a dormant id back)."""
+        due for its periodic check (every ``tracker.gate_interval`` frames, spread by id, masks of at least
+        ``GATE_SAMPLE_PIXELS`` working pixels: points that slid onto an occluder a little each frame), whose new
+        mask does not look like its signature (similarity under ``tracker.gate_min_score``) was found on something
+        else (an occluder, the background its points slid onto, an object coming into view): it keeps no pixels this
+        frame, so it leaves (dormant) instead of riding on, and what it was given becomes a new track (which may in
+        turn take a dormant id back)."""
         cfg = self.cfg.tracker
         if cfg.dormant_max == 0 or cfg.gate_min_score <= 0:
             return
         app, found = None, []
         for t in self._tracks:
-            if t.signature is None or t.last_seen != self._index or (
-                    t.id not in self._suspect and last_seen.get(t.id, self._index) >= self._index - 1
-                    and not (cfg.gate_interval and (self._index + t.id) % cfg.gate_interval == 0)):
+            if t.signature is None or t.last_seen != self._index:
                 continue
+            due = cfg.gate_interval and (self._index + t.id) % cfg.gate_interval == 0
+            if t.id not in self._suspect and last_seen.get(t.id, self._index) >= self._index - 1 and not due:
+                continue
+            # a check that is only due (nothing seen amiss) needs the larger sample: a small grey region's hue is noise
+            need = GATE_MIN_PIXELS if t.id in self._suspect or last_seen.get(t.id, self._index) < self._index - 1 \
+                else GATE_SAMPLE_PIXELS
             mask = masks.get(t.id)
             box = _box(mask) if mask is not None else None
             if box is None:
@@ -879,7 +884,7 @@ class Tracker:
             app = app or self._appearance_now()
             crop = mask[box].view(np.uint8)
             area = int(np.count_nonzero(crop))
-            if min(area, t.signature.area) < GATE_MIN_PIXELS:
+            if min(area, t.signature.area) < need:
                 continue  # too few pixels for a colour histogram to tell one object from another
             step = max(1, int(np.sqrt(area / GATE_SAMPLE_PIXELS)))
             look = app.of(crop, (box[0].start, box[0].stop, box[1].start, box[1].stop), mask.shape, step)
