@@ -37,25 +37,10 @@ def check_frame(frame: object) -> np.ndarray:
 
 def subsample(frame: np.ndarray, step: int) -> np.ndarray:
     """Every ``step``-th pixel of every ``step``-th row of an H x W x C image, contiguous: ``frame[::step, ::step]``
-    copied in one compiled pass (NumPy's strided copy of 3-byte pixels costs several times as much)."""
+    copied in one compiled pass (:func:`take_grid`; NumPy's strided copy of 3-byte pixels costs several times as
+    much)."""
     h, w = frame.shape[:2]
-    out = np.empty(((h + step - 1) // step, (w + step - 1) // step, *frame.shape[2:]), frame.dtype)
-    _subsample(frame.reshape(h, w, -1), step, out.reshape(out.shape[0], out.shape[1], -1))
-    return out
-
-
-@kernel
-def _subsample(frame, step, out):
-    for y in range(out.shape[0]):
-        src, dst = frame[y * step], out[y]
-        if out.shape[2] == 3:  # RGB written out: the channel loop cost 2-3x as much
-            for x in range(out.shape[1]):
-                s = x * step
-                dst[x, 0], dst[x, 1], dst[x, 2] = src[s, 0], src[s, 1], src[s, 2]
-            continue
-        for x in range(out.shape[1]):
-            for c in range(out.shape[2]):
-                dst[x, c] = src[x * step, c]
+    return take_grid(frame, np.arange(0, h, step), np.arange(0, w, step))
 
 
 def read_rgb(path: str | bytes | os.PathLike, max_pixels: int | None = None) -> np.ndarray | None:

@@ -871,12 +871,11 @@ class Tracker:
         for t in self._tracks:
             if t.signature is None or t.last_seen != self._index:
                 continue
-            due = cfg.gate_interval and (self._index + t.id) % cfg.gate_interval == 0
-            if t.id not in self._suspect and last_seen.get(t.id, self._index) >= self._index - 1 and not due:
+            flagged = t.id in self._suspect or last_seen.get(t.id, self._index) < self._index - 1
+            if not flagged and not (cfg.gate_interval and (self._index + t.id) % cfg.gate_interval == 0):
                 continue
             # a check that is only due (nothing seen amiss) needs the larger sample: a small grey region's hue is noise
-            need = GATE_MIN_PIXELS if t.id in self._suspect or last_seen.get(t.id, self._index) < self._index - 1 \
-                else GATE_SAMPLE_PIXELS
+            need = GATE_MIN_PIXELS if flagged else GATE_SAMPLE_PIXELS
             mask = masks.get(t.id)
             box = _box(mask) if mask is not None else None
             if box is None:
