@@ -706,6 +706,18 @@ class Tracker:
             tracks, inter = [tracks[k] for k in kept.tolist()], inter[np.ix_(kept, kept)]
         area = {t.id: int(inter[k, k]) for k, t in enumerate(tracks)}
         for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap, inter):
+            seen = [g for g in group if tracks[g].last_seen == self._index]
+            if seen and len(seen) < len(group):
+                # a track unseen this frame whose guess overlaps one seen is not that object: it neither takes the
+                # seen one's id (the older id would ride onto it) nor is joined into it (its own id would be lost
+                # without a signature); it keeps what the seen ones leave it, and leaves (dormant) if that is nothing
+                union = np.logical_or.reduce([masks[tracks[g].id] for g in seen])
+                for g in group:
+                    if g not in seen:
+                        masks[tracks[g].id] = masks[tracks[g].id] & ~union
+                        area[tracks[g].id] = int(np.count_nonzero(masks[tracks[g].id]))
+                        merged.append(tracks[g])
+                group = seen
             keep = tracks[group[0]]  # tracks are kept in id (birth) order, so the first is the oldest
             if len(group) > 1:
                 union = np.logical_or.reduce([masks[tracks[g].id] for g in group])
