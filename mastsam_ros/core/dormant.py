@@ -125,12 +125,14 @@ class Signature:
 
 @dataclass
 class Dormant:
-    """A track that left: its id, its last signature, and when it was last seen."""
+    """A track that left: its id, its last signature, when and where it was last seen."""
 
     id: int
     signature: Signature
     last_seen: int
     shot: int = 0  # the shot it was last seen in (CutDetector.shot)
+    box: np.ndarray | None = None  # (y0, y1, x0, x1) at the working resolution when last seen (None: anywhere)
+    speed: float = 0.0  # how fast its box centre moved then, working pixels a frame
 
 
 @dataclass
@@ -161,9 +163,10 @@ class DormantSet:
     def clear(self) -> None:
         self._by_id.clear()
 
-    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0) -> list[int]:
+    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: np.ndarray | None = None,
+            speed: float = 0.0) -> list[int]:
         """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``."""
-        self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot)
+        self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot, box, speed)
         self._by_id.move_to_end(track_id)
         forgotten = []
         while len(self._by_id) > self.cfg.dormant_max:
@@ -178,24 +181,29 @@ class DormantSet:
         return old
 
     def match(self, candidates: list[Signature], index: int, shot: int = 0, hidden: list[Dormant] = (),
-              near: np.ndarray | None = None) -> list[Match]:
+              near: np.ndarray | None = None, boxes: np.ndarray | None = None, diag: float = 0.0) -> list[Match]:
         """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` and of the
         live tracks ``hidden`` from view (carried, unpublished: they compete alike, each taken only by the candidates
         ``near`` it, a candidates x hidden boolean matrix: default all) one to one; the matched dormant ids leave the
-        set."""
+        set. ``boxes``: the candidates' boxes (y0, y1, x0, x1 rows, working pixels) in an image of diagonal ``diag``,
+        for ``tracker.reid_reach`` (None: no position check)."""
         cfg = self.cfg
         dormant = [d for d in self._by_id.values() if d.shot == shot] + list(hidden)
         if not candidates or not dormant:
             return []
         look = _similarities(candidates, [d.signature for d in dormant])
+        far = np.zeros(look.shape, bool)  # not there: not that object (but still a look-alike below)
+        if near is not None and len(hidden):
+            far[:, len(dormant) - len(hidden):] = ~np.asarray(near, bool)
+        if boxes is not None and cfg.reid_reach > 0:
+            gone = len(dormant) - len(hidden)
+            far[:, :gone] |= ~_within_reach(boxes, dormant[:gone], index, cfg.reid_reach * diag)
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
-        score = np.where((ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)
-        if near is not None and len(hidden):  # not there: not that object (but still a look-alike below)
-            score[:, len(dormant) - len(hidden):][~np.asarray(near, bool)] = 0.0
+        score = np.where(far | (ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)
         # a candidate's match must stand out from its next best dormant signature, and a dormant signature's from
-        # its next best candidate, by appearance alone (one of another size that looks as alike counts too): look-
-        # alikes stay unmatched
+        # its next best candidate, by appearance alone (one of another size or elsewhere that looks as alike counts
+        # too): look-alikes stay unmatched
         margin = cfg.reid_margin
         second_row = np.sort(look, axis=1)[:, -2] if look.shape[1] > 1 else np.zeros(len(candidates))
         second_col = np.sort(look, axis=0)[-2, :] if look.shape[0] > 1 else np.zeros(len(dormant))
@@ -213,6 +221,25 @@ class DormantSet:
         for m in out:
             self._by_id.pop(m.id, None)
         return out
+
+
+def _within_reach(boxes: np.ndarray, dormant: list[Dormant], index: int, reach: float) -> np.ndarray:
+    """Candidates x dormant: whether a candidate's box centre lies within the dormant track's reach of where it was
+    last seen (the two boxes' half diagonals, plus its last speed and ``reach`` working pixels per frame away; where
+    it was last seen is kept, not extrapolated: a camera that panned away pans back, an occluded object stops)."""
+    out = np.ones((len(boxes), len(dormant)), bool)
+    at = [j for j, d in enumerate(dormant) if d.box is not None]
+    if not at or not len(boxes):
+        return out
+    b = np.asarray(boxes, np.float64)
+    d = np.array([dormant[j].box for j in at], np.float64)
+    away = np.array([index - dormant[j].last_seen for j in at], np.float64)
+    speed = np.array([dormant[j].speed for j in at], np.float64)
+    centre = lambda x: np.stack([x[:, 0] + x[:, 1], x[:, 2] + x[:, 3]], 1) / 2  # noqa: E731
+    half = lambda x: np.hypot(x[:, 1] - x[:, 0], x[:, 3] - x[:, 2]) / 2  # noqa: E731
+    dist = np.linalg.norm(centre(b)[:, None, :] - centre(d)[None, :, :], axis=2)
+    out[:, at] = dist <= half(b)[:, None] + half(d)[None, :] + (speed + reach) * away
+    return out
 
 
 def _similarities(a: list[Signature], b: list[Signature]) -> np.ndarray:

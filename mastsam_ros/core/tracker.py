@@ -74,6 +74,9 @@ class _Track:
     last_seen: int  # frame index of the last segmenter-confirmed mask (or confident carry while unprompted)
     signature: Signature | None = None  # what is remembered if it leaves (dormant.py), refreshed while confirmed
     provisional: bool = True  # its id may still give way to a dormant one (found under tracker.reid_window ago)
+    box: np.ndarray | None = None  # (y0, y1, x0, x1) working pixels when last seen: where it is looked for if it leaves
+    box_index: int = 0  # the frame of ``box``
+    speed: float = 0.0  # its box centre's recent speed, working pixels a frame
 
 
 @dataclass
@@ -775,11 +778,13 @@ class Tracker:
     def _leave(self, t: _Track, shot: int | None = None) -> None:
         """A live track leaves: dormant when it has a signature (it may come back), else retired. ``shot``: the shot
         it was last seen in (default: the current one)."""
-        if t.signature is None or self.cfg.tracker.dormant_max == 0:
+        cfg = self.cfg.tracker
+        if t.signature is None or cfg.dormant_max == 0:
             self._events.append(TrackEvent("retired", t.id))
             return
         self._events.append(TrackEvent("dormant", t.id))
-        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot):
+        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot,
+                                          t.box, t.speed):
             self._events.append(TrackEvent("retired", forgotten))
 
     def _appearance_now(self) -> Appearance:
@@ -825,7 +830,9 @@ class Tracker:
             usable = [k for k, sg in sigs.items() if sg is not None]
             pool = [Dormant(t.id, t.signature, t.last_seen, self._cut.shot) for t in hidden.values()]
             near = _near(self._boxes[usable], self._boxes[[k for k, t in enumerate(self._tracks) if t.id in hidden]])
-            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool, near):
+            diag = float(np.hypot(*self._grid.work))
+            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool, near,
+                                        self._boxes[usable], diag):
                 t = self._tracks[usable[m.candidate]]
                 if m.id in hidden:
                     found_again.append(hidden[m.id])
@@ -844,6 +851,13 @@ class Tracker:
                 self._events.append(TrackEvent("born", t.id))
         # (the list stays in this frame's map order; the next partition sorts it by id again)
         for k, t in enumerate(self._tracks):
+            if t.last_seen == self._index:  # where it was last seen, and how fast it moved: where it is looked for
+                box = self._boxes[k].copy()
+                if t.box is not None and self._index > t.box_index:
+                    moved = np.hypot((box[0] + box[1] - t.box[0] - t.box[1]) / 2,
+                                     (box[2] + box[3] - t.box[2] - t.box[3]) / 2) / (self._index - t.box_index)
+                    t.speed = 0.5 * (t.speed + float(moved))
+                t.box, t.box_index = box, self._index
             # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once)
             if remember and t.born != self._index and t.last_seen == self._index and (
                     t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):
