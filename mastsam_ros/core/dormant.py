@@ -8,7 +8,10 @@ track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scen
 (``tracker.dormant_max_age`` frames). A track born later whose signature matches a dormant one well enough takes the
 old id back (:meth:`DormantSet.match`): the score is the appearance similarity, zero when the sizes differ by more
 than ``tracker.reid_max_area_ratio``; a match needs ``tracker.reid_min_score`` and, against the next best dormant
-signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed. Live
+signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed; and it
+must be found within reach of where the dormant track was last seen (``tracker.reid_reach``: the two boxes' half
+diagonals plus its last speed and a fraction of the image diagonal per frame away; the last position is kept, not
+extrapolated, since a camera that panned away pans back and an occluded object stops behind its occluder). Live
 tracks hidden from view (unseen for more than ``tracker.hidden_publish_frames``: carried, not published) compete
 alike: an object found again near where such a track was carried takes its id at once, and the hidden track's guess
 is dropped.
@@ -89,8 +92,9 @@ def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class Signature:
-    """What is remembered of one object: what re-identification compares (appearance, and size for the area
-    ratio). Position, motion and 3D position are not kept: nothing compares them yet."""
+    """What is remembered of one object's look: what re-identification compares (appearance, and size for the area
+    ratio). Where and how fast it was last seen is kept beside it (:class:`Dormant`); a 3D position is not kept:
+    nothing compares it yet."""
 
     kind: str  # "colour" or "embedding": only signatures of one kind are compared
     appearance: np.ndarray  # normalised histogram (colour) or unit vector (embedding), float32
@@ -131,7 +135,7 @@ class Dormant:
     signature: Signature
     last_seen: int
     shot: int = 0  # the shot it was last seen in (CutDetector.shot)
-    box: np.ndarray | None = None  # (y0, y1, x0, x1) at the working resolution when last seen (None: anywhere)
+    box: list[int] | None = None  # (y0, y1, x0, x1) at the working resolution when last seen (None: anywhere)
     speed: float = 0.0  # how fast its box centre moved then, working pixels a frame
 
 
@@ -163,7 +167,7 @@ class DormantSet:
     def clear(self) -> None:
         self._by_id.clear()
 
-    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: np.ndarray | None = None,
+    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: list[int] | None = None,
             speed: float = 0.0) -> list[int]:
         """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``."""
         self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot, box, speed)
