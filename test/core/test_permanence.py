@@ -266,22 +266,21 @@ def test_dormant_tracks_are_matched_only_in_their_shot():
 
 
 def test_an_id_whose_points_slide_onto_the_patch_leaves_it(davis_root):
-    """sam_sim at 0.5 (car-roundabout, seed 0) holds the car as two tracks that merge as the patch comes over it;
-    the survivor's carried points slide onto the patch a little each frame, never far enough from its warped mask
-    to be suspect. The periodic appearance check (``tracker.gate_interval``; 0 fails this) catches it: no id that
-    was on the car just before the gap is on anything while the car is away."""
+    """sam_sim at 0.5 (bmx-trees behind the patch, seed 0): with ``tracker.gate_interval`` 0 the rider's id stays
+    confirmed on another region while the rider is behind the patch (up to 4642 pixels of the 854 x 480 frame). The
+    periodic appearance check catches it: no id that was on the rider just before the gap is on anything while it is
+    away. (car-roundabout, this test's case until overlapping unseen tracks stopped merging, no longer rides.)"""
     from mastsam_ros.evaluation import leave_return as L
 
-    clip = _clip(davis_root, "car-roundabout", "occluder", 10)
+    clip = _clip(davis_root, "bmx-trees", "occluder", 10)
     cfg = L.load_config(None, {})
     labels, _, _, _ = L.run_clip(clip, "sam_sim@0.5", cfg, seed=0)
     a, b = clip.gap
-    before = [t for t in range(a - 5, a)]
-    votes = L._votes(labels, clip.gt, before)
-    car = [i for i, n in votes.items() if i and n >= 0.1 * sum(votes.values())]
-    assert len(car) >= 2  # the split this case is about
+    votes = L._votes(labels, clip.gt, list(range(a - 5, a)))
+    rider = [i for i, n in votes.items() if i and n >= 0.1 * sum(votes.values())]
+    assert rider  # it had an id before it left
     frame_px = labels.shape[1] * labels.shape[2]
-    rides = {i: max(int(np.count_nonzero(labels[t] == i)) for t in range(a + 2, b)) for i in car}
+    rides = {i: max(int(np.count_nonzero(labels[t] == i)) for t in range(a + 2, b)) for i in rider}
     assert all(n < 0.001 * frame_px for n in rides.values()), rides
 
 
