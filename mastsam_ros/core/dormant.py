@@ -168,13 +168,21 @@ class DormantSet:
         self._by_id.clear()
 
     def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: list[int] | None = None,
-            speed: float = 0.0) -> list[int]:
-        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``."""
+            speed: float = 0.0, current: int | None = None) -> list[int]:
+        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``: the oldest
+        of another shot than the ``current`` one first (the camera cut back to a place: its objects are the ones
+        expected back, even when the tracks of the place it cut away from, just sent dormant, outnumber the room
+        left), then the oldest."""
         self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot, box, speed)
         self._by_id.move_to_end(track_id)
         forgotten = []
         while len(self._by_id) > self.cfg.dormant_max:
-            forgotten.append(self._by_id.popitem(last=False)[0])
+            elsewhere = (i for i, d in self._by_id.items() if d.shot != current) if current is not None else iter(())
+            victim = next(elsewhere, None)
+            if victim is None:
+                victim = next(iter(self._by_id))
+            del self._by_id[victim]
+            forgotten.append(victim)
         return forgotten
 
     def expire(self, index: int) -> list[int]:

@@ -786,7 +786,7 @@ class Tracker:
             return
         self._events.append(TrackEvent("dormant", t.id))
         for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot,
-                                          t.box, t.speed):
+                                          t.box, t.speed, current=self._cut.shot):
             self._events.append(TrackEvent("retired", forgotten))
 
     def _appearance_now(self) -> Appearance:

@@ -331,3 +331,17 @@ def test_a_dormant_id_is_taken_back_only_within_reach_of_where_it_was_last_seen(
     d = DormantSet(_cfg(reid_reach=0.0))  # 0: anywhere
     d.add(7, _sig(h), last_seen=10, box=last, speed=1.0)
     assert [m.id for m in d.match([_sig(h)], index=11, boxes=np.array([last]) + [0, 0, 200, 200], diag=100.0)] == [7]
+
+
+def test_a_full_memory_forgets_the_place_the_camera_left_before_the_one_it_is_back_in():
+    """Two dormant tracks of shot 0; the camera cut away to shot 1 and back to 0, and the tracks of shot 1 go dormant:
+    the room (4) goes to shot 0's objects, which are expected back here, and shot 1's oldest are forgotten."""
+    d = DormantSet(_cfg())
+    h = np.eye(8)[2] + 0.01
+    d.add(1, _sig(h), last_seen=5, shot=0)
+    d.add(2, _sig(h), last_seen=5, shot=0)
+    forgotten = []
+    for i in range(3, 7):
+        forgotten += d.add(i, _sig(h), last_seen=60, shot=1, current=0)
+    assert forgotten == [3, 4] and d.ids() == [1, 2, 5, 6]
+    assert d.add(7, _sig(h), last_seen=61, shot=1) == [1]  # no current shot given: the oldest
