@@ -159,6 +159,11 @@ class TrackerSection:
         " come back farther or nearer: bmx-trees' rider came back from a pan at 1/4.6 of its stored size).",
         range=(1.0, 1000.0)
     )
+    reid_reach: float = config_field(
+        0.02, "A dormant id is taken back only by an object found near where it was last seen: box centres at most"
+        " the two boxes' half diagonals plus (its last speed + this fraction of the image diagonal) per frame away"
+        " apart (0 = anywhere).", range=(0.0, 1.0)
+    )
     cut_distance: float = config_field(
         0.15, "A frame whose hue-saturation histogram is farther than this (Bhattacharyya) from the previous one is a"
         " scene cut: every track goes dormant and the frame is re-segmented (0 = no cut detection).", range=(0.0, 1.0)

@@ -8,7 +8,10 @@ track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scen
 (``tracker.dormant_max_age`` frames). A track born later whose signature matches a dormant one well enough takes the
 old id back (:meth:`DormantSet.match`): the score is the appearance similarity, zero when the sizes differ by more
 than ``tracker.reid_max_area_ratio``; a match needs ``tracker.reid_min_score`` and, against the next best dormant
-signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed. Live
+signature, a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed; and it
+must be found within reach of where the dormant track was last seen (``tracker.reid_reach``: the two boxes' half
+diagonals plus its last speed and a fraction of the image diagonal per frame away; the last position is kept, not
+extrapolated, since a camera that panned away pans back and an occluded object stops behind its occluder). Live
 tracks hidden from view (unseen for more than ``tracker.hidden_publish_frames``: carried, not published) compete
 alike: an object found again near where such a track was carried takes its id at once, and the hidden track's guess
 is dropped.
@@ -89,8 +92,9 @@ def hist_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @dataclass
 class Signature:
-    """What is remembered of one object: what re-identification compares (appearance, and size for the area
-    ratio). Position, motion and 3D position are not kept: nothing compares them yet."""
+    """What is remembered of one object's look: what re-identification compares (appearance, and size for the area
+    ratio). Where and how fast it was last seen is kept beside it (:class:`Dormant`); a 3D position is not kept:
+    nothing compares it yet."""
 
     kind: str  # "colour" or "embedding": only signatures of one kind are compared
     appearance: np.ndarray  # normalised histogram (colour) or unit vector (embedding), float32
@@ -125,12 +129,14 @@ class Signature:
 
 @dataclass
 class Dormant:
-    """A track that left: its id, its last signature, and when it was last seen."""
+    """A track that left: its id, its last signature, when and where it was last seen."""
 
     id: int
     signature: Signature
     last_seen: int
     shot: int = 0  # the shot it was last seen in (CutDetector.shot)
+    box: list[int] | None = None  # (y0, y1, x0, x1) at the working resolution when last seen (None: anywhere)
+    speed: float = 0.0  # how fast its box centre moved then, working pixels a frame
 
 
 @dataclass
@@ -161,13 +167,22 @@ class DormantSet:
     def clear(self) -> None:
         self._by_id.clear()
 
-    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0) -> list[int]:
-        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``."""
-        self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot)
+    def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: list[int] | None = None,
+            speed: float = 0.0, current: int | None = None) -> list[int]:
+        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``: the oldest
+        of another shot than the ``current`` one first (the camera cut back to a place: its objects are the ones
+        expected back, even when the tracks of the place it cut away from, just sent dormant, outnumber the room
+        left), then the oldest."""
+        self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot, box, speed)
         self._by_id.move_to_end(track_id)
         forgotten = []
         while len(self._by_id) > self.cfg.dormant_max:
-            forgotten.append(self._by_id.popitem(last=False)[0])
+            elsewhere = (i for i, d in self._by_id.items() if d.shot != current) if current is not None else iter(())
+            victim = next(elsewhere, None)
+            if victim is None:
+                victim = next(iter(self._by_id))
+            del self._by_id[victim]
+            forgotten.append(victim)
         return forgotten
 
     def expire(self, index: int) -> list[int]:
@@ -178,24 +193,29 @@ class DormantSet:
         return old
 
     def match(self, candidates: list[Signature], index: int, shot: int = 0, hidden: list[Dormant] = (),
-              near: np.ndarray | None = None) -> list[Match]:
+              near: np.ndarray | None = None, boxes: np.ndarray | None = None, diag: float = 0.0) -> list[Match]:
         """Pair newly found tracks' signatures with those of the dormant tracks last seen in this ``shot`` and of the
         live tracks ``hidden`` from view (carried, unpublished: they compete alike, each taken only by the candidates
         ``near`` it, a candidates x hidden boolean matrix: default all) one to one; the matched dormant ids leave the
-        set."""
+        set. ``boxes``: the candidates' boxes (y0, y1, x0, x1 rows, working pixels) in an image of diagonal ``diag``,
+        for ``tracker.reid_reach`` (None: no position check)."""
         cfg = self.cfg
         dormant = [d for d in self._by_id.values() if d.shot == shot] + list(hidden)
         if not candidates or not dormant:
             return []
         look = _similarities(candidates, [d.signature for d in dormant])
+        far = np.zeros(look.shape, bool)  # not there: not that object (but still a look-alike below)
+        if near is not None and len(hidden):
+            far[:, len(dormant) - len(hidden):] = ~np.asarray(near, bool)
+        if boxes is not None and cfg.reid_reach > 0:
+            gone = len(dormant) - len(hidden)
+            far[:, :gone] |= ~_within_reach(boxes, dormant[:gone], index, cfg.reid_reach * diag)
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
-        score = np.where((ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)
-        if near is not None and len(hidden):  # not there: not that object (but still a look-alike below)
-            score[:, len(dormant) - len(hidden):][~np.asarray(near, bool)] = 0.0
+        score = np.where(far | (ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)
         # a candidate's match must stand out from its next best dormant signature, and a dormant signature's from
-        # its next best candidate, by appearance alone (one of another size that looks as alike counts too): look-
-        # alikes stay unmatched
+        # its next best candidate, by appearance alone (one of another size or elsewhere that looks as alike counts
+        # too): look-alikes stay unmatched
         margin = cfg.reid_margin
         second_row = np.sort(look, axis=1)[:, -2] if look.shape[1] > 1 else np.zeros(len(candidates))
         second_col = np.sort(look, axis=0)[-2, :] if look.shape[0] > 1 else np.zeros(len(dormant))
@@ -213,6 +233,25 @@ class DormantSet:
         for m in out:
             self._by_id.pop(m.id, None)
         return out
+
+
+def _within_reach(boxes: np.ndarray, dormant: list[Dormant], index: int, reach: float) -> np.ndarray:
+    """Candidates x dormant: whether a candidate's box centre lies within the dormant track's reach of where it was
+    last seen (the two boxes' half diagonals, plus its last speed and ``reach`` working pixels per frame away; where
+    it was last seen is kept, not extrapolated: a camera that panned away pans back, an occluded object stops)."""
+    out = np.ones((len(boxes), len(dormant)), bool)
+    at = [j for j, d in enumerate(dormant) if d.box is not None]
+    if not at or not len(boxes):
+        return out
+    b = np.asarray(boxes, np.float64)
+    d = np.array([dormant[j].box for j in at], np.float64)
+    away = np.array([index - dormant[j].last_seen for j in at], np.float64)
+    speed = np.array([dormant[j].speed for j in at], np.float64)
+    centre = lambda x: np.stack([x[:, 0] + x[:, 1], x[:, 2] + x[:, 3]], 1) / 2  # noqa: E731
+    half = lambda x: np.hypot(x[:, 1] - x[:, 0], x[:, 3] - x[:, 2]) / 2  # noqa: E731
+    dist = np.linalg.norm(centre(b)[:, None, :] - centre(d)[None, :, :], axis=2)
+    out[:, at] = dist <= half(b)[:, None] + half(d)[None, :] + (speed + reach) * away
+    return out
 
 
 def _similarities(a: list[Signature], b: list[Signature]) -> np.ndarray:

@@ -15,8 +15,9 @@ Per frame (``Tracker.prepare``, which a stream may run one frame ahead in anothe
    whole grid at once, or a slice of it a frame until the next keyframe) matched to the tracks by IoU so ids
    persist, and every ``tracker.new_region_interval`` frames newly visible area segmented into new tracks;
 6. merge tracks whose masks overlap beyond ``tracker.merge_overlap`` of the smaller with union-find (the older id
-   survives; a merge that would multiply the survivor's area is refused: car and road), retire tracks unseen for
-   ``tracker.max_age`` frames, paint the partition;
+   survives; a merge that would multiply the survivor's area is refused: car and road; a track unseen this frame
+   joins no merge: it keeps what the seen ones leave it, so its id neither rides onto them nor is lost), retire
+   tracks unseen for ``tracker.max_age`` frames, paint the partition;
 7. derive the next mask points: k-means centroids of every track's pixels at once.
 
 All of this runs on one label map at a working resolution (longer side ``tracker.work_max_side``, SAM's decoder
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +76,9 @@ class _Track:
     last_seen: int  # frame index of the last segmenter-confirmed mask (or confident carry while unprompted)
     signature: Signature | None = None  # what is remembered if it leaves (dormant.py), refreshed while confirmed
     provisional: bool = True  # its id may still give way to a dormant one (found under tracker.reid_window ago)
+    box: list[int] | None = None  # (y0, y1, x0, x1) working pixels when last seen: where it is looked for if it leaves
+    box_index: int = 0  # the frame of ``box``
+    speed: float = 0.0  # its box centre's recent speed, working pixels a frame
 
 
 @dataclass
@@ -695,7 +700,8 @@ class Tracker:
                 masks[i] = masks[i] & ~fresh
 
     def _partition(self, masks: dict) -> None:
-        """Merge overlapping tracks (union-find, older id survives), retire stale ones, paint the working map."""
+        """Merge overlapping tracks (union-find, older id survives; tracks unseen this frame join no merge), retire
+        stale ones, paint the working map."""
         cfg = self.cfg.tracker
         alive = list(self._tracks)
         tracks = [t for t in self._tracks if self._index - t.last_seen <= cfg.max_age]
@@ -706,6 +712,18 @@ class Tracker:
             tracks, inter = [tracks[k] for k in kept.tolist()], inter[np.ix_(kept, kept)]
         area = {t.id: int(inter[k, k]) for k, t in enumerate(tracks)}
         for group in M.merge_groups([masks[t.id] for t in tracks], cfg.merge_overlap, inter):
+            seen = [g for g in group if tracks[g].last_seen == self._index]
+            if seen and len(seen) < len(group):
+                # a track unseen this frame whose guess overlaps one seen is not that object: it neither takes the
+                # seen one's id (the older id would ride onto it) nor is joined into it (its own id would be lost
+                # without a signature); it keeps what the seen ones leave it, and leaves (dormant) if that is nothing
+                union = np.logical_or.reduce([masks[tracks[g].id] for g in seen])
+                for g in group:
+                    if g not in seen:
+                        masks[tracks[g].id] = masks[tracks[g].id] & ~union
+                        area[tracks[g].id] = int(np.count_nonzero(masks[tracks[g].id]))
+                        merged.append(tracks[g])
+                group = seen
             keep = tracks[group[0]]  # tracks are kept in id (birth) order, so the first is the oldest
             if len(group) > 1:
                 union = np.logical_or.reduce([masks[tracks[g].id] for g in group])
@@ -767,7 +785,8 @@ class Tracker:
             self._events.append(TrackEvent("retired", t.id))
             return
         self._events.append(TrackEvent("dormant", t.id))
-        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot):
+        for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot,
+                                          t.box, t.speed, current=self._cut.shot):
             self._events.append(TrackEvent("retired", forgotten))
 
     def _appearance_now(self) -> Appearance:
@@ -813,7 +832,9 @@ class Tracker:
             usable = [k for k, sg in sigs.items() if sg is not None]
             pool = [Dormant(t.id, t.signature, t.last_seen, self._cut.shot) for t in hidden.values()]
             near = _near(self._boxes[usable], self._boxes[[k for k, t in enumerate(self._tracks) if t.id in hidden]])
-            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool, near):
+            diag = float(np.hypot(*self._grid.work))
+            for m in self.dormant.match([sigs[k] for k in usable], self._index, self._cut.shot, pool, near,
+                                        self._boxes[usable], diag):
                 t = self._tracks[usable[m.candidate]]
                 if m.id in hidden:
                     found_again.append(hidden[m.id])
@@ -831,7 +852,15 @@ class Tracker:
                 t.signature = sigs[k]
                 self._events.append(TrackEvent("born", t.id))
         # (the list stays in this frame's map order; the next partition sorts it by id again)
+        rows = self._boxes.tolist()
         for k, t in enumerate(self._tracks):
+            if t.last_seen == self._index:  # where it was last seen, and how fast it moved: where it is looked for
+                box = rows[k]
+                if t.box is not None and self._index > t.box_index:
+                    moved = math.hypot((box[0] + box[1] - t.box[0] - t.box[1]) / 2,
+                                       (box[2] + box[3] - t.box[2] - t.box[3]) / 2) / (self._index - t.box_index)
+                    t.speed = 0.5 * (t.speed + moved)
+                t.box, t.box_index = box, self._index
             # refreshed every signature_interval frames, spread over the frames by id (not all tracks at once)
             if remember and t.born != self._index and t.last_seen == self._index and (
                     t.signature is None or (self._index + t.id) % cfg.signature_interval == 0):

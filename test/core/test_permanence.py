@@ -266,21 +266,82 @@ def test_dormant_tracks_are_matched_only_in_their_shot():
 
 
 def test_an_id_whose_points_slide_onto_the_patch_leaves_it(davis_root):
-    """sam_sim at 0.5 (car-roundabout, seed 0) holds the car as two tracks that merge as the patch comes over it;
-    the survivor's carried points slide onto the patch a little each frame, never far enough from its warped mask
-    to be suspect. The periodic appearance check (``tracker.gate_interval``; 0 fails this) catches it: no id that
-    was on the car just before the gap is on anything while the car is away."""
+    """sam_sim at 0.5 (bmx-trees behind the patch, seed 0): with ``tracker.gate_interval`` 0 the rider's id stays
+    confirmed on another region while the rider is behind the patch (up to 4642 pixels of the 854 x 480 frame). The
+    periodic appearance check catches it: no id that was on the rider just before the gap is on anything while it is
+    away. (car-roundabout, this test's case until overlapping unseen tracks stopped merging, no longer rides.)"""
     from mastsam_ros.evaluation import leave_return as L
 
-    clip = _clip(davis_root, "car-roundabout", "occluder", 10)
+    clip = _clip(davis_root, "bmx-trees", "occluder", 10)
     cfg = L.load_config(None, {})
     labels, _, _, _ = L.run_clip(clip, "sam_sim@0.5", cfg, seed=0)
     a, b = clip.gap
-    before = [t for t in range(a - 5, a)]
-    votes = L._votes(labels, clip.gt, before)
-    car = [i for i, n in votes.items() if i and n >= 0.1 * sum(votes.values())]
-    assert len(car) >= 2  # the split this case is about
+    votes = L._votes(labels, clip.gt, list(range(a - 5, a)))
+    rider = [i for i, n in votes.items() if i and n >= 0.1 * sum(votes.values())]
+    assert rider  # it had an id before it left
     frame_px = labels.shape[1] * labels.shape[2]
-    rides = {i: max(int(np.count_nonzero(labels[t] == i)) for t in range(a + 2, b)) for i in car}
+    rides = {i: max(int(np.count_nonzero(labels[t] == i)) for t in range(a + 2, b)) for i in rider}
     assert all(n < 0.001 * frame_px for n in rides.values()), rides
 
+
+
+@pytest.mark.parametrize("older_unseen", [True, False])
+def test_an_unseen_track_whose_guess_lies_on_a_seen_one_leaves_without_taking_or_losing_an_id(older_unseen):
+    """Four box tracks; in the next frame one of them is unseen (its prompt failed) and its warped guess lies on its
+    neighbour, which the segmenter confirmed. Overlap merging must not join them: the older id would ride onto the
+    neighbour (older unseen), or the unseen id would be reported merged and lost without a signature (younger
+    unseen). The neighbour keeps its id and pixels; the unseen track, left with nothing, goes dormant."""
+    from fakes import BoxSegmenter, StillMatcher, frame
+
+    tracker = Tracker(Config(), segmenter=BoxSegmenter(), matcher=StillMatcher())
+    tracker.step(frame(1))
+    first, second = sorted(t.id for t in tracker._tracks)[:2]
+    unseen, seen = (first, second) if older_unseen else (second, first)
+    masks = {t.id: tracker._index_map == k + 1 for k, t in enumerate(tracker._tracks)}
+    area = int(np.count_nonzero(masks[seen]))
+    last_box = next(list(t.box) for t in tracker._tracks if t.id == unseen)
+    masks[unseen] = masks[seen].copy()  # its guess slid onto the neighbour
+    tracker._index += 1
+    tracker._events, tracker._softs = [], {i: m.astype(np.float32) for i, m in masks.items()}
+    for t in tracker._tracks:
+        t.last_seen = tracker._index if t.id != unseen else t.last_seen
+    tracker._partition(masks)
+    live = {t.id: int(np.count_nonzero(tracker._index_map == k + 1)) for k, t in enumerate(tracker._tracks)}
+    assert unseen not in live and live[seen] == area
+    assert [(e.kind, e.id) for e in tracker._events] == [("dormant", unseen)]
+    assert unseen in tracker.dormant.ids()
+    assert list(tracker.dormant._by_id[unseen].box) == last_box  # where it was last seen, for tracker.reid_reach
+
+
+def test_a_dormant_id_is_taken_back_only_within_reach_of_where_it_was_last_seen():
+    """``tracker.reid_reach``: the two boxes' half diagonals plus (last speed + reach) per frame away. A 10 x 10 box
+    last seen at frame 10 moving 1 pixel a frame, reach 2 pixels a frame (0.02 of a diagonal of 100): 3 frames later
+    a look-alike 30 pixels off is out of reach (7.1 + 7.1 + 3 x 3 = 23.1), one 20 off is taken; 10 frames later the
+    one 30 off is within reach (44.1)."""
+    h = np.eye(8)[2] + 0.01
+    last = [10, 20, 10, 20]
+
+    def found(index, dx):
+        d = DormantSet(_cfg(reid_reach=0.02))
+        d.add(7, _sig(h), last_seen=10, box=last, speed=1.0)
+        return [m.id for m in d.match([_sig(h)], index=index, boxes=np.array([last]) + [0, 0, dx, dx], diag=100.0)]
+
+    assert found(13, 30) == [] and found(13, 20) == [7]
+    assert found(20, 30) == [7]
+    d = DormantSet(_cfg(reid_reach=0.0))  # 0: anywhere
+    d.add(7, _sig(h), last_seen=10, box=last, speed=1.0)
+    assert [m.id for m in d.match([_sig(h)], index=11, boxes=np.array([last]) + [0, 0, 200, 200], diag=100.0)] == [7]
+
+
+def test_a_full_memory_forgets_the_place_the_camera_left_before_the_one_it_is_back_in():
+    """Two dormant tracks of shot 0; the camera cut away to shot 1 and back to 0, and the tracks of shot 1 go dormant:
+    the room (4) goes to shot 0's objects, which are expected back here, and shot 1's oldest are forgotten."""
+    d = DormantSet(_cfg())
+    h = np.eye(8)[2] + 0.01
+    d.add(1, _sig(h), last_seen=5, shot=0)
+    d.add(2, _sig(h), last_seen=5, shot=0)
+    forgotten = []
+    for i in range(3, 7):
+        forgotten += d.add(i, _sig(h), last_seen=60, shot=1, current=0)
+    assert forgotten == [3, 4] and d.ids() == [1, 2, 5, 6]
+    assert d.add(7, _sig(h), last_seen=61, shot=1) == [1]  # no current shot given: the oldest
