@@ -204,12 +204,12 @@ class DormantSet:
         if not candidates or not dormant:
             return []
         look = _similarities(candidates, [d.signature for d in dormant])
+        gone = len(dormant) - len(hidden)  # the dormant ones first, then the hidden live ones
         far = np.zeros(look.shape, bool)  # not there: not that object (but still a look-alike below)
         if near is not None and len(hidden):
-            far[:, len(dormant) - len(hidden):] = ~np.asarray(near, bool)
+            far[:, gone:] = ~np.asarray(near, bool)
         if boxes is not None and cfg.reid_reach > 0:
-            gone = len(dormant) - len(hidden)
-            far[:, :gone] |= ~_within_reach(boxes, dormant[:gone], index, cfg.reid_reach * diag)
+            far[:, :gone] = ~_within_reach(boxes, dormant[:gone], index, cfg.reid_reach * diag)
         ratio = (np.array([max(c.area, 1) for c in candidates], float)[:, None]
                  / np.array([max(d.signature.area, 1) for d in dormant], float)[None, :])
         score = np.where(far | (ratio < 1.0 / cfg.reid_max_area_ratio) | (ratio > cfg.reid_max_area_ratio), 0.0, look)

@@ -854,7 +854,7 @@ class Tracker:
         # (the list stays in this frame's map order; the next partition sorts it by id again)
         rows = self._boxes.tolist()
         for k, t in enumerate(self._tracks):
-            if t.last_seen == self._index:  # where it was last seen, and how fast it moved: where it is looked for
+            if remember and t.last_seen == self._index:  # where and how fast it was last seen: where it is looked for
                 box = rows[k]
                 if t.box is not None and self._index > t.box_index:
                     moved = math.hypot((box[0] + box[1] - t.box[0] - t.box[1]) / 2,
