@@ -6,12 +6,13 @@ Settings: method in {tracker, baseline_a .. baseline_e} x segmenter in {oracle, 
 {flow, xfeat}; the matcher only matters to the tracker and baseline_c, so baselines a and b run once per segmenter
 and appear in every matcher's table. ``sam_sim`` (evaluation only, SAM's failure modes on the ground truth) runs at
 each of ``--severities`` (named ``sam_sim@<severity>``); its J&F against severity is plotted to ``--plot`` (default:
-robustness.png beside ``--out``). Baselines d (per-frame Felzenszwalb) and e (per-frame SLIC) segment by themselves:
-they run once, under the ``classical`` segmenter. Subsets for quick iteration: ``--sequences``, ``--methods``,
-``--segmenters``, ``--matchers``, ``--limit N`` (first N frames). Jobs (one method, setting and sequence each) run
-in ``--jobs`` processes with one thread each; predictions go to ``--work`` (a temporary directory unless given) and
-are scored with the same code as ``mastsam-eval``. Each finished job leaves ``<work>/records/<job>.json``; rerunning
-with the same ``--work`` (and the same ``--set`` / ``--limit``) skips recorded jobs, so an interrupted run resumes.
+robustness.png beside ``--out``); ``--sim-seed`` sets its draws. Baselines d (per-frame Felzenszwalb) and e
+(per-frame SLIC) segment by themselves: they run once, under the ``classical`` segmenter. Subsets for quick
+iteration: ``--sequences``, ``--methods``, ``--segmenters``, ``--matchers``, ``--limit N`` (first N frames). Jobs
+(one method, setting and sequence each) run in ``--jobs`` processes with one thread each; predictions go to
+``--work`` (a temporary directory unless given) and are scored with the same code as ``mastsam-eval``. Each finished
+job leaves ``<work>/records/<job>.json``; rerunning with the same ``--work`` (and the same ``--set`` / ``--limit`` /
+``--sim-seed``) skips recorded jobs, so an interrupted run resumes.
 Exit codes: 0 every job scored; 1 a job failed or the page could not be written; 2 usage (a wrong ``--davis`` or
 sequence name); 130 interrupted (Ctrl-C). Errors end with one line naming the problem.
 """
@@ -72,18 +73,18 @@ def _limit_threads() -> None:
 
 
 def _job(args: tuple) -> dict:
-    method, segmenter, matcher, davis_root, seq, work, overrides, limit = args
+    method, segmenter, matcher, davis_root, seq, work, overrides, limit, seed = args
     from .runner import evaluate_run, run_sequence
 
     out = Path(work) / f"{method}-{segmenter}-{matcher or 'none'}"
     rec = {"method": method, "segmenter": segmenter, "matcher": matcher or "-", "sequence": seq}
     try:
-        info = run_sequence(method, segmenter, matcher, davis_root, seq, out, overrides, limit)
+        info = run_sequence(method, segmenter, matcher, davis_root, seq, out, overrides, limit, seed)
         res = evaluate_run(out, davis_root, seq, limit)
         rec.update(frames=info.frames, seconds=info.seconds, result=res.as_dict())
     except Exception as e:  # one failing job must not lose the others' hours
         rec.update(error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
-    rec.update(overrides=overrides, limit=limit)
+    rec.update(overrides=overrides, limit=limit, sim_seed=seed)
     path = _record_path(work, method, segmenter, matcher, seq)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rec, indent=1))
@@ -106,8 +107,9 @@ def _record_path(work, method, segmenter, matcher, seq) -> Path:
     return Path(work) / "records" / f"{method}-{segmenter}-{matcher or 'none'}-{seq}.json"
 
 
-def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
-    """Run the jobs not already recorded under ``work/records`` (a rerun with the same ``--work`` resumes)."""
+def run_all(jobs, davis_root, work, overrides, limit, n_proc, seed: int = 0) -> list[dict]:
+    """Run the jobs not already recorded under ``work/records`` (a rerun with the same ``--work`` resumes);
+    ``seed``: the draws of ``sam_sim``."""
     import multiprocessing as mp
 
     out, todo = [], []
@@ -115,13 +117,14 @@ def run_all(jobs, davis_root, work, overrides, limit, n_proc) -> list[dict]:
         rec_path = _record_path(work, m, s, mt, seq)
         if rec_path.is_file():
             rec = json.loads(rec_path.read_text())
-            if rec.get("overrides") == overrides and rec.get("limit") == limit and "error" not in rec:
+            same = rec.get("overrides") == overrides and rec.get("limit") == limit and rec.get("sim_seed", 0) == seed
+            if same and "error" not in rec:
                 out.append(rec)
                 continue
         todo.append((m, s, mt, seq))
     if out:
         print(f"resuming: {len(out)} jobs already recorded under {work}/records", file=sys.stderr, flush=True)
-    args = [(m, s, mt, str(davis_root), seq, str(work), overrides, limit) for m, s, mt, seq in todo]
+    args = [(m, s, mt, str(davis_root), seq, str(work), overrides, limit, seed) for m, s, mt, seq in todo]
     # slowest first so the two workers finish together: classical before oracle, tracker/c before a/b
     cost = {"classical": 2, "oracle": 0}
     args.sort(key=lambda a: -(cost.get(parse_segmenter(a[1])[0], 1) + (1 if a[0] in ("tracker", "baseline_c") else 0)))
@@ -353,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", type=Path,
                     help="PNG of J&F against sam_sim severity (default: robustness.png beside --out)")
     ap.add_argument("--limit", type=int, help="only the first N frames of each sequence (quick runs)")
+    ap.add_argument("--sim-seed", type=int, default=0,
+                    help="seed of sam_sim's draws (default 0): a seed moves single sequences a lot, compare means over"
+                    " several")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="config override for every run, e.g. --set tracker.keyframe_interval=20")
@@ -380,10 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         if args.work:
-            records = run_all(jobs, args.davis, args.work, overrides, args.limit, args.jobs)
+            records = run_all(jobs, args.davis, args.work, overrides, args.limit, args.jobs, args.sim_seed)
         else:
             with tempfile.TemporaryDirectory(prefix="mastsam-results-") as work:
-                records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs)
+                records = run_all(jobs, args.davis, work, overrides, args.limit, args.jobs, args.sim_seed)
     except KeyboardInterrupt:
         print(f"{ap.prog}: interrupted (finished jobs are recorded under --work, a rerun with it resumes)",
               file=sys.stderr)

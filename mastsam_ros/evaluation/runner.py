@@ -82,8 +82,10 @@ def run_sequence(
     out_dir: str | Path,
     overrides: dict | None = None,
     limit: int | None = None,
+    seed: int = 0,
 ) -> RunInfo:
-    """Run ``method`` on ``seq`` (its first ``limit`` frames when given) and write ``<out_dir>/<seq>/<stem>.png``."""
+    """Run ``method`` on ``seq`` (its first ``limit`` frames when given) and write ``<out_dir>/<seq>/<stem>.png``;
+    ``seed``: the draws of ``sam_sim``."""
     matcher = matcher if USES_MATCHER.get(method, True) else None
     cfg = make_config(segmenter, matcher, overrides)
     frames = davis.load_frames(davis_root, seq, limit=limit)
@@ -91,7 +93,7 @@ def run_sequence(
     gt = None
     if parse_segmenter(segmenter)[0] in GT_SEGMENTERS:
         _, gt = davis.load_gt(davis_root, seq, limit=len(frames))
-    seg = build_segmenter_for(segmenter, cfg, gt, frames)
+    seg = build_segmenter_for(segmenter, cfg, gt, frames, seed)
     m = build_method(method, cfg, seg)
     labels = []
     t0 = time.perf_counter()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -148,3 +149,26 @@ def test_results_command_sweeps_sam_sim_severities_and_plots(seq10, tmp_path):
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(SystemExit):
         results.main(argv[:-2] + ["--severities", "1.5"])
+
+
+def test_results_command_sim_seed_sets_sam_sims_draws(seq10, tmp_path):
+    """``--sim-seed`` reaches sam_sim (other draws, other predictions) and is part of what a resumed run must match."""
+    from mastsam_ros.evaluation import results
+
+    work = tmp_path / "work"
+    argv = ["--davis", str(DAVIS), "--out", str(tmp_path / "R.md"), "--work", str(work), "--sequences", SEQ,
+            "--methods", "baseline_b", "--segmenters", "sam_sim", "--matchers", "flow", "--severities", "1",
+            "--limit", "4", "--jobs", "1", "--plot", str(tmp_path / "r.png")]
+
+    def predictions() -> list[bytes]:
+        return [p.read_bytes() for p in sorted((work / "baseline_b-sam_sim@1-none" / SEQ).glob("*.png"))]
+
+    assert results.main(argv) == 0
+    (record,) = (work / "records").glob("*.json")
+    seed0 = predictions()
+    assert len(seed0) == 4 and json.loads(record.read_text())["sim_seed"] == 0
+    assert results.main(argv + ["--sim-seed", "1"]) == 0  # not resumed from the seed-0 record: run again
+    assert json.loads(record.read_text())["sim_seed"] == 1
+    assert predictions() != seed0
+    assert results.main(argv) == 0  # and seed 0 again gives seed 0's predictions
+    assert predictions() == seed0
