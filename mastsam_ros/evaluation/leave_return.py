@@ -710,14 +710,20 @@ def plot_recall(rows: list[dict], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     edits = [e for e in EDITS if any(r["edit"] == e for r in rows)]
+    # one colour and one offset per series in every panel (a series missing from a panel leaves its colour unused),
+    # and one legend naming them all
+    series = sorted({(r["label"], r["segmenter"]) for r in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, axes = plt.subplots(1, len(edits), figsize=(4.2 * len(edits), 3.6), dpi=120, squeeze=False)
     for ax, edit in zip(axes[0], edits):
-        series = sorted({(r["label"], r["segmenter"]) for r in rows if r["edit"] == edit})
         for i, (label, seg) in enumerate(series):
             pts = sorted((r["K"], r["recall"], r["scored"]) for r in rows
                          if (r["label"], r["segmenter"], r["edit"]) == (label, seg, edit))
+            if not pts:
+                continue
             dodge = 1 + 0.05 * (i - (len(series) - 1) / 2)  # side by side, so equal values stay visible
-            ax.plot([p[0] * dodge for p in pts], [p[1] for p in pts], marker="o", label=f"{label}, {seg}")
+            ax.plot([p[0] * dodge for p in pts], [p[1] for p in pts], marker="o", color=colours[i % len(colours)],
+                    label=f"{label}, {seg}")
             for k, y, n in pts:
                 ax.annotate(str(n), (k * dodge, y), textcoords="offset points", xytext=(3, 3), fontsize=6)
         ax.set_title(f"{edit.replace('_', ' ')} (numbers: returns scored)", fontsize=9)
@@ -729,7 +735,12 @@ def plot_recall(rows: list[dict], path: Path) -> bool:
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("re-ID recall")
-    axes[0][-1].legend(fontsize=7)
+    handles = {}
+    for ax in axes[0]:
+        for h, name in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(name, h)
+    axes[0][-1].legend([handles[f"{la}, {sg}"] for la, sg in series if f"{la}, {sg}" in handles],
+                       [f"{la}, {sg}" for la, sg in series if f"{la}, {sg}" in handles], fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

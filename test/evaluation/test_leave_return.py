@@ -247,6 +247,30 @@ def test_summary_table_and_plot(tmp_path):
     assert L.plot_recall(rows, tmp_path / "r.png") and (tmp_path / "r.png").stat().st_size > 0
 
 
+def test_plot_gives_a_series_one_colour_in_every_panel_and_names_all_in_the_legend(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    saved = []
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, *a, **k: saved.append(fig))
+
+    def row(label, seg, edit, K, recall):
+        return {"label": label, "segmenter": seg, "edit": edit, "K": K, "recall": recall, "scored": 2}
+
+    # "a, oracle" only in the first panel: "b, sam_sim@0" must not take its colour in the second, and the legend (on
+    # the last panel) names both
+    rows = [row("a", "oracle", "look_away", 10, 1.0), row("b", "sam_sim@0", "look_away", 10, 0.5),
+            row("b", "sam_sim@0", "pan", 10, 0.0), row("b", "sam_sim@0", "pan", 30, 0.5)]
+    assert L.plot_recall(rows, tmp_path / "r.png")
+    (fig,) = saved
+    colour = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            assert colour.setdefault(line.get_label(), line.get_color()) == line.get_color()
+    assert len(set(colour.values())) == 2
+    legend = fig.axes[-1].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["a, oracle", "b, sam_sim@0"]
+
+
 def test_command_runs_the_tracker_and_writes_table_json_and_plot(tmp_path):
     if not (DAVIS / "JPEGImages" / "480p" / "libby").is_dir():
         pytest.skip(f"DAVIS frames not found at {DAVIS}")
