@@ -54,7 +54,7 @@ an object of the place the camera cut away from never takes an id in another pla
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -169,17 +169,21 @@ class DormantSet:
 
     def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: list[int] | None = None,
             speed: float = 0.0, current: int | None = None) -> list[int]:
-        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``: the oldest
+        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``: signatures
         of another shot than the ``current`` one first (the camera cut back to a place: its objects are the ones
         expected back, even when the tracks of the place it cut away from, just sent dormant, outnumber the room
-        left), then the oldest."""
+        left), the oldest of the shot that holds most of them (a camera that looked at several places in turn keeps
+        some of each: the place it looked at first is not pushed out whole by the ones it saw since), then the
+        oldest."""
         self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot, box, speed)
         self._by_id.move_to_end(track_id)
         forgotten = []
         while len(self._by_id) > self.cfg.dormant_max:
-            elsewhere = (i for i, d in self._by_id.items() if d.shot != current) if current is not None else iter(())
-            victim = next(elsewhere, None)
-            if victim is None:
+            held = Counter(d.shot for d in self._by_id.values() if d.shot != current) if current is not None else {}
+            if held:
+                most = max(held.values())
+                victim = next(i for i, d in self._by_id.items() if d.shot != current and held[d.shot] == most)
+            else:
                 victim = next(iter(self._by_id))
             del self._by_id[victim]
             forgotten.append(victim)

@@ -345,3 +345,18 @@ def test_a_full_memory_forgets_the_place_the_camera_left_before_the_one_it_is_ba
         forgotten += d.add(i, _sig(h), last_seen=60, shot=1, current=0)
     assert forgotten == [3, 4] and d.ids() == [1, 2, 5, 6]
     assert d.add(7, _sig(h), last_seen=61, shot=1) == [1]  # no current shot given: the oldest
+
+
+def test_a_full_memory_keeps_some_of_every_place_the_camera_looked_at():
+    """The camera left shot 0 (two dormant tracks) for shot 1 (four more) and cut on to shot 2: with room for four,
+    the signatures forgotten are the oldest of shot 1, which holds the most, not the older ones of shot 0 (pushed out
+    whole, the place looked at first would be forgotten however briefly the camera looked at the others)."""
+    d = DormantSet(_cfg())
+    h = np.eye(8)[2] + 0.01
+    d.add(1, _sig(h), last_seen=5, shot=0, current=0)
+    d.add(2, _sig(h), last_seen=5, shot=0, current=0)
+    forgotten = []
+    for i in range(3, 7):
+        forgotten += d.add(i, _sig(h), last_seen=60, shot=1, current=2)
+    assert forgotten == [3, 4] and d.ids() == [1, 2, 5, 6]
+    assert d.add(7, _sig(h), last_seen=90, shot=2, current=2) == [1]  # shots 0 and 1 hold two each: the oldest
