@@ -111,8 +111,9 @@ class TrackerSection:
         " on whatever covers the object.", range=(0, 100000)
     )
     dormant_max: int = config_field(
-        64, "Signatures of tracks that left kept for re-identification, at most this many (the oldest forgotten"
-        " first; 0 = retire and forget).", range=(0, 10000)
+        64, "Signatures of tracks that left kept for re-identification, at most this many (when full, the oldest of"
+        " another shot than the current one is forgotten first, from the shot holding most; 0 = retire and forget).",
+        range=(0, 10000)
     )
     dormant_max_age: int = config_field(
         900, "A dormant signature unseen for more than this many frames is forgotten.", range=(1, 10_000_000)
