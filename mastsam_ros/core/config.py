@@ -112,7 +112,8 @@ class TrackerSection:
     )
     dormant_max: int = config_field(
         64, "Signatures of tracks that left kept for re-identification, at most this many (when full, the oldest of"
-        " another shot than the current one is forgotten first, from the shot holding most; 0 = retire and forget).",
+        " the largest group is forgotten: another shot's, or those that left this shot since the camera came to it;"
+        " 0 = retire and forget).",
         range=(0, 10000)
     )
     dormant_max_age: int = config_field(

@@ -4,8 +4,9 @@ A live track keeps a compact :class:`Signature` (refreshed every ``tracker.signa
 segmenter confirms it): its appearance (the mean of its last ``tracker.signature_views`` views) and its size at the
 working resolution. When the track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scene cut) the
 signature is kept in the :class:`DormantSet`, bounded in number (``tracker.dormant_max``; when full, the oldest of
-another shot than the current one is forgotten first, from the shot that holds most signatures, so every place the
-camera looked at keeps some: :meth:`DormantSet.add`) and in age (``tracker.dormant_max_age`` frames). A track born later
+the largest group goes first, a group being another shot's signatures or those that left the current shot since the
+camera came to it, so every place the camera looked at keeps some: :meth:`DormantSet.add`) and in age
+(``tracker.dormant_max_age`` frames). A track born later
 whose signature matches a dormant one well enough takes the old id back (:meth:`DormantSet.match`): the score is the
 appearance similarity, zero when the sizes differ by more than ``tracker.reid_max_area_ratio``; a match needs
 ``tracker.reid_min_score`` and, against the next best dormant signature, a margin of ``tracker.reid_margin``, so a
@@ -168,22 +169,28 @@ class DormantSet:
         self._by_id.clear()
 
     def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: list[int] | None = None,
-            speed: float = 0.0, current: int | None = None) -> list[int]:
-        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``: signatures
-        of another shot than the ``current`` one first (the camera cut back to a place: its objects are the ones
-        expected back, even when the tracks of the place it cut away from, just sent dormant, outnumber the room
-        left), the oldest of the shot that holds most of them (a camera that looked at several places in turn keeps
-        some of each: the place it looked at first is not pushed out whole by the ones it saw since), then the
-        oldest."""
+            speed: float = 0.0, current: int | None = None, since: int | None = None) -> list[int]:
+        """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``. The
+        signatures are grouped: one group per shot other than the ``current`` one, and one of the current shot's
+        signatures that left since the camera came to it (frame ``since``); the oldest signature of the largest group
+        goes first (of the largest groups, the oldest), so a camera that looked at several places in turn keeps some
+        of each, and the tracks that come and go while it stays at one place push out each other, however long it
+        stays. The current shot's signatures that left before the camera came back to it are kept while any group
+        is left: they are the objects expected back (at a cut back the tracks of the place the camera cut away from
+        go dormant at once, and may outnumber the room left). Without ``current``: the oldest first."""
         self._by_id[track_id] = Dormant(track_id, signature, last_seen, shot, box, speed)
         self._by_id.move_to_end(track_id)
         forgotten = []
         while len(self._by_id) > self.cfg.dormant_max:
-            held = Counter(d.shot for d in self._by_id.values() if d.shot != current) if current is not None else {}
-            if held:
-                most = max(held.values())
-                victim = next(i for i, d in self._by_id.items() if d.shot != current and held[d.shot] == most)
-            else:
+            victim = None
+            if current is not None:
+                start = since if since is not None else 0
+                group = {i: (d.shot if d.shot != current else None) for i, d in self._by_id.items()
+                         if d.shot != current or d.last_seen >= start}  # None: the current shot since ``since``
+                size = Counter(group.values())
+                most = max(size.values(), default=0)
+                victim = next((i for i, g in group.items() if size[g] == most), None)
+            if victim is None:
                 victim = next(iter(self._by_id))
             del self._by_id[victim]
             forgotten.append(victim)

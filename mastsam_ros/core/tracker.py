@@ -146,6 +146,7 @@ class Tracker:
         self.schedule.reset()
         self.dormant.clear()  # another camera or a request to forget: nothing that left is expected back
         self._cut.reset()
+        self._visit = 0  # the frame at which the camera came to the current shot
         self._boxes = np.zeros((0, 4), np.intp)  # each live track's box in the working map (y0, y1, x0, x1)
         self._uncovered = (1 << 62, False)  # (fewest uncovered working pixels since the last search, grown since)
         self.matcher.reset()
@@ -312,6 +313,8 @@ class Tracker:
         pair_used, seen = self._embed_and_match(frame, prepared)
         shot = self._cut.shot
         cut, _ = self._cut(frame, self.cfg.tracker.cut_distance, self.cfg.tracker.cut_max_correlation, seen)
+        if cut:
+            self._visit = self._index  # the camera came to this shot (again) at this frame
         if cut and self._tracks:  # carried points mean nothing across a cut: every track leaves, re-segment
             for t in self._tracks:
                 self._leave(t, shot)
@@ -786,7 +789,7 @@ class Tracker:
             return
         self._events.append(TrackEvent("dormant", t.id))
         for forgotten in self.dormant.add(t.id, t.signature, t.last_seen, self._cut.shot if shot is None else shot,
-                                          t.box, t.speed, current=self._cut.shot):
+                                          t.box, t.speed, current=self._cut.shot, since=self._visit):
             self._events.append(TrackEvent("retired", forgotten))
 
     def _appearance_now(self) -> Appearance:

@@ -348,15 +348,19 @@ def test_a_full_memory_forgets_the_place_the_camera_left_before_the_one_it_is_ba
 
 
 def test_a_full_memory_keeps_some_of_every_place_the_camera_looked_at():
-    """The camera left shot 0 (two dormant tracks) for shot 1 (four more) and cut on to shot 2: with room for four,
-    the signatures forgotten are the oldest of shot 1, which holds the most, not the older ones of shot 0 (pushed out
-    whole, the place looked at first would be forgotten however briefly the camera looked at the others)."""
+    """The camera left shot 0 (two dormant tracks) for shot 1 at frame 50, where four tracks come and go, then cut
+    on to shot 2: with room for four, the tracks that came and went in shot 1 push out each other once they
+    outnumber shot 0's, not shot 0's; at the cut to shot 2 the one forgotten is the oldest of shot 1, which holds the
+    most (pushed out whole, the place looked at first would be forgotten however briefly the camera looked at the
+    others)."""
     d = DormantSet(_cfg())
     h = np.eye(8)[2] + 0.01
-    d.add(1, _sig(h), last_seen=5, shot=0, current=0)
-    d.add(2, _sig(h), last_seen=5, shot=0, current=0)
+    d.add(1, _sig(h), last_seen=5, shot=0, current=0, since=0)
+    d.add(2, _sig(h), last_seen=5, shot=0, current=0, since=0)
     forgotten = []
     for i in range(3, 7):
-        forgotten += d.add(i, _sig(h), last_seen=60, shot=1, current=2)
+        forgotten += d.add(i, _sig(h), last_seen=60 + i, shot=1, current=1, since=50)
     assert forgotten == [3, 4] and d.ids() == [1, 2, 5, 6]
-    assert d.add(7, _sig(h), last_seen=90, shot=2, current=2) == [1]  # shots 0 and 1 hold two each: the oldest
+    assert d.add(7, _sig(h), last_seen=89, shot=1, current=2, since=90) == [5]
+    # one track came and went in shot 2: the largest groups are shot 0's and shot 1's (two each), the oldest goes
+    assert d.add(8, _sig(h), last_seen=95, shot=2, current=2, since=90) == [1]
