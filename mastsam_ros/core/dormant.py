@@ -3,19 +3,18 @@
 A live track keeps a compact :class:`Signature` (refreshed every ``tracker.signature_interval`` frames while the
 segmenter confirms it): its appearance (the mean of its last ``tracker.signature_views`` views) and its size at the
 working resolution. When the track leaves (unseen for ``tracker.max_age`` frames, hidden by others, or a scene cut) the
-signature is kept in the :class:`DormantSet`, bounded in number (``tracker.dormant_max``; when full, the oldest of
-the largest group goes first, a group being another shot's signatures or those that left the current shot since the
-camera came to it, so every place the camera looked at keeps some: :meth:`DormantSet.add`) and in age
-(``tracker.dormant_max_age`` frames). A track born later
-whose signature matches a dormant one well enough takes the old id back (:meth:`DormantSet.match`): the score is the
-appearance similarity, zero when the sizes differ by more than ``tracker.reid_max_area_ratio``; a match needs
-``tracker.reid_min_score`` and, against the next best dormant signature, a margin of ``tracker.reid_margin``, so a
-look-alike pair is left unmatched rather than guessed; and it must be found within reach of where the dormant track was
-last seen (``tracker.reid_reach``: the two boxes' half diagonals plus its last speed and a fraction of the image
-diagonal per frame away; the last position is kept, not extrapolated, since a camera that panned away pans back and an
-occluded object stops behind its occluder). Live tracks hidden from view (unseen for more than
-``tracker.hidden_publish_frames``: carried, not published) compete alike: an object found again near where such a track
-was carried takes its id at once, and the hidden track's guess is dropped.
+signature is kept in the :class:`DormantSet`, bounded in number (``tracker.dormant_max``; when full, the oldest of the
+largest group goes first, a group being another shot's signatures or those that left the current shot since the camera
+came to it, so every place the camera looked at keeps some: :meth:`DormantSet.add`) and in age
+(``tracker.dormant_max_age`` frames). A track born later whose signature matches a dormant one well enough takes the old
+id back (:meth:`DormantSet.match`): the score is the appearance similarity, zero when the sizes differ by more than
+``tracker.reid_max_area_ratio``; a match needs ``tracker.reid_min_score`` and, against the next best dormant signature,
+a margin of ``tracker.reid_margin``, so a look-alike pair is left unmatched rather than guessed; and it must be found
+within reach of where the dormant track was last seen (``tracker.reid_reach``: the two boxes' half diagonals plus its
+last speed and a fraction of the image diagonal per frame away; the last position is kept, not extrapolated, since a
+camera that panned away pans back and an occluded object stops behind its occluder). Live tracks hidden from view
+(unseen for more than ``tracker.hidden_publish_frames``: carried, not published) compete alike: an object found again
+near where such a track was carried takes its id at once, and the hidden track's guess is dropped.
 Candidates and dormant signatures are paired one to one (Hungarian), so two live tracks never share an id. An
 object that comes back partly in view (through the image border, from behind an occluder) may not match at first:
 a track stays a candidate for ``tracker.reid_window`` frames after it was found, and when it matches later its
