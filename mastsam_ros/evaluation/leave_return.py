@@ -739,8 +739,8 @@ def plot_recall(rows: list[dict], path: Path) -> bool:
     for ax in axes[0]:
         for h, name in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(name, h)
-    axes[0][-1].legend([handles[f"{la}, {sg}"] for la, sg in series if f"{la}, {sg}" in handles],
-                       [f"{la}, {sg}" for la, sg in series if f"{la}, {sg}" in handles], fontsize=7)
+    names = [n for n in (f"{la}, {sg}" for la, sg in series) if n in handles]
+    axes[0][-1].legend([handles[n] for n in names], names, fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
