@@ -25,10 +25,12 @@ a track confirmed again after frames unseen, or on a mask whose IoU with its war
 track of at least ``GATE_SAMPLE_PIXELS`` working pixels every ``tracker.gate_interval`` frames (points that slide onto
 an occluder a little each frame; a smaller grey region's hue histogram changes too much from frame to frame), must still
 look like its signature (``tracker.gate_min_score``), else it leaves (dormant) and the mask becomes a new track. A
-signature taken while the object is cut off by the image border, or partly hidden (under half the stored area), does
-not replace the stored one unless that one is over 3 x ``tracker.signature_interval`` frames old. A hidden track
-is published for ``tracker.hidden_publish_frames`` (2) frames unseen and still carried and prompted, unpublished,
-until ``tracker.max_age`` (10): its warped mask is a guess that soon lies on whatever covers the object.
+signature taken while the object is cut off by the image border, partly hidden (under half the stored area) or spilled
+onto its surroundings (over twice the stored area, unless the stored one was cut off by the border: an object coming
+into view grows), does not replace the stored one unless that one is over 3 x ``tracker.signature_interval`` frames
+old. A hidden track is published for ``tracker.hidden_publish_frames`` (2) frames unseen and still carried and
+prompted, unpublished, until ``tracker.max_age`` (10): its warped mask is a guess that soon lies on whatever covers
+the object.
 
 Appearance comes from one interface (:class:`Appearance`), chosen by ``tracker.reid_descriptor``:
 

@@ -1145,10 +1145,14 @@ def _near(boxes: np.ndarray, guesses: np.ndarray) -> np.ndarray:
 
 def _better_view(new: Signature, old: Signature | None, stale: int) -> bool:
     """Whether ``new`` replaces ``old``: not when it shows the object cut off by the image border while ``old`` shows
-    it whole, nor when it is under half ``old``'s area (partly hidden), unless ``old`` is over ``stale`` frames old."""
+    it whole, nor when it is under half ``old``'s area (partly hidden), nor over twice it (the mask spilled onto
+    something else) unless ``old`` was cut off (an object coming into view through the border grows), unless ``old``
+    is over ``stale`` frames old."""
     if old is None or new.index - old.index > stale:
         return True
-    return (new.whole or not old.whole) and 2 * new.area >= old.area
+    if not (new.whole or not old.whole) or 2 * new.area < old.area:
+        return False
+    return new.area <= 2 * old.area or not old.whole
 
 
 def _close(backend) -> None:

@@ -123,6 +123,27 @@ def test_a_signature_averages_its_last_views():
     assert e1.seen_again(a, views=4) is a  # another kind: the new view only
 
 
+def test_a_view_partly_hidden_or_spilled_onto_something_else_keeps_the_stored_signature():
+    """A refreshed view replaces the stored signature unless it shows under half its area (partly hidden) or over
+    twice it (the mask spilled onto its surroundings); an object that came into view through the border may grow,
+    and a signature over ``stale`` frames old gives way to any view."""
+    from mastsam_ros.core.tracker import _better_view
+
+    def view(area, index, whole=True):
+        return Signature("colour", np.full(4, 0.25, np.float32), area, index, whole)
+
+    old = view(100, 0)
+    assert _better_view(view(150, 5), old, stale=30)
+    assert not _better_view(view(49, 5), old, stale=30)  # partly hidden
+    assert not _better_view(view(201, 5), old, stale=30)  # spilled: twice the area within a few frames
+    assert _better_view(view(200, 5), old, stale=30)
+    assert _better_view(view(201, 5), view(100, 0, whole=False), stale=30)  # was cut off by the border, now whole
+    assert _better_view(view(201, 5, whole=False), view(100, 0, whole=False), stale=30)  # coming into view
+    assert not _better_view(view(100, 5, whole=False), old, stale=30)  # cut off while the stored one is whole
+    assert _better_view(view(201, 31), old, stale=30) and _better_view(view(49, 31), old, stale=30)  # stale
+    assert _better_view(view(500, 0), None, stale=30)
+
+
 @pytest.fixture(scope="module")
 def two_shots(davis_root):
     """car-roundabout, 15 frames of soapbox inserted after frame 20, then car-roundabout again (frames 21-34)."""
