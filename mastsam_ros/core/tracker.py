@@ -1150,7 +1150,7 @@ def _better_view(new: Signature, old: Signature | None, stale: int) -> bool:
     is over ``stale`` frames old."""
     if old is None or new.index - old.index > stale:
         return True
-    if not (new.whole or not old.whole) or 2 * new.area < old.area:
+    if (old.whole and not new.whole) or 2 * new.area < old.area:
         return False
     return new.area <= 2 * old.area or not old.whole
 

@@ -135,7 +135,7 @@ def test_a_view_partly_hidden_or_spilled_onto_something_else_keeps_the_stored_si
     old = view(100, 0)
     assert _better_view(view(150, 5), old, stale=30)
     assert not _better_view(view(49, 5), old, stale=30)  # partly hidden
-    assert not _better_view(view(201, 5), old, stale=30)  # spilled: twice the area within a few frames
+    assert not _better_view(view(201, 5), old, stale=30)  # spilled: over twice the area within a few frames
     assert _better_view(view(200, 5), old, stale=30)
     assert _better_view(view(201, 5), view(100, 0, whole=False), stale=30)  # was cut off by the border, now whole
     assert _better_view(view(201, 5, whole=False), view(100, 0, whole=False), stale=30)  # coming into view
