@@ -121,7 +121,8 @@ class TrackerSection:
     )
     signature_interval: int = config_field(
         10, "A confirmed track's signature (appearance, size) is refreshed every N frames; a view cut off by the"
-        " image border does not replace a whole one.", range=(1, 1000)
+        " image border does not replace a whole one, nor one under half or over twice the stored area (partly hidden,"
+        " spilled onto its surroundings; growing is kept while the stored view was cut off).", range=(1, 1000)
     )
     signature_views: int = config_field(
         4, "A signature's appearance is the mean of its last N views (1: the last view only), so one odd view (a pose,"

@@ -170,7 +170,7 @@ class DormantSet:
         self._by_id.clear()
 
     def add(self, track_id: int, signature: Signature, last_seen: int, shot: int = 0, box: list[int] | None = None,
-            speed: float = 0.0, current: int | None = None, since: int | None = None) -> list[int]:
+            speed: float = 0.0, current: int | None = None, since: int = 0) -> list[int]:
         """Remember a track that left; returns the ids forgotten to stay within ``tracker.dormant_max``. The
         signatures are grouped: one group per shot other than the ``current`` one, and one of the current shot's
         signatures that left since the camera came to it (frame ``since``); the oldest signature of the largest group
@@ -185,9 +185,8 @@ class DormantSet:
         while len(self._by_id) > self.cfg.dormant_max:
             victim = None
             if current is not None:
-                start = since if since is not None else 0
                 group = {i: (d.shot if d.shot != current else None) for i, d in self._by_id.items()
-                         if d.shot != current or d.last_seen >= start}  # None: the current shot since ``since``
+                         if d.shot != current or d.last_seen >= since}  # None: the current shot since ``since``
                 size = Counter(group.values())
                 most = max(size.values(), default=0)
                 victim = next((i for i, g in group.items() if size[g] == most), None)
